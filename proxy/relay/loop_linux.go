@@ -1,0 +1,643 @@
+package relay
+
+import (
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/gobwas/ws"
+	"github.com/valyala/bytebufferpool"
+	"golang.org/x/sys/unix"
+
+	"github.com/wsalive/wsalive/liveness"
+)
+
+const (
+	// readsPerTurn bounds the reads one direction gets before the loop
+	// serves other pairs, so one fast stream cannot starve the rest.
+	readsPerTurn = 4
+	// maxEvents is how many epoll events one wait returns at most.
+	maxEvents = 256
+	// iovMax is Linux's IOV_MAX.
+	iovMax = 1024
+	// wheelTick is the timer resolution; close deadlines and heartbeats
+	// are seconds long, so 100 ms is plenty and keeps wakeups rare.
+	wheelTick = 100 * time.Millisecond
+	wheelSlots = 4096
+	// epollFlags: edge-triggered, so a socket is registered once and never
+	// modified; readiness is tracked in endpoint.readable/writable.
+	epollFlags = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
+)
+
+// loop is one event loop: an epoll set, the pairs pinned to it, a timer
+// wheel and the buffers it reuses. Only its goroutine touches its pairs.
+type loop struct {
+	e      *Engine
+	epfd   int
+	wakefd int // eventfd that Attach and Close use to wake the loop
+
+	mu       sync.Mutex
+	incoming []*pair
+	stopping bool // graceful: close every pair, exit when none is left
+	forced   bool // close every pair now
+
+	draining bool // the loop has seen stopping
+
+	byFD   []*pair
+	npairs int
+	ready  []*pair
+	spare  []*pair
+	events []unix.EpollEvent
+	rbuf   []byte // carryRoom + read size
+	out    batch  // what a read produces
+	inj    batch  // what an injection produces
+	iov    []unix.Iovec
+	wheel  *liveness.Wheel[*pair]
+	rng    *rand.ChaCha8
+	now    int64
+	done   chan struct{}
+}
+
+func newLoop(e *Engine, readSize int, seed [32]byte) (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(wakefd)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(wakefd)
+		return nil, err
+	}
+	l := &loop{
+		e:      e,
+		epfd:   epfd,
+		wakefd: wakefd,
+		events: make([]unix.EpollEvent, maxEvents),
+		rbuf:   make([]byte, carryRoom+readSize),
+		iov:    make([]unix.Iovec, 0, 64),
+		rng:    rand.NewChaCha8(seed),
+		done:   make(chan struct{}),
+	}
+	l.now = e.clock()
+	l.wheel = liveness.NewWheel[*pair](wheelTick, wheelSlots, l.now)
+	return l, nil
+}
+
+// wake interrupts epoll_wait from another goroutine.
+func (l *loop) wake() {
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	unix.Write(l.wakefd, one[:])
+}
+
+// post hands a pair to the loop.
+func (l *loop) post(p *pair) error {
+	l.mu.Lock()
+	if l.stopping {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	l.incoming = append(l.incoming, p)
+	l.mu.Unlock()
+	l.wake()
+	return nil
+}
+
+func (l *loop) run() {
+	defer close(l.done)
+	for {
+		timeout := -1
+		if len(l.ready) > 0 {
+			timeout = 0
+		} else if at, ok := l.wheel.NextTick(); ok {
+			ms := (at - l.e.clock() + int64(time.Millisecond) - 1) / int64(time.Millisecond)
+			timeout = int(max(ms, 0))
+		}
+		n, err := unix.EpollWait(l.epfd, l.events, timeout)
+		if err != nil && err != unix.EINTR {
+			l.e.logger.Error("relay: epoll_wait failed; loop stops", "err", err)
+			l.closeAll()
+			return
+		}
+		l.now = l.e.clock()
+		for i := 0; i < n; i++ {
+			ev := &l.events[i]
+			fd := int(ev.Fd)
+			if fd == l.wakefd {
+				var buf [8]byte
+				unix.Read(l.wakefd, buf[:])
+				if l.takeIncoming() {
+					return
+				}
+				continue
+			}
+			if fd >= len(l.byFD) || l.byFD[fd] == nil {
+				continue
+			}
+			p := l.byFD[fd]
+			ep := &p.ep[client]
+			if p.ep[upstream].fd == fd {
+				ep = &p.ep[upstream]
+			}
+			if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+				ep.readable = true
+			}
+			if ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+				ep.writable = true
+			}
+			l.enqueue(p)
+		}
+		l.serveReady()
+		l.wheel.Advance(l.now, l.onTimer)
+		if l.draining && l.npairs == 0 {
+			return
+		}
+	}
+}
+
+// takeIncoming starts posted pairs and applies stop requests. It reports
+// whether the loop should exit.
+func (l *loop) takeIncoming() bool {
+	l.mu.Lock()
+	in := l.incoming
+	l.incoming = nil
+	stopping, forced := l.stopping, l.forced
+	l.mu.Unlock()
+	for _, p := range in {
+		l.start(p)
+	}
+	if forced {
+		l.closeAll()
+		return true
+	}
+	if stopping && !l.draining {
+		l.draining = true
+		l.eachPair(l.shutdown)
+	}
+	if l.draining {
+		// Pairs attached while draining are closed as soon as they start.
+		for _, p := range in {
+			l.shutdown(p)
+		}
+	}
+	return false
+}
+
+// shutdown starts closing p because wsalive is stopping: both sides get
+// 1001 and the close handshake gets its usual time.
+func (l *loop) shutdown(p *pair) {
+	if p.done {
+		return
+	}
+	p.setReason(ReasonShutdown)
+	l.sendClose(p, client, ws.StatusGoingAway, "going away")
+	l.sendClose(p, upstream, ws.StatusGoingAway, "going away")
+	l.beginClose(p)
+	l.maybeFinish(p)
+}
+
+func (l *loop) eachPair(f func(*pair)) {
+	for fd, p := range l.byFD {
+		if p != nil && p.ep[client].fd == fd {
+			f(p)
+		}
+	}
+}
+
+func (l *loop) closeAll() {
+	l.eachPair(func(p *pair) {
+		p.setReason(ReasonShutdown)
+		l.teardown(p)
+	})
+	l.mu.Lock()
+	in := l.incoming
+	l.incoming = nil
+	l.mu.Unlock()
+	for _, p := range in {
+		p.setReason(ReasonShutdown)
+		unix.Close(p.ep[client].fd)
+		unix.Close(p.ep[upstream].fd)
+		l.e.pairs.Add(-1)
+		l.e.report(p.stats(l.now))
+	}
+}
+
+func (l *loop) start(p *pair) {
+	p.loop = l
+	p.opened = l.now
+	p.timer.Value = p
+	for s := range p.ep {
+		ep := &p.ep[s]
+		ev := unix.EpollEvent{Events: epollFlags, Fd: int32(ep.fd)}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ep.fd, &ev); err != nil {
+			l.e.logger.Error("relay: epoll_ctl add failed", "err", err, "pair", p.id)
+			ep.dead = true
+			continue
+		}
+		for ep.fd >= len(l.byFD) {
+			l.byFD = append(l.byFD, make([]*pair, len(l.byFD)+64)...)
+		}
+		l.byFD[ep.fd] = p
+		// A fresh socket is writable; reading once finds out if bytes
+		// arrived before it was registered.
+		ep.readable, ep.writable = true, true
+	}
+	l.npairs++
+	if p.ep[client].dead || p.ep[upstream].dead {
+		p.setReason(ReasonShutdown)
+		l.teardown(p)
+		return
+	}
+	for s := client; s <= upstream; s++ {
+		b := p.initial[s]
+		p.initial[s] = nil
+		l.feedBuffered(p, s, b)
+	}
+	l.enqueue(p)
+}
+
+// feedBuffered relays bytes a handshake reader had already taken from a
+// socket, before anything read later.
+func (l *loop) feedBuffered(p *pair, s side, b []byte) {
+	for len(b) > 0 && !p.done {
+		n := copy(l.rbuf[carryRoom:], b)
+		b = b[n:]
+		l.feed(p, s, p.dir[s].withCarry(l.rbuf, carryRoom, n))
+	}
+}
+
+func (l *loop) enqueue(p *pair) {
+	if !p.ready && !p.done {
+		p.ready = true
+		l.ready = append(l.ready, p)
+	}
+}
+
+func (l *loop) serveReady() {
+	batch := l.ready
+	l.ready = l.spare[:0]
+	for i, p := range batch {
+		batch[i] = nil
+		p.ready = false
+		if !p.done {
+			l.service(p)
+		}
+	}
+	l.spare = batch[:0]
+}
+
+// service moves what can move in both directions of p.
+func (l *loop) service(p *pair) {
+	more := false
+	for s := client; s <= upstream; s++ {
+		if l.pump(p, s) {
+			more = true
+		}
+		if p.done {
+			return
+		}
+	}
+	if p.closing {
+		l.maybeFinish(p)
+	}
+	if more {
+		l.enqueue(p)
+	}
+}
+
+// pump relays from side s to its other side: first what is pending, then
+// fresh reads while the sink keeps up. It reports whether s has more to
+// read than its turn allowed.
+func (l *loop) pump(p *pair, s side) bool {
+	d, src, to := &p.dir[s], &p.ep[s], s.other()
+	if d.pending != nil {
+		if !p.ep[to].writable {
+			return false
+		}
+		l.flush(p, to)
+		if d.pending != nil || p.done {
+			return false
+		}
+	}
+	for range readsPerTurn {
+		if !src.readable || src.dead {
+			return false
+		}
+		n, err := unix.Read(src.fd, l.rbuf[carryRoom:])
+		switch {
+		case err == unix.EAGAIN:
+			src.readable = false
+			return false
+		case err == unix.EINTR:
+			continue
+		case err != nil || n == 0:
+			l.lost(p, s)
+			return false
+		}
+		l.feed(p, s, d.withCarry(l.rbuf, carryRoom, n))
+		if p.done || d.pending != nil {
+			return false
+		}
+	}
+	return src.readable && !src.dead
+}
+
+// feed runs bytes from side s through its stream and sends the result on.
+func (l *loop) feed(p *pair, s side, buf []byte) {
+	d := &p.dir[s]
+	l.out.reset()
+	v := d.process(buf, &l.out, p)
+	l.send(p, s.other(), &l.out)
+	if !v.ok() {
+		l.violation(p, s, v)
+	}
+}
+
+// send writes b toward side to, keeping what the socket does not take.
+func (l *loop) send(p *pair, to side, b *batch) {
+	if b.total == 0 {
+		return
+	}
+	d, dst := &p.dir[to.other()], &p.ep[to]
+	if dst.dead || dst.abort {
+		return
+	}
+	d.bytes += uint64(b.total)
+	if d.pending != nil {
+		for _, seg := range b.segs {
+			d.pending.B = append(d.pending.B, seg...)
+		}
+		l.e.buffered.Add(int64(b.total))
+		l.flush(p, to)
+		return
+	}
+	written := 0
+	if dst.writable {
+		n, err := l.writeSegs(dst.fd, b.segs)
+		switch {
+		case err == unix.EAGAIN:
+			dst.writable = false
+		case err != nil:
+			l.broken(p, to)
+			return
+		}
+		written = n
+	}
+	if written == b.total {
+		return
+	}
+	d.pending = bytebufferpool.Get()
+	for _, seg := range b.segs {
+		if written >= len(seg) {
+			written -= len(seg)
+			continue
+		}
+		d.pending.B = append(d.pending.B, seg[written:]...)
+		written = 0
+	}
+	d.pendOff = 0
+	l.e.buffered.Add(int64(len(d.pending.B)))
+	// A short write means the socket buffer is full; one more write
+	// confirms it with EAGAIN, which guarantees the next EPOLLOUT edge.
+	l.flush(p, to)
+}
+
+// flush writes pending bytes toward side to until done or EAGAIN.
+func (l *loop) flush(p *pair, to side) {
+	d, dst := &p.dir[to.other()], &p.ep[to]
+	for d.pending != nil && dst.writable {
+		n, err := unix.Write(dst.fd, d.pending.B[d.pendOff:])
+		switch {
+		case err == unix.EAGAIN:
+			dst.writable = false
+			return
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			l.broken(p, to)
+			return
+		}
+		d.pendOff += n
+		l.e.buffered.Add(int64(-n))
+		if d.pendOff == len(d.pending.B) {
+			l.dropPending(d)
+		}
+	}
+}
+
+func (l *loop) dropPending(d *direction) {
+	if d.pending == nil {
+		return
+	}
+	l.e.buffered.Add(int64(-d.pendingLen()))
+	bytebufferpool.Put(d.pending)
+	d.pending = nil
+	d.pendOff = 0
+}
+
+// writeSegs writes segs with one write or writev; it returns how many
+// bytes the socket took.
+func (l *loop) writeSegs(fd int, segs [][]byte) (int, error) {
+	if len(segs) == 1 {
+		for {
+			n, err := unix.Write(fd, segs[0])
+			if err == unix.EINTR {
+				continue
+			}
+			return max(n, 0), err
+		}
+	}
+	total := 0
+	for len(segs) > 0 {
+		chunk := segs[:min(len(segs), iovMax)]
+		segs = segs[len(chunk):]
+		l.iov = l.iov[:0]
+		want := 0
+		for _, s := range chunk {
+			var v unix.Iovec
+			v.Base = &s[0]
+			v.SetLen(len(s))
+			l.iov = append(l.iov, v)
+			want += len(s)
+		}
+		n, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&l.iov[0])), uintptr(len(l.iov)))
+		if errno == unix.EINTR {
+			segs = append(chunk, segs...) // retry the chunk; rare
+			continue
+		}
+		if errno != 0 {
+			return total, errno
+		}
+		total += int(n)
+		if int(n) < want {
+			break
+		}
+	}
+	clear(l.iov)
+	return total, nil
+}
+
+// lost handles EOF or a read error on side s.
+func (l *loop) lost(p *pair, s side) {
+	if p.ep[s].closeRecv {
+		// The orderly end: it closed TCP after its close frame.
+		l.kill(p, s, ReasonNone)
+	} else {
+		l.kill(p, s, goneReason(s))
+	}
+}
+
+// broken handles a failed write toward side s.
+func (l *loop) broken(p *pair, s side) {
+	l.lost(p, s)
+}
+
+// kill marks side s gone: nothing more goes to it, and the other side is
+// told with a close frame unless it already has one.
+func (l *loop) kill(p *pair, s side, r Reason) {
+	ep := &p.ep[s]
+	if ep.dead {
+		return
+	}
+	ep.dead = true
+	p.setReason(r)
+	toward := &p.dir[s.other()]
+	l.dropPending(toward)
+	toward.sinkClosed = true
+	toward.queued = nil
+	o := s.other()
+	oe := &p.ep[o]
+	if !oe.dead && !oe.closeSent {
+		code, text := ws.StatusGoingAway, s.String()+" gone"
+		if oe.closeRecv {
+			// It started the close handshake and s died before
+			// answering: answer in s's place, echoing its code.
+			code, text = oe.closeCode, ""
+		}
+		l.sendClose(p, o, code, text)
+	}
+	l.beginClose(p)
+	l.maybeFinish(p)
+}
+
+// violation ends a pair whose side s broke the protocol: the offender gets
+// the violation's code, the other side 1001.
+func (l *loop) violation(p *pair, s side, v violation) {
+	p.setReason(violationReason(s, v))
+	l.sendClose(p, s, v.code, v.reason)
+	l.sendClose(p, s.other(), ws.StatusGoingAway, s.String()+" protocol error")
+	l.beginClose(p)
+	l.maybeFinish(p)
+}
+
+// sendClose sends a close frame to side to at the next frame boundary.
+// When that boundary can never come (the frame toward it is cut off
+// because its source is gone), to is aborted instead.
+func (l *loop) sendClose(p *pair, to side, code ws.StatusCode, reason string) {
+	ep := &p.ep[to]
+	d := &p.dir[to.other()]
+	if ep.dead || ep.abort || ep.closeSent || d.sinkClosed {
+		return
+	}
+	ep.closeSent = true
+	if !d.atBoundary() && p.ep[to.other()].dead {
+		ep.abort = true
+		return
+	}
+	var payload []byte
+	if code != ws.StatusNoStatusRcvd {
+		payload = closePayload(code, reason)
+	}
+	frame := appendControlFrame(make([]byte, 0, maxHeaderSize+len(payload)), ws.OpClose, payload, to == upstream, l.maskKey())
+	l.inj.reset()
+	d.inject(frame, true, &l.inj)
+	l.send(p, to, &l.inj)
+	l.inj.reset()
+}
+
+// maskKey returns a fresh unpredictable masking key (RFC 6455 §5.3).
+func (l *loop) maskKey() (k [4]byte) {
+	binary.LittleEndian.PutUint32(k[:], uint32(l.rng.Uint64()))
+	return k
+}
+
+func (l *loop) beginClose(p *pair) {
+	if p.closing || p.done {
+		return
+	}
+	p.closing = true
+	p.deadline = l.now + int64(p.closeTimeout)
+	l.wheel.Schedule(&p.timer, p.deadline)
+}
+
+func (l *loop) maybeFinish(p *pair) {
+	if !p.done && p.finished(client) && p.finished(upstream) {
+		l.teardown(p)
+	}
+}
+
+func (l *loop) onTimer(t *liveness.Timer[*pair]) {
+	p := t.Value
+	if p.done {
+		return
+	}
+	if p.closing && l.now >= p.deadline {
+		// The close handshake ran out of time: close both sockets.
+		l.teardown(p)
+		return
+	}
+	if p.closing {
+		l.wheel.Schedule(&p.timer, p.deadline)
+	}
+}
+
+// teardown releases everything of p: sockets, buffers, timer.
+func (l *loop) teardown(p *pair) {
+	if p.done {
+		return
+	}
+	p.done = true
+	l.wheel.Stop(&p.timer)
+	for s := range p.ep {
+		ep := &p.ep[s]
+		if ep.fd >= 0 {
+			if ep.fd < len(l.byFD) && l.byFD[ep.fd] == p {
+				l.byFD[ep.fd] = nil
+			}
+			l.drain(ep)
+			unix.Close(ep.fd)
+			ep.fd = -1
+		}
+	}
+	for s := range p.dir {
+		l.dropPending(&p.dir[s])
+		p.dir[s].release()
+	}
+	l.npairs--
+	l.e.pairs.Add(-1)
+	l.e.report(p.stats(l.now))
+}
+
+// drain discards what a socket still has to read before it is closed: a
+// socket closed with unread data sends RST, which can destroy the close
+// frame just written to it before the peer reads it.
+func (l *loop) drain(ep *endpoint) {
+	if ep.dead {
+		return
+	}
+	for range 4 {
+		n, err := unix.Read(ep.fd, l.rbuf[carryRoom:])
+		if n <= 0 || errors.Is(err, unix.EAGAIN) {
+			return
+		}
+	}
+}

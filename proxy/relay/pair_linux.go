@@ -1,0 +1,187 @@
+package relay
+
+import (
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/wsalive/wsalive/liveness"
+)
+
+// side names one end of a pair.
+type side uint8
+
+const (
+	client side = iota
+	upstream
+)
+
+func (s side) other() side { return 1 - s }
+
+func (s side) String() string {
+	if s == client {
+		return "client"
+	}
+	return "upstream"
+}
+
+// endpoint is one socket of a pair and what is known of its close handshake.
+type endpoint struct {
+	fd       int
+	addr     string
+	readable bool // edge-triggered readiness, cleared by EAGAIN
+	writable bool
+	// dead: no more I/O with it (EOF, reset, failed write).
+	dead bool
+	// abort: it cannot be sent a clean close (the frame toward it can
+	// never finish), so its TCP connection is closed without one.
+	abort bool
+	// closeSent: a close frame is on its way to it (queued, pending or
+	// written); closeRecv: it sent one, with closeCode.
+	closeSent bool
+	closeRecv bool
+	closeCode ws.StatusCode
+}
+
+// direction is one way through a pair: bytes from side s to s.other(),
+// with their framing state and whatever the sink has not accepted yet.
+type direction struct {
+	stream
+	pending *bytebufferpool.ByteBuffer
+	pendOff int
+	bytes   uint64
+	frames  uint64
+}
+
+func (d *direction) pendingLen() int {
+	if d.pending == nil {
+		return 0
+	}
+	return len(d.pending.B) - d.pendOff
+}
+
+// pair is a client and an upstream connection relayed by one loop. All of
+// its fields are owned by that loop's goroutine.
+type pair struct {
+	id    uint64
+	route string
+	// opened is the loop clock (ns) at attach.
+	opened       int64
+	closeTimeout time.Duration
+	ep           [2]endpoint
+	dir          [2]direction // dir[s] carries bytes from s to s.other()
+	timer        liveness.Timer[*pair]
+	// closing: the close handshake has started; deadline ends it.
+	closing  bool
+	deadline int64
+	reason   Reason
+	ready    bool // in the loop's ready list
+	done     bool
+	loop     *loop
+	// initial holds bytes the handshakes had read past their heads; they
+	// are relayed first, then dropped.
+	initial [2][]byte
+}
+
+// sideOf tells which side's stream st is.
+func (p *pair) sideOf(st *stream) side {
+	if st == &p.dir[client].stream {
+		return client
+	}
+	return upstream
+}
+
+// setReason records the first cause of the pair's end.
+func (p *pair) setReason(r Reason) {
+	if p.reason == ReasonNone {
+		p.reason = r
+	}
+}
+
+// control implements frameHandler.
+func (p *pair) control(st *stream, h *header, frame, payload []byte) (bool, violation) {
+	s := p.sideOf(st)
+	p.dir[s].frames++
+	if h.op != ws.OpClose {
+		return true, violation{}
+	}
+	code, v := checkClosePayload(payload)
+	if !v.ok() {
+		return false, v
+	}
+	ep, oe := &p.ep[s], &p.ep[s.other()]
+	ep.closeRecv = true
+	ep.closeCode = code
+	st.srcClosed = true
+	p.setReason(closedBy(s))
+	p.loop.beginClose(p)
+	// Forward it unless the other side already has a close (it started
+	// the handshake, or wsalive did) or is gone.
+	if oe.closeSent || oe.dead || oe.abort {
+		return false, violation{}
+	}
+	oe.closeSent = true
+	return true, violation{}
+}
+
+// data implements frameHandler.
+func (p *pair) data(st *stream, h *header) {
+	p.dir[p.sideOf(st)].frames++
+}
+
+// finished reports whether side s needs nothing more: it is gone, or its
+// close handshake is complete and everything toward it is written.
+func (p *pair) finished(s side) bool {
+	ep := &p.ep[s]
+	if ep.dead || ep.abort {
+		return true
+	}
+	toward := &p.dir[s.other()]
+	return ep.closeSent && toward.pending == nil && len(toward.queued) == 0 &&
+		(ep.closeRecv || p.dir[s].stopped)
+}
+
+func closedBy(s side) Reason {
+	if s == client {
+		return ReasonClientClosed
+	}
+	return ReasonUpstreamClosed
+}
+
+func goneReason(s side) Reason {
+	if s == client {
+		return ReasonClientGone
+	}
+	return ReasonUpstreamGone
+}
+
+func violationReason(s side, v violation) Reason {
+	switch {
+	case s == client && v.code == ws.StatusMessageTooBig:
+		return ReasonClientFrameTooBig
+	case s == client:
+		return ReasonClientProtocolError
+	case v.code == ws.StatusMessageTooBig:
+		return ReasonUpstreamFrameTooBig
+	default:
+		return ReasonUpstreamProtocolError
+	}
+}
+
+func (p *pair) stats(now int64) PairStats {
+	d := time.Duration(now - p.opened)
+	return PairStats{
+		ID:               p.id,
+		Route:            p.route,
+		ClientAddr:       p.ep[client].addr,
+		UpstreamAddr:     p.ep[upstream].addr,
+		Opened:           time.Now().Add(-d),
+		Duration:         d,
+		Reason:           p.reason,
+		BytesToUpstream:  p.dir[client].bytes,
+		BytesToClient:    p.dir[upstream].bytes,
+		FramesToUpstream: p.dir[client].frames,
+		FramesToClient:   p.dir[upstream].frames,
+	}
+}
