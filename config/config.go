@@ -52,7 +52,7 @@ type Route struct {
 	Name string
 	// Host, when not empty, must equal the request's host (port ignored,
 	// case-insensitive). A leading "*." matches any subdomain. It is stored
-	// lower-cased.
+	// lower-cased, without a trailing dot; "*" in the file is stored as "".
 	Host string
 	// PathPrefix, when not empty, must prefix the request path.
 	PathPrefix string
@@ -76,8 +76,8 @@ type Upstream struct {
 	// Address is host:port to dial; the port is always present (80 when
 	// the upstream named none).
 	Address string
-	// Path is the upstream URL's path in its escaped (wire) form, "" when
-	// none was given or it is "/". When not empty it replaces the route's
-	// matched PathPrefix, as nginx's proxy_pass with a URI does.
+	// Path is the upstream URL's path, decoded as url.URL.Path is, ""
+	// when none was given. When not empty (even "/") it replaces the
+	// route's matched PathPrefix, as nginx's proxy_pass with a URI does.
 	Path string
 }

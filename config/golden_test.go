@@ -1,0 +1,75 @@
+package config
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
+
+// TestGolden pins the parser end to end: each testdata/*.hcl is loaded and
+// the result, a dump of the Config or the rendered error text, must equal
+// the .golden file next to it. Run `go test ./config -run TestGolden
+// -update` after an intended change, and review the diff.
+func TestGolden(t *testing.T) {
+	inputs, err := filepath.Glob(filepath.Join("testdata", "*.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inputs) == 0 {
+		t.Fatal("no testdata/*.hcl files")
+	}
+	for _, in := range inputs {
+		name := strings.TrimSuffix(filepath.Base(in), ".hcl")
+		t.Run(name, func(t *testing.T) {
+			// Slashes keep the golden text the same on every platform.
+			cfg, err := Load(filepath.ToSlash(in))
+			var got string
+			if err != nil {
+				got = "error:\n" + err.Error() + "\n"
+			} else {
+				got = dump(cfg)
+			}
+
+			golden := strings.TrimSuffix(in, ".hcl") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if got != string(want) {
+				t.Errorf("output differs from %s (run with -update to accept):\n--- got\n%s\n--- want\n%s", golden, got, want)
+			}
+		})
+	}
+}
+
+// dump writes cfg one block a line, every field named, so that a golden
+// file shows what each setting became.
+func dump(cfg *Config) string {
+	var b strings.Builder
+	for _, l := range cfg.Listeners {
+		fmt.Fprintf(&b, "listener address=%q max_header_bytes=%d\n", l.Address, l.MaxHeaderBytes)
+	}
+	if cfg.Admin != nil {
+		fmt.Fprintf(&b, "admin address=%q\n", cfg.Admin.Address)
+	} else {
+		fmt.Fprintf(&b, "admin none\n")
+	}
+	fmt.Fprintf(&b, "engine loops=%d\n", cfg.Engine.Loops)
+	for _, r := range cfg.Routes {
+		fmt.Fprintf(&b, "route %q host=%q path_prefix=%q upstream={raw=%q address=%q path=%q} max_frame_size=%d handshake_timeout=%s close_timeout=%s\n",
+			r.Name, r.Host, r.PathPrefix, r.Upstream.Raw, r.Upstream.Address, r.Upstream.Path,
+			r.MaxFrameSize, r.HandshakeTimeout, r.CloseTimeout)
+	}
+	return b.String()
+}

@@ -1,0 +1,4 @@
+# Neither a listener nor a route.
+engine {
+  loops = 1
+}
