@@ -1,0 +1,277 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/gobwas/ws"
+
+	"github.com/wsalive/wsalive/config"
+)
+
+const (
+	// maxUpstreamBody bounds the body of a non-101 upstream answer that is
+	// copied back to the client.
+	maxUpstreamBody = 1 << 20
+	// maxUpstreamHandshake bounds everything read from the upstream during
+	// the handshake (response head, error body, and what the reader buffered
+	// behind them). The upstream is configured, not trusted blindly: without
+	// a bound, an endless header line would grow memory until the deadline.
+	maxUpstreamHandshake = 2*maxUpstreamBody + 64<<10
+)
+
+// errUpstreamTooLarge is returned when the upstream's handshake answer
+// exceeds maxUpstreamHandshake.
+var errUpstreamTooLarge = errors.New("upstream handshake answer too large")
+
+// errUpstreamBodyTooLarge is returned when a non-101 answer's body exceeds
+// maxUpstreamBody.
+var errUpstreamBodyTooLarge = errors.New("upstream error body too large")
+
+// upstreamResponse is a non-101 upstream answer, read in full so it can be
+// copied back to the client.
+type upstreamResponse struct {
+	status int
+	reason string
+	header http.Header
+	body   []byte
+}
+
+// upstreamConn is the result of a successful upstream handshake.
+type upstreamConn struct {
+	conn net.Conn // the raw *net.TCPConn
+	// buffered holds bytes the upstream sent behind its 101.
+	buffered []byte
+	hs       ws.Handshake
+	// header holds the upstream's other 101 headers (Set-Cookie, …), minus
+	// hop-by-hop ones.
+	header http.Header
+}
+
+// upstreamError is a failed upstream handshake, with what to tell the
+// client: either resp (the upstream's own non-101 answer, copied back) or
+// status (502, 503, 504).
+type upstreamError struct {
+	status int
+	resp   *upstreamResponse
+	err    error
+}
+
+func (e *upstreamError) Error() string {
+	if e.resp != nil {
+		return fmt.Sprintf("upstream answered %d", e.resp.status)
+	}
+	return e.err.Error()
+}
+
+func (e *upstreamError) Unwrap() error { return e.err }
+
+// dialUpstream dials the route's upstream and performs the client side of
+// the WebSocket handshake on behalf of the client, bounded by ctx.
+func dialUpstream(ctx context.Context, route *config.Route, req *http.Request, up *clientUpgrade, clientIP string) (*upstreamConn, *upstreamError) {
+	var (
+		respHeader = http.Header{}
+		errResp    *upstreamResponse
+		errRespErr error
+	)
+	d := ws.Dialer{
+		Protocols:  up.protocols,
+		Extensions: up.extensions,
+		Header:     ws.HandshakeHeaderHTTP(forwardHeader(req, clientIP)),
+		// OnHeader sees every 101 header gobwas does not check itself; the
+		// arguments are only valid during the call, hence the copies.
+		// gobwas does not validate names, and a name with a bare CR in it
+		// would be written to the client as is: such lines are dropped.
+		// (Header.Write already neutralizes CR and LF in values.)
+		OnHeader: func(k, v []byte) error {
+			if name := string(k); isToken(name) {
+				respHeader.Add(name, string(v))
+			}
+			return nil
+		},
+		// OnStatusError gets the whole non-101 answer, status line first,
+		// and runs before Dial returns, so the body read is bounded by the
+		// same deadline as the rest of the handshake.
+		OnStatusError: func(_ int, _ []byte, r io.Reader) {
+			errResp, errRespErr = readUpstreamResponse(r)
+		},
+		WrapConn: func(c net.Conn) net.Conn {
+			return &limitedConn{Conn: c, left: maxUpstreamHandshake}
+		},
+	}
+	target := "ws://" + route.Upstream.Address + upstreamTarget(req.URL, route.PathPrefix, route.Upstream.Path)
+	conn, br, hs, err := d.Dial(ctx, target)
+	if err != nil {
+		var se ws.StatusError
+		if errors.As(err, &se) {
+			switch {
+			case errRespErr == nil && errResp != nil:
+				return nil, &upstreamError{resp: errResp, err: err}
+			case errRespErr != nil:
+				err = fmt.Errorf("upstream answered %d: reading it: %w", int(se), errRespErr)
+			}
+		}
+		return nil, &upstreamError{status: upstreamErrorStatus(err), err: err}
+	}
+
+	uc := &upstreamConn{conn: conn, hs: hs, header: respHeader}
+	if lc, ok := conn.(*limitedConn); ok {
+		uc.conn = lc.Conn
+	}
+	if br != nil {
+		if n := br.Buffered(); n > 0 {
+			b, _ := br.Peek(n)
+			uc.buffered = append([]byte(nil), b...)
+		}
+		ws.PutReader(br)
+	}
+	// A 101 carries no body; a length or coding here would describe the
+	// upstream's connection, not anything the client should see.
+	removeHopByHop(respHeader)
+	respHeader.Del("Content-Length")
+	return uc, nil
+}
+
+// upstreamErrorStatus maps a failed dial or handshake to the status the
+// client gets: 504 for anything that ran out of time, 503 when the server
+// gave up on the handshake while shutting down, and 502 for the rest
+// (refused, unreachable, DNS, an invalid 101, a malformed answer).
+func upstreamErrorStatus(err error) int {
+	switch {
+	case isTimeout(err):
+		return http.StatusGatewayTimeout
+	case errors.Is(err, context.Canceled):
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusBadGateway
+	}
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// readUpstreamResponse reads a complete non-101 answer: head and a body of
+// at most maxUpstreamBody bytes.
+func readUpstreamResponse(r io.Reader) (*upstreamResponse, error) {
+	resp, err := http.ReadResponse(bufio.NewReader(r), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	// An interim answer (100 Continue, 103 Early Hints) is not a final
+	// answer to an upgrade; relaying it with Connection: close would leave
+	// the client waiting.
+	if resp.StatusCode < 200 {
+		return nil, fmt.Errorf("upstream answered interim status %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamBody+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > maxUpstreamBody {
+		return nil, errUpstreamBodyTooLarge
+	}
+	reason := strings.TrimSpace(strings.TrimPrefix(resp.Status, strconv.Itoa(resp.StatusCode)))
+	return &upstreamResponse{
+		status: resp.StatusCode,
+		reason: reason,
+		header: resp.Header,
+		body:   body,
+	}, nil
+}
+
+// forwardHeader builds the extra request headers for the upstream: the
+// client's end-to-end headers (cookies, authorization, origin, custom ones)
+// plus X-Forwarded-For/-Proto/-Host. What the Dialer writes itself and what
+// is hop-by-hop is left out.
+func forwardHeader(req *http.Request, clientIP string) http.Header {
+	h := req.Header.Clone()
+	removeHopByHop(h)
+	for _, name := range dialerWritten {
+		h.Del(name)
+	}
+	// Append to an existing chain, as nginx's
+	// $proxy_add_x_forwarded_for does; several header lines count as one
+	// comma-separated list (RFC 9110 §5.3).
+	if prior := h.Values("X-Forwarded-For"); len(prior) > 0 {
+		h.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+clientIP)
+	} else {
+		h.Set("X-Forwarded-For", clientIP)
+	}
+	// The listener is plain TCP; a TLS listener will set "https".
+	h.Set("X-Forwarded-Proto", "http")
+	h.Set("X-Forwarded-Host", req.Host)
+	return h
+}
+
+// upstreamTarget returns the request target (escaped path and query) to ask
+// the upstream for.
+//
+// With no upstream path the client's path goes unchanged, byte for byte.
+// With one, the route's prefix is cut from the request path and the
+// upstream path put in front, as nginx's proxy_pass with a URI does:
+// prefix "/api/" and upstream path "/v2/" map "/api/x" to "/v2/x". Unlike
+// nginx, the seam never doubles a slash: prefix "/api" and upstream path
+// "/" map "/api/x" to "/x", not "//x". The query is always kept.
+//
+// The prefix is matched against the decoded path (that is what routing
+// saw); the escaped form of the rest is kept when the client's escaped path
+// starts with the escaped prefix, so percent-encodings such as %2F survive.
+// upstreamPath is taken as a decoded path, like url.URL.Path.
+func upstreamTarget(u *url.URL, prefix, upstreamPath string) string {
+	path := u.EscapedPath()
+	if upstreamPath != "" {
+		var rest string
+		if ep := (&url.URL{Path: prefix}).EscapedPath(); strings.HasPrefix(path, ep) {
+			rest = path[len(ep):]
+		} else {
+			rest = (&url.URL{Path: strings.TrimPrefix(u.Path, prefix)}).EscapedPath()
+		}
+		front := (&url.URL{Path: upstreamPath}).EscapedPath()
+		if strings.HasSuffix(front, "/") && strings.HasPrefix(rest, "/") {
+			rest = rest[1:]
+		}
+		path = front + rest
+	}
+	if path == "" {
+		path = "/"
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		path += "?" + u.RawQuery
+	}
+	return path
+}
+
+// limitedConn fails reads once the upstream has sent more than left bytes.
+// It wraps the upstream only during the handshake; the raw connection is
+// what the relay gets.
+type limitedConn struct {
+	net.Conn
+	left int64
+}
+
+func (c *limitedConn) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, errUpstreamTooLarge
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.Conn.Read(p)
+	c.left -= int64(n)
+	return n, err
+}
