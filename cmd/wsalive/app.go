@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/wsalive/wsalive/config"
+	"github.com/wsalive/wsalive/proxy"
+	"github.com/wsalive/wsalive/proxy/relay"
+)
+
+// app is one running proxy: the relay engine, the handshake server and its
+// listeners. run and demo both drive one.
+type app struct {
+	cfg       *config.Config
+	logger    *slog.Logger
+	engine    *relay.Engine
+	server    *proxy.Server
+	listeners []net.Listener
+	serveErr  chan error
+}
+
+// startApp listens on every configured address and starts serving. On
+// error nothing is left running.
+func startApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
+	a := &app{cfg: cfg, logger: logger, serveErr: make(chan error, len(cfg.Listeners))}
+	eng, err := relay.New(relay.Options{
+		Loops:   cfg.Engine.Loops,
+		OnClose: a.logPairClosed,
+		Logger:  logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.engine = eng
+	srv, err := proxy.NewServer(cfg.Routes, eng, logger)
+	if err != nil {
+		a.abort()
+		return nil, err
+	}
+	a.server = srv
+	for _, l := range cfg.Listeners {
+		ln, err := net.Listen("tcp", l.Address)
+		if err != nil {
+			a.abort()
+			return nil, fmt.Errorf("listener %s: %w", l.Address, err)
+		}
+		a.listeners = append(a.listeners, ln)
+	}
+	for i, ln := range a.listeners {
+		lcfg := cfg.Listeners[i]
+		go func() { a.serveErr <- srv.Serve(ln, lcfg) }()
+		logger.Info("listening", "address", ln.Addr().String())
+	}
+	return a, nil
+}
+
+// abort undoes a half-started app.
+func (a *app) abort() {
+	for _, ln := range a.listeners {
+		ln.Close()
+	}
+	if a.engine != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		a.engine.Close(ctx)
+	}
+}
+
+// stop stops accepting, waits for handshakes in flight, then closes every
+// pair with 1001 and its close handshake, all within ctx.
+func (a *app) stop(ctx context.Context) error {
+	errServer := a.server.Shutdown(ctx)
+	errEngine := a.engine.Close(ctx)
+	return errors.Join(errServer, errEngine)
+}
+
+// maxCloseTimeout is the longest close handshake any route allows; a stop
+// waits that long for pairs to close before cutting them.
+func maxCloseTimeout(cfg *config.Config) time.Duration {
+	d := time.Duration(0)
+	for _, r := range cfg.Routes {
+		d = max(d, r.CloseTimeout)
+	}
+	return d
+}
+
+func (a *app) logPairClosed(st relay.PairStats) {
+	a.logger.Info("pair closed",
+		"pair", st.ID,
+		"route", st.Route,
+		"client", st.ClientAddr,
+		"upstream", st.UpstreamAddr,
+		"reason", st.Reason.String(),
+		"duration", st.Duration.Round(time.Millisecond).String(),
+		"bytes_to_upstream", st.BytesToUpstream,
+		"bytes_to_client", st.BytesToClient,
+		"frames_to_upstream", st.FramesToUpstream,
+		"frames_to_client", st.FramesToClient,
+	)
+}
