@@ -25,7 +25,7 @@ const (
 	iovMax = 1024
 	// wheelTick is the timer resolution; close deadlines and heartbeats
 	// are seconds long, so 100 ms is plenty and keeps wakeups rare.
-	wheelTick = 100 * time.Millisecond
+	wheelTick  = 100 * time.Millisecond
 	wheelSlots = 4096
 	// epollFlags: edge-triggered, so a socket is registered once and never
 	// modified; readiness is tracked in endpoint.readable/writable.
