@@ -1,0 +1,138 @@
+// Command wsload opens many WebSocket connections to a URL and holds them
+// idle or drives verified echo traffic over them. See package
+// bench/wsload for what each mode measures.
+//
+// Usage:
+//
+//	wsload -mode idle -n 9000 -url ws://127.0.0.1:8080/ -hold 60s
+//	       [-rate 2000] [-dial-concurrency 256] [-dial-timeout 10s]
+//	       [-src-ips auto] [-ready-file PATH] [-close-timeout 5s]
+//	wsload -mode echo -n 200 -inflight 1 -size 1024 -duration 10s
+//	       -url ws://127.0.0.1:8080/ [same dial flags]
+//
+// Output, on stdout: a line "READY n=OPENED failed=FAILED" once every dial
+// has ended (also written to -ready-file, if given, so a driving script can
+// wait for it and take its measurements), then a human summary, then a
+// one-line JSON summary as the last line. Progress goes to stderr.
+//
+// SIGINT or SIGTERM ends the run early and still closes every connection
+// cleanly; a second one exits at once.
+//
+// Exit status: 0 for a clean run, 1 when anything failed (see "errors" in
+// the summary), 2 for bad usage.
+//
+// One process holds at most its RLIMIT_NOFILE hard limit of connections,
+// minus a few; with the 20,000 limit of the benchmark machines, run N above
+// about 18,000 as several processes, e.g. two of -n 9000.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/wsalive/wsalive/bench/wsload"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	var (
+		cfg       wsload.Config
+		mode      string
+		readyFile string
+		verbose   bool
+	)
+	flag.StringVar(&mode, "mode", "idle", "idle: hold connections without traffic; echo: verified echo traffic")
+	flag.StringVar(&cfg.URL, "url", "ws://127.0.0.1:8080/", "WebSocket URL to connect to")
+	flag.IntVar(&cfg.N, "n", 100, "number of connections")
+	flag.Float64Var(&cfg.Rate, "rate", wsload.DefaultRate, "new connections per second (negative: unlimited)")
+	flag.IntVar(&cfg.DialConcurrency, "dial-concurrency", wsload.DefaultDialConcurrency, "dials (connect plus handshake) in flight at most")
+	flag.DurationVar(&cfg.DialTimeout, "dial-timeout", wsload.DefaultDialTimeout, "timeout of one connect plus handshake")
+	flag.StringVar(&cfg.SrcIPs, "src-ips", wsload.DefaultSrcIPs, `local addresses 127.0.0.X to cycle through: "auto" (2-250 for a loopback target), "off", or octets like "2-250" or "2-9,20"`)
+	flag.DurationVar(&cfg.Hold, "hold", 60*time.Second, "idle: how long to hold the connections (0: until SIGINT)")
+	flag.IntVar(&cfg.Inflight, "inflight", wsload.DefaultInflight, "echo: messages in flight per connection")
+	flag.IntVar(&cfg.Size, "size", wsload.DefaultSize, "echo: payload bytes per message")
+	flag.DurationVar(&cfg.Duration, "duration", wsload.DefaultDuration, "echo: how long to send")
+	flag.DurationVar(&cfg.CloseTimeout, "close-timeout", wsload.DefaultCloseTimeout, "bound on the final close handshake and the last echoes")
+	flag.StringVar(&readyFile, "ready-file", "", "write the READY line to this file too, once every dial has ended")
+	flag.BoolVar(&verbose, "v", false, "debug logging")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "wsload: unexpected arguments %q\n", flag.Args())
+		flag.Usage()
+		return 2
+	}
+	cfg.Mode = wsload.Mode(mode)
+
+	level := slog.LevelInfo
+	if verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Logger = log
+
+	soft, hard, err := wsload.RaiseFileLimit()
+	if err != nil {
+		log.Warn("could not raise the open-files limit", "err", err)
+	} else {
+		log.Debug("open-files limit", "soft", soft, "hard", hard)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		// From now on a second signal has its default effect: exit at once.
+		stop()
+		log.Info("interrupted; closing connections")
+	}()
+
+	cfg.Ready = func(opened, failed int) {
+		line := fmt.Sprintf("READY n=%d failed=%d\n", opened, failed)
+		os.Stdout.WriteString(line)
+		if readyFile != "" {
+			if err := writeFileAtomic(readyFile, line); err != nil {
+				log.Error("writing ready file", "path", readyFile, "err", err)
+			}
+		}
+	}
+
+	sum, err := wsload.Run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "wsload:", err)
+		return 2
+	}
+	sum.WriteText(os.Stdout)
+	sum.WriteJSON(os.Stdout)
+	if sum.Errors > 0 {
+		return 1
+	}
+	return 0
+}
+
+// writeFileAtomic writes data to path through a rename, so that a script
+// polling for the file never reads it half written.
+func writeFileAtomic(path, data string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".wsload-ready-*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.WriteString(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

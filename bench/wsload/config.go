@@ -1,0 +1,200 @@
+package wsload
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Mode selects what the connections do once open.
+type Mode string
+
+// The modes of a run.
+const (
+	// ModeIdle opens connections and holds them without traffic: the
+	// memory-per-connection and heartbeat-at-scale scenario.
+	ModeIdle Mode = "idle"
+	// ModeEcho keeps messages in flight on every connection and verifies
+	// each echo: the throughput and round-trip scenario.
+	ModeEcho Mode = "echo"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultRate            = 2000
+	DefaultDialConcurrency = 256
+	DefaultDialTimeout     = 10 * time.Second
+	DefaultCloseTimeout    = 5 * time.Second
+	DefaultInflight        = 1
+	DefaultSize            = 1024
+	DefaultDuration        = 10 * time.Second
+
+	// DefaultSrcIPs spreads source addresses over 127.0.0.2-250 when the
+	// target is on loopback, and binds nothing otherwise.
+	DefaultSrcIPs = "auto"
+
+	// fdReserve is what one process needs beside its connections:
+	// standard streams, the runtime's epoll and pipes, log files.
+	fdReserve = 64
+)
+
+// Config describes one run. Zero fields take the defaults above.
+type Config struct {
+	Mode Mode
+	// URL is the ws:// or wss:// address to connect to.
+	URL string
+	// N is the number of connections.
+	N int
+
+	// Rate limits new connections per second; negative means unlimited.
+	Rate float64
+	// DialConcurrency bounds the dials (connect plus handshake) in flight,
+	// so that a slow target sees a bounded backlog, not N at once.
+	DialConcurrency int
+	// DialTimeout bounds one connect plus handshake.
+	DialTimeout time.Duration
+	// SrcIPs picks the local addresses: "auto", "off", or last octets of
+	// 127.0.0.X such as "2-250" or "2-9,20". See ParseSrcIPs.
+	SrcIPs string
+
+	// Hold is how long idle mode holds the connections; zero means until
+	// the context is done.
+	Hold time.Duration
+
+	// Inflight is how many messages each connection keeps in flight in
+	// echo mode.
+	Inflight int
+	// Size is the payload size of an echo message in bytes; it may be 0.
+	Size int
+	// Duration is how long echo mode sends.
+	Duration time.Duration
+
+	// CloseTimeout bounds the close handshake of every connection at the
+	// end, and the wait for the last echoes.
+	CloseTimeout time.Duration
+
+	// Ready, if set, is called once, when every dial has succeeded or
+	// failed and before the hold or the traffic starts.
+	Ready func(opened, failed int)
+
+	// Logger receives progress; nil discards it.
+	Logger *slog.Logger
+}
+
+// withDefaults returns c with defaults applied, or the first problem found.
+func (c Config) withDefaults() (Config, error) {
+	switch c.Mode {
+	case ModeIdle, ModeEcho:
+	case "":
+		return c, errors.New("mode is required (idle or echo)")
+	default:
+		return c, fmt.Errorf("mode %q is not idle or echo", c.Mode)
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return c, fmt.Errorf("url: %w", err)
+	}
+	if u.Scheme != "ws" && u.Scheme != "wss" {
+		return c, fmt.Errorf("url %q: scheme must be ws or wss", c.URL)
+	}
+	if c.N <= 0 {
+		return c, fmt.Errorf("n must be positive, got %d", c.N)
+	}
+	if c.Rate == 0 {
+		c.Rate = DefaultRate
+	}
+	if c.DialConcurrency <= 0 {
+		c.DialConcurrency = DefaultDialConcurrency
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.CloseTimeout <= 0 {
+		c.CloseTimeout = DefaultCloseTimeout
+	}
+	if c.SrcIPs == "" {
+		c.SrcIPs = DefaultSrcIPs
+	}
+	if c.Hold < 0 {
+		return c, fmt.Errorf("hold must not be negative, got %v", c.Hold)
+	}
+	if c.Mode == ModeEcho {
+		if c.Inflight == 0 {
+			c.Inflight = DefaultInflight
+		}
+		if c.Inflight < 0 {
+			return c, fmt.Errorf("inflight must be positive, got %d", c.Inflight)
+		}
+		if c.Size < 0 {
+			return c, fmt.Errorf("size must not be negative, got %d", c.Size)
+		}
+		if c.Duration <= 0 {
+			c.Duration = DefaultDuration
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}
+
+// ParseSrcIPs turns a source-address spec into the local IPs to cycle
+// through, for a target URL host.
+//
+// Why: one local IP has about 28,000 ephemeral ports (32768-60999 by
+// default) toward one destination, and ports in TIME_WAIT from the previous
+// run count against them. Linux routes all of 127.0.0.0/8 to the loopback
+// device, so binding each connection to a different 127.0.0.X multiplies the
+// ports available to a loopback benchmark by the number of addresses.
+//
+// The spec is "off" (or "none"): no binding, the kernel picks;
+// "auto": 127.0.0.2-250 when host is an IPv4 loopback address, else off; or a
+// comma-separated list of last octets and ranges of 127.0.0.X, such as
+// "2-250" or "2-9,20".
+func ParseSrcIPs(spec, host string) ([]net.IP, error) {
+	switch spec {
+	case "off", "none":
+		return nil, nil
+	case "auto", "":
+		ip := net.ParseIP(host)
+		if ip == nil || ip.To4() == nil || !ip.IsLoopback() {
+			return nil, nil
+		}
+		spec = "2-250"
+	}
+	var ips []net.IP
+	for part := range strings.SplitSeq(spec, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		first, err := parseOctet(lo)
+		if err != nil {
+			return nil, fmt.Errorf("src-ips %q: %w", spec, err)
+		}
+		last := first
+		if isRange {
+			last, err = parseOctet(hi)
+			if err != nil {
+				return nil, fmt.Errorf("src-ips %q: %w", spec, err)
+			}
+		}
+		if last < first {
+			return nil, fmt.Errorf("src-ips %q: range %d-%d is backwards", spec, first, last)
+		}
+		for x := first; x <= last; x++ {
+			ips = append(ips, net.IPv4(127, 0, 0, byte(x)))
+		}
+	}
+	return ips, nil
+}
+
+func parseOctet(s string) (int, error) {
+	x, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || x < 1 || x > 254 {
+		return 0, fmt.Errorf("%q is not a host octet 1-254", s)
+	}
+	return x, nil
+}

@@ -1,0 +1,31 @@
+// Package wsload is the load generator of wsalive's benchmarks: it opens
+// many WebSocket client connections to a URL and either holds them idle or
+// keeps verified echo traffic on them, and reports what it saw. The binary
+// is bench/cmd/wsload; this package holds its logic so that tests can drive
+// it against an in-process server.
+//
+// Two modes:
+//
+//   - idle: open N connections (rate-limited, with a bounded number of
+//     dials in flight), report handshake latency and failures, then hold
+//     them without traffic, answering any ping, until a hold time elapses or
+//     the run is interrupted; then close them all with a close handshake.
+//     This is the scenario of "memory per idle pair" and of heartbeats at
+//     scale, where the proxy is what is measured.
+//   - echo: open N connections, keep K binary messages of a given size in
+//     flight on each, check every echo byte for byte, and report messages
+//     per second and round-trip percentiles.
+//
+// Limits of one process. Every connection is one file descriptor. Run
+// raises the soft RLIMIT_NOFILE to the hard limit (RaiseFileLimit) and
+// refuses an N that cannot fit under it; on the benchmark machines the hard
+// limit is 20,000 per process, so N above about 18,000 needs several wsload
+// processes, each with its share of connections. Ephemeral ports are the
+// other limit: about 28,000 per source address toward one destination, so
+// toward a loopback target each connection binds a different 127.0.0.X
+// (see ParseSrcIPs).
+//
+// The load tool runs one goroutine per connection (two in echo mode). That
+// costs it memory, not the system under test; what is measured is the
+// proxy, in its own process.
+package wsload

@@ -1,0 +1,19 @@
+//go:build !linux
+
+package wsload
+
+import (
+	"math"
+	"syscall"
+)
+
+// dialControl has nothing to set outside Linux.
+func dialControl(network, address string, c syscall.RawConn) error { return nil }
+
+// RaiseFileLimit is a no-op outside Linux; it reports no limit.
+func RaiseFileLimit() (soft, hard uint64, err error) {
+	return math.MaxUint64, math.MaxUint64, nil
+}
+
+// fileLimit reports no limit outside Linux.
+func fileLimit() (uint64, error) { return math.MaxUint64, nil }
