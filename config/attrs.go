@@ -181,6 +181,44 @@ func (s scope) positiveDuration(attr *hcl.Attribute) (time.Duration, bool) {
 	return d, true
 }
 
+// durationIn is duration for a setting bounded to [lo, hi]; hi < 0 means
+// no upper bound.
+func (s scope) durationIn(attr *hcl.Attribute, lo, hi time.Duration) (time.Duration, bool) {
+	d, ok := s.duration(attr)
+	if !ok {
+		return 0, false
+	}
+	var problem string
+	switch {
+	case d < 0:
+		problem = fmt.Sprintf("must not be negative, got %s", d)
+	case d < lo:
+		problem = fmt.Sprintf("must be at least %s, got %s", lo, d)
+	case hi >= 0 && d > hi:
+		problem = fmt.Sprintf("must be at most %s, got %s", hi, d)
+	default:
+		return d, true
+	}
+	s.fail(attr.Expr.Range(), attr.Name, problem, "")
+	return 0, false
+}
+
+// boolean converts an optional true/false attribute. The string "true" is
+// refused, as a number is for a string: it is a sign of a misunderstanding
+// that a silent conversion would hide.
+func (s scope) boolean(attr *hcl.Attribute) (bool, bool) {
+	v, ok := s.value(attr)
+	if !ok {
+		return false, false
+	}
+	if v.Type() != cty.Bool {
+		s.fail(attr.Expr.Range(), attr.Name, "must be true or false, got "+v.Type().FriendlyName(),
+			"Write true or false without quotes.")
+		return false, false
+	}
+	return v.True(), true
+}
+
 // integer converts an optional whole-number attribute and checks that it
 // lies in [lo, hi].
 func (s scope) integer(attr *hcl.Attribute, lo, hi int64) (int64, bool) {
@@ -361,4 +399,52 @@ func numberText(v cty.Value) string {
 // prefix or address can.
 func hasSpace(s string) bool {
 	return strings.ContainsFunc(s, unicode.IsSpace)
+}
+
+// suggest returns the candidate that name was most likely meant to be, or
+// "" when none is close: one within two edits (ignoring case), as hcl's own
+// suggestions for misspelled attributes are, or else the only candidate
+// that contains name ("nlb" for "aws-nlb").
+func suggest(name string, candidates []string) string {
+	lower := strings.ToLower(name)
+	best, bestDist := "", 3
+	for _, c := range candidates {
+		if d := editDistance(lower, strings.ToLower(c)); d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	if best != "" || len(lower) < 3 {
+		return best
+	}
+	for _, c := range candidates {
+		if strings.Contains(c, lower) {
+			if best != "" {
+				return "" // ambiguous, as "aws" is
+			}
+			best = c
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in runes.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
 }

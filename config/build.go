@@ -147,6 +147,7 @@ func buildRoute(top scope, b *routeBlock) (r *Route, matchOK bool) {
 	if d, ok := s.positiveDuration(b.CloseTimeout); ok {
 		r.CloseTimeout = d
 	}
+	s.buildLiveness(b, r)
 	return r, matchOK
 }
 

@@ -4,7 +4,11 @@
 // runtime Config below, with every default applied and every value checked,
 // so the rest of the program never sees an unset or unparsed setting.
 // Minimal builds the same Config from the -listen and -upstream flags.
-// Defaults and limits, with the reasons for them, are in defaults.go.
+// Defaults and limits, with the reasons for them, are in defaults.go; the
+// liveness settings of a route (heartbeats, TCP keepalive, NAT idle
+// limits, idle timeout, lifetime, application pings) are converted and
+// checked against each other in liveness.go, and the named NAT profiles
+// are in nat.go.
 //
 // A configuration that cannot be used yields an *Error carrying every
 // problem found, each pointing at the file, line and column of the value at
@@ -67,6 +71,71 @@ type Route struct {
 	HandshakeTimeout time.Duration
 	// CloseTimeout bounds the close handshake once a pair starts closing.
 	CloseTimeout time.Duration
+
+	// ClientHeartbeat and UpstreamHeartbeat are the liveness policies
+	// toward each side.
+	ClientHeartbeat   Heartbeat
+	UpstreamHeartbeat Heartbeat
+	// NATIdleTimeout is the idle limit of the network path in front of
+	// wsalive (a NAT or load balancer); 0 when none was declared. The
+	// client heartbeat is checked against it at load time.
+	NATIdleTimeout time.Duration
+	// NATProfile names the well-known limit NATIdleTimeout came from, ""
+	// when it was given as a duration or not at all.
+	NATProfile string
+	// IdleTimeout closes a pair that carried no data frame (either way)
+	// for this long; pings do not count. 0 turns it off.
+	IdleTimeout time.Duration
+	// MaxLifetime closes pairs older than this, less a random share of
+	// MaxLifetimeJitter so that reconnects spread out. 0 turns it off.
+	MaxLifetime       time.Duration
+	MaxLifetimeJitter time.Duration
+	// AppPing, when not nil, answers application-level pings for clients
+	// that cannot send protocol pings (browsers).
+	AppPing *AppPing
+}
+
+// Heartbeat is the liveness policy toward one side of a pair.
+type Heartbeat struct {
+	// Enabled turns protocol pings toward the side on. When off, the side
+	// is watched by TCP keepalive and the idle timeout only.
+	Enabled bool
+	// Interval is how long the side may stay silent before it is pinged.
+	Interval time.Duration
+	// Timeout is how long a ping may go unanswered before it is a miss.
+	Timeout time.Duration
+	// MaxMissed consecutive misses make the side dead.
+	MaxMissed int
+	// MinInterval and MaxInterval, when both set (MaxInterval >
+	// MinInterval), make the interval adaptive between them, starting at
+	// Interval. Zero when the interval is fixed.
+	MinInterval, MaxInterval time.Duration
+	// AnswerPings makes wsalive answer the side's pings itself instead of
+	// forwarding them (for peers whose counterpart never answers).
+	AnswerPings bool
+	// TCP is the socket-level keepalive for the side's connection.
+	TCP TCPKeepalive
+}
+
+// TCPKeepalive are the TCP options set on a side's socket so that a peer
+// that vanished is noticed by the kernel in bounded time even without
+// heartbeats, and writes to it fail instead of retrying for 15 minutes.
+type TCPKeepalive struct {
+	// Idle, Interval and Count map to TCP_KEEPIDLE, TCP_KEEPINTVL and
+	// TCP_KEEPCNT (SO_KEEPALIVE is on whenever Idle > 0).
+	Idle     time.Duration
+	Interval time.Duration
+	Count    int
+	// UserTimeout maps to TCP_USER_TIMEOUT: how long written data may stay
+	// unacknowledged before the connection is aborted.
+	UserTimeout time.Duration
+}
+
+// AppPing is an application-level ping: a client text message equal to
+// Match is answered with Reply by wsalive and not forwarded.
+type AppPing struct {
+	Match string
+	Reply string
 }
 
 // Upstream is a parsed upstream address.

@@ -44,6 +44,71 @@ const (
 	DefaultUpstreamPort = 80
 )
 
+// Heartbeat defaults, per side. A side's worst-case detection time, from
+// its last sign of life to being declared dead, is interval + timeout ×
+// max_missed; both defaults give 40 s, so that whichever side of a pair
+// vanishes, the pair is torn down in about the same time.
+const (
+	// DefaultClientHeartbeatInterval: a client that stays silent is pinged
+	// after 20 s, so a frame crosses the path in front of wsalive at least
+	// every 20 s. That is a third of the strictest idle limit in common
+	// use, 60 s (the AWS Application Load Balancer default and nginx's
+	// default proxy_read_timeout), which leaves room for a lost ping, a
+	// scheduling delay or a slow mobile round trip. Shorter would wake
+	// mobile radios (and drain batteries) for no gain.
+	DefaultClientHeartbeatInterval = 20 * time.Second
+	// DefaultClientHeartbeatTimeout: 10 s covers a round trip over a
+	// congested mobile link, including a radio waking from idle, which
+	// alone can take a few seconds.
+	DefaultClientHeartbeatTimeout = 10 * time.Second
+	// DefaultClientHeartbeatMaxMissed: two misses, because a single ping
+	// or pong lost on a lossy last mile should not end a session; the
+	// worst-case detection time is 20 s + 10 s × 2 = 40 s.
+	DefaultClientHeartbeatMaxMissed = 2
+
+	// DefaultUpstreamHeartbeatInterval: the upstream is usually close (the
+	// same host or data centre) and seldom behind a NAT with a short idle
+	// limit, and every ping costs the backend work for every pair, so it
+	// is pinged less often than clients are.
+	DefaultUpstreamHeartbeatInterval = 30 * time.Second
+	// DefaultUpstreamHeartbeatTimeout: as for clients; a backend that is
+	// alive but too busy to answer a pong in 10 s is not serving its
+	// clients either.
+	DefaultUpstreamHeartbeatTimeout = 10 * time.Second
+	// DefaultUpstreamHeartbeatMaxMissed: one miss, because a data-centre
+	// path does not lose pongs the way a mobile one does; the worst-case
+	// detection time is 30 s + 10 s × 1 = 40 s, the same as for clients.
+	DefaultUpstreamHeartbeatMaxMissed = 1
+)
+
+// TCP keepalive settings for a side whose heartbeat is off. Linux's own
+// defaults (2 hours idle, then 9 probes 75 s apart) notice a vanished peer
+// after 2 h 11 min; these notice it after a minute, in line with what the
+// heartbeat would have done. Keepalive probes also refresh the mappings of
+// NATs and layer-4 load balancers, but not of proxies that end TCP (an
+// ALB, nginx, Cloudflare): that is why a declared NAT limit is checked
+// against the heartbeat, never against keepalive.
+const (
+	// DefaultTCPKeepaliveIdle: the first probe goes after 30 s of silence,
+	// half the strictest common idle limit (60 s).
+	DefaultTCPKeepaliveIdle = 30 * time.Second
+	// DefaultTCPKeepaliveInterval and DefaultTCPKeepaliveCount: three
+	// unanswered probes 10 s apart, so one lost probe is not fatal.
+	DefaultTCPKeepaliveInterval = 10 * time.Second
+	DefaultTCPKeepaliveCount    = 3
+	// The TCP user timeout of such a side is derived, not a constant:
+	// idle + interval × count, 60 s with these defaults (see
+	// deriveTCPKeepalive).
+)
+
+// DefaultMaxLifetimeJitterPercent is the max_lifetime_jitter used when only
+// max_lifetime is set, as a percentage of it. Pairs opened together (after
+// a deploy, or a network blip that reconnected everyone) would otherwise
+// all be closed together, and reconnect together; 10% spreads a day-long
+// lifetime over 2.4 hours while every pair still lives at least 90% of
+// what was asked.
+const DefaultMaxLifetimeJitterPercent = 10
+
 // Limits checked at load time. Values outside them are rejected rather than
 // clamped, so the file always means what it says.
 const (
@@ -63,6 +128,41 @@ const (
 	// through a heartbeat proxy; the bound also keeps sizes far from
 	// overflow in arithmetic on them.
 	maxMaxFrameSize = 1 << 30
+
+	// A heartbeat interval, timeout or adaptive bound above a day is a typo
+	// (a missing unit, "20h" for "20s"), not a policy: a peer silent for a
+	// day is not being watched. The bound also keeps the detection time,
+	// interval + timeout × max_missed, far from overflow.
+	maxHeartbeatDuration = 24 * time.Hour
+	// More than 100 consecutive misses is no longer a miss count but a way
+	// of turning detection off; enabled = false says that plainly.
+	maxMaxMissed = 100
+
+	// Keepalive times are whole seconds for the kernel (TCP_KEEPIDLE and
+	// TCP_KEEPINTVL; the engine rounds up), so less than a second cannot
+	// be honoured. Above 2 hours, Linux's own default idle time, keepalive
+	// detects nothing that the default would not.
+	minTCPKeepalive = time.Second
+	maxTCPKeepalive = 2 * time.Hour
+	// Linux caps TCP_KEEPCNT at 127; past 50 probes the keepalive is a
+	// detection time of hours, better said with a longer interval.
+	maxTCPKeepaliveCount = 50
+	// TCP_USER_TIMEOUT is in milliseconds, and 0 leaves the kernel's
+	// retransmission limit (about 15 minutes) in charge. A non-zero value
+	// below a second would abort connections over one slow round trip.
+	minTCPUserTimeout = time.Second
+	maxTCPUserTimeout = 24 * time.Hour
+
+	// An application ping is matched against whole client text messages.
+	// Pings are tiny; bounding the match at 125 bytes, the largest control
+	// frame payload (RFC 6455 §5.5), lets the relay compare a candidate
+	// message in a small fixed buffer and skip every larger frame unread.
+	minAppPingMatch = 1
+	maxAppPingMatch = 125
+	// The reply is sent by wsalive itself, once per ping; 4 KiB is room
+	// for any pong an application defines, without turning app_ping into a
+	// way of serving bulk data from the proxy.
+	maxAppPingReply = 4 << 10
 )
 
 // minimalRouteName is the label of the one route that Minimal builds.
@@ -80,12 +180,117 @@ func newEngine() Engine {
 }
 
 // newRoute returns a route named name with every default applied; decoding
-// overwrites what the configuration sets.
+// overwrites what the configuration sets. IdleTimeout, MaxLifetime and its
+// jitter are off (0) and no NAT limit is declared.
 func newRoute(name string) *Route {
 	return &Route{
-		Name:             name,
-		MaxFrameSize:     DefaultMaxFrameSize,
-		HandshakeTimeout: DefaultHandshakeTimeout,
-		CloseTimeout:     DefaultCloseTimeout,
+		Name:              name,
+		MaxFrameSize:      DefaultMaxFrameSize,
+		HandshakeTimeout:  DefaultHandshakeTimeout,
+		CloseTimeout:      DefaultCloseTimeout,
+		ClientHeartbeat:   newHeartbeat(sideClient),
+		UpstreamHeartbeat: newHeartbeat(sideUpstream),
 	}
+}
+
+// newHeartbeat returns the default heartbeat policy toward side, with the
+// TCP keepalive derived from it.
+func newHeartbeat(side string) Heartbeat {
+	h := Heartbeat{
+		Enabled:   true,
+		Interval:  DefaultClientHeartbeatInterval,
+		Timeout:   DefaultClientHeartbeatTimeout,
+		MaxMissed: DefaultClientHeartbeatMaxMissed,
+	}
+	if side == sideUpstream {
+		h.Interval = DefaultUpstreamHeartbeatInterval
+		h.Timeout = DefaultUpstreamHeartbeatTimeout
+		h.MaxMissed = DefaultUpstreamHeartbeatMaxMissed
+	}
+	h.TCP = deriveTCPKeepalive(h, tcpOverrides{})
+	return h
+}
+
+// tcpOverrides are the TCP keepalive values a heartbeat block sets
+// explicitly; nil means "derive it".
+type tcpOverrides struct {
+	idle, interval, userTimeout *time.Duration
+	count                       *int
+}
+
+// deriveTCPKeepalive returns the TCP keepalive of a side whose heartbeat
+// policy is h: each value set in set, the derived one otherwise.
+//
+// When the heartbeat is on, it is what detects a dead peer, and keepalive
+// is a backstop tied to the heartbeat's own bound, the longest a dead peer
+// can go unnoticed: the longest interval (max_interval when adaptive) plus
+// timeout × max_missed.
+//
+//   - idle = bound: pings keep a live connection from ever being idle that
+//     long, so probes start only if the heartbeat itself has stalled.
+//   - interval = timeout, count = 2: the probes then get the patience a
+//     ping gets, and two of them, since the heartbeat already spent its
+//     misses.
+//   - user_timeout = bound: a ping written to a peer that vanished is
+//     never acknowledged, and without this the kernel would retransmit it
+//     for about 15 minutes before giving up. With it, the write fails
+//     within the heartbeat's own bound.
+//
+// When the heartbeat is off, keepalive is the only detector: idle,
+// interval and count are the DefaultTCPKeepalive constants, and
+// user_timeout = idle + interval × count (60 s), the time keepalive takes
+// to give up on a peer, computed from the values in effect (set ones
+// included) so that unacknowledged data is not allowed to outlive it.
+//
+// Derived values are clamped to the limits a file is held to (1 s to 2 h
+// for keepalive times, at most a day for the user timeout), which only
+// matters for heartbeats of hours.
+func deriveTCPKeepalive(h Heartbeat, set tcpOverrides) TCPKeepalive {
+	var k TCPKeepalive
+	if h.Enabled {
+		longest := h.Interval
+		if h.MaxInterval > 0 {
+			longest = h.MaxInterval
+		}
+		bound := longest + h.Timeout*time.Duration(h.MaxMissed)
+		k = TCPKeepalive{
+			Idle:        clamp(bound, minTCPKeepalive, maxTCPKeepalive),
+			Interval:    clamp(h.Timeout, minTCPKeepalive, maxTCPKeepalive),
+			Count:       2,
+			UserTimeout: clamp(bound, minTCPUserTimeout, maxTCPUserTimeout),
+		}
+	} else {
+		k = TCPKeepalive{
+			Idle:     DefaultTCPKeepaliveIdle,
+			Interval: DefaultTCPKeepaliveInterval,
+			Count:    DefaultTCPKeepaliveCount,
+		}
+	}
+	if set.idle != nil {
+		k.Idle = *set.idle
+	}
+	if set.interval != nil {
+		k.Interval = *set.interval
+	}
+	if set.count != nil {
+		k.Count = *set.count
+	}
+	if !h.Enabled {
+		k.UserTimeout = clamp(k.Idle+k.Interval*time.Duration(k.Count), minTCPUserTimeout, maxTCPUserTimeout)
+	}
+	if set.userTimeout != nil {
+		k.UserTimeout = *set.userTimeout
+	}
+	return k
+}
+
+// clamp returns d bounded to [lo, hi].
+func clamp(d, lo, hi time.Duration) time.Duration {
+	return min(max(d, lo), hi)
+}
+
+// defaultMaxLifetimeJitter is the jitter of a route whose file sets
+// max_lifetime but not max_lifetime_jitter.
+func defaultMaxLifetimeJitter(maxLifetime time.Duration) time.Duration {
+	return maxLifetime / 100 * DefaultMaxLifetimeJitterPercent
 }

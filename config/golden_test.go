@@ -70,6 +70,20 @@ func dump(cfg *Config) string {
 		fmt.Fprintf(&b, "route %q host=%q path_prefix=%q upstream={raw=%q address=%q path=%q} max_frame_size=%d handshake_timeout=%s close_timeout=%s\n",
 			r.Name, r.Host, r.PathPrefix, r.Upstream.Raw, r.Upstream.Address, r.Upstream.Path,
 			r.MaxFrameSize, r.HandshakeTimeout, r.CloseTimeout)
+		dumpHeartbeat(&b, sideClient, r.ClientHeartbeat)
+		dumpHeartbeat(&b, sideUpstream, r.UpstreamHeartbeat)
+		fmt.Fprintf(&b, "  nat_idle_timeout=%s nat_profile=%q idle_timeout=%s max_lifetime=%s max_lifetime_jitter=%s\n",
+			r.NATIdleTimeout, r.NATProfile, r.IdleTimeout, r.MaxLifetime, r.MaxLifetimeJitter)
+		if r.AppPing != nil {
+			fmt.Fprintf(&b, "  app_ping match=%q reply=%q\n", r.AppPing.Match, r.AppPing.Reply)
+		}
 	}
 	return b.String()
+}
+
+func dumpHeartbeat(b *strings.Builder, side string, h Heartbeat) {
+	fmt.Fprintf(b, "  heartbeat %q enabled=%t interval=%s timeout=%s max_missed=%d min_interval=%s max_interval=%s answer_pings=%t\n",
+		side, h.Enabled, h.Interval, h.Timeout, h.MaxMissed, h.MinInterval, h.MaxInterval, h.AnswerPings)
+	fmt.Fprintf(b, "    tcp keepalive_idle=%s keepalive_interval=%s keepalive_count=%d user_timeout=%s\n",
+		h.TCP.Idle, h.TCP.Interval, h.TCP.Count, h.TCP.UserTimeout)
 }

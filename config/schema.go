@@ -20,9 +20,9 @@ import (
 //
 // To add a setting: add it to the block's schema and struct here, convert it
 // in build.go with a helper from attrs.go, and give it a default in
-// defaults.go. A nested block (heartbeat "client" { ... } in a route, say)
-// goes in the parent's schema Blocks, with a struct and decode function of
-// its own like the ones below.
+// defaults.go. A nested block goes in the parent's schema Blocks, with a
+// struct of its own, decoded by the parent's decode function: see
+// heartbeatBlock and appPingBlock in decodeRoute.
 //
 // The decoding is written out rather than done by gohcl: it is short, needs
 // no reflection, and gohcl imports hclwrite, whose own dependencies this
@@ -60,16 +60,59 @@ type engineBlock struct {
 
 // routeBlock is a `route "name" { ... }` block.
 type routeBlock struct {
-	Name             string
-	Host             *hcl.Attribute
-	PathPrefix       *hcl.Attribute
-	Upstream         *hcl.Attribute
-	MaxFrameSize     *hcl.Attribute
-	HandshakeTimeout *hcl.Attribute
-	CloseTimeout     *hcl.Attribute
+	Name              string
+	Host              *hcl.Attribute
+	PathPrefix        *hcl.Attribute
+	Upstream          *hcl.Attribute
+	MaxFrameSize      *hcl.Attribute
+	HandshakeTimeout  *hcl.Attribute
+	CloseTimeout      *hcl.Attribute
+	NATIdleTimeout    *hcl.Attribute
+	NATProfile        *hcl.Attribute
+	IdleTimeout       *hcl.Attribute
+	MaxLifetime       *hcl.Attribute
+	MaxLifetimeJitter *hcl.Attribute
+
+	ClientHeartbeat   *heartbeatBlock // heartbeat "client"; nil when absent
+	UpstreamHeartbeat *heartbeatBlock // heartbeat "upstream"; nil when absent
+	AppPing           *appPingBlock   // nil when absent
 
 	NameRange hcl.Range // the label, where a bad or duplicate name is reported
 	DefRange  hcl.Range
+}
+
+// The two sides of a pair, as heartbeat block labels.
+const (
+	sideClient   = "client"
+	sideUpstream = "upstream"
+)
+
+// heartbeatBlock is a `heartbeat "client" { ... }` or
+// `heartbeat "upstream" { ... }` block inside a route.
+type heartbeatBlock struct {
+	Side        string // sideClient or sideUpstream
+	Enabled     *hcl.Attribute
+	Interval    *hcl.Attribute
+	Timeout     *hcl.Attribute
+	MaxMissed   *hcl.Attribute
+	MinInterval *hcl.Attribute
+	MaxInterval *hcl.Attribute
+	AnswerPings *hcl.Attribute
+
+	TCPKeepaliveIdle     *hcl.Attribute
+	TCPKeepaliveInterval *hcl.Attribute
+	TCPKeepaliveCount    *hcl.Attribute
+	TCPUserTimeout       *hcl.Attribute
+
+	DefRange hcl.Range
+}
+
+// appPingBlock is the `app_ping { ... }` block inside a route.
+type appPingBlock struct {
+	Match *hcl.Attribute
+	Reply *hcl.Attribute
+
+	DefRange hcl.Range
 }
 
 var fileSchema = &hcl.BodySchema{
@@ -96,9 +139,25 @@ var (
 	listenerSchema = attributes("address", "max_header_bytes")
 	adminSchema    = attributes("address")
 	engineSchema   = attributes("loops")
-	routeSchema    = attributes("host", "path_prefix", "upstream",
-		"max_frame_size", "handshake_timeout", "close_timeout")
+	routeSchema    = withBlocks(attributes("host", "path_prefix", "upstream",
+		"max_frame_size", "handshake_timeout", "close_timeout",
+		"nat_idle_timeout", "nat_profile", "idle_timeout",
+		"max_lifetime", "max_lifetime_jitter"),
+		hcl.BlockHeaderSchema{Type: "heartbeat", LabelNames: []string{"side"}},
+		hcl.BlockHeaderSchema{Type: "app_ping"},
+	)
+	heartbeatSchema = attributes("enabled", "interval", "timeout", "max_missed",
+		"min_interval", "max_interval", "answer_pings",
+		"tcp_keepalive_idle", "tcp_keepalive_interval", "tcp_keepalive_count",
+		"tcp_user_timeout")
+	appPingSchema = attributes("match", "reply")
 )
+
+// withBlocks adds nested block types to s and returns it.
+func withBlocks(s *hcl.BodySchema, blocks ...hcl.BlockHeaderSchema) *hcl.BodySchema {
+	s.Blocks = append(s.Blocks, blocks...)
+	return s
+}
 
 // decodeFile splits body into its blocks. It reports unknown or duplicated
 // blocks and attributes, and returns everything it could decode despite
@@ -139,22 +198,94 @@ func decodeFile(body hcl.Body) (*fileConfig, hcl.Diagnostics) {
 				DefRange: b.DefRange,
 			}
 		case "route":
-			c, d := b.Body.Content(routeSchema)
-			diags = append(diags, d...)
-			f.Routes = append(f.Routes, &routeBlock{
-				Name:             b.Labels[0],
-				Host:             c.Attributes["host"],
-				PathPrefix:       c.Attributes["path_prefix"],
-				Upstream:         c.Attributes["upstream"],
-				MaxFrameSize:     c.Attributes["max_frame_size"],
-				HandshakeTimeout: c.Attributes["handshake_timeout"],
-				CloseTimeout:     c.Attributes["close_timeout"],
-				NameRange:        b.LabelRanges[0],
-				DefRange:         b.DefRange,
-			})
+			f.Routes = append(f.Routes, decodeRoute(b, &diags))
 		}
 	}
 	return f, diags
+}
+
+// decodeRoute splits a route block into its settings and nested blocks,
+// recording problems in diags. A heartbeat block with a label other than
+// "client" or "upstream", and a second block of a kind that may appear
+// once, are reported and left out.
+func decodeRoute(b *hcl.Block, diags *hcl.Diagnostics) *routeBlock {
+	c, d := b.Body.Content(routeSchema)
+	*diags = append(*diags, d...)
+	r := &routeBlock{
+		Name:              b.Labels[0],
+		Host:              c.Attributes["host"],
+		PathPrefix:        c.Attributes["path_prefix"],
+		Upstream:          c.Attributes["upstream"],
+		MaxFrameSize:      c.Attributes["max_frame_size"],
+		HandshakeTimeout:  c.Attributes["handshake_timeout"],
+		CloseTimeout:      c.Attributes["close_timeout"],
+		NATIdleTimeout:    c.Attributes["nat_idle_timeout"],
+		NATProfile:        c.Attributes["nat_profile"],
+		IdleTimeout:       c.Attributes["idle_timeout"],
+		MaxLifetime:       c.Attributes["max_lifetime"],
+		MaxLifetimeJitter: c.Attributes["max_lifetime_jitter"],
+		NameRange:         b.LabelRanges[0],
+		DefRange:          b.DefRange,
+	}
+	s := scope{diags: diags}.child(fmt.Sprintf("route %q", r.Name))
+	for _, nb := range c.Blocks {
+		switch nb.Type {
+		case "heartbeat":
+			side := nb.Labels[0]
+			var slot **heartbeatBlock
+			switch side {
+			case sideClient:
+				slot = &r.ClientHeartbeat
+			case sideUpstream:
+				slot = &r.UpstreamHeartbeat
+			default:
+				s.fail(nb.LabelRanges[0], "heartbeat",
+					unknownSide(side),
+					`heartbeat "client" is the policy toward the clients that connect to wsalive; heartbeat "upstream" is the policy toward the upstream server.`)
+				continue
+			}
+			if *slot != nil {
+				s.fail(nb.DefRange, fmt.Sprintf("heartbeat %q", side),
+					fmt.Sprintf("duplicate block: a route has at most one heartbeat %q block, the first is on line %d",
+						side, (*slot).DefRange.Start.Line),
+					fmt.Sprintf("Merge the settings of both heartbeat %q blocks into the first one.", side))
+				continue
+			}
+			hc, d := nb.Body.Content(heartbeatSchema)
+			*diags = append(*diags, d...)
+			*slot = &heartbeatBlock{
+				Side:                 side,
+				Enabled:              hc.Attributes["enabled"],
+				Interval:             hc.Attributes["interval"],
+				Timeout:              hc.Attributes["timeout"],
+				MaxMissed:            hc.Attributes["max_missed"],
+				MinInterval:          hc.Attributes["min_interval"],
+				MaxInterval:          hc.Attributes["max_interval"],
+				AnswerPings:          hc.Attributes["answer_pings"],
+				TCPKeepaliveIdle:     hc.Attributes["tcp_keepalive_idle"],
+				TCPKeepaliveInterval: hc.Attributes["tcp_keepalive_interval"],
+				TCPKeepaliveCount:    hc.Attributes["tcp_keepalive_count"],
+				TCPUserTimeout:       hc.Attributes["tcp_user_timeout"],
+				DefRange:             nb.DefRange,
+			}
+		case "app_ping":
+			if r.AppPing != nil {
+				s.fail(nb.DefRange, "app_ping",
+					fmt.Sprintf("duplicate block: a route has at most one app_ping block, the first is on line %d",
+						r.AppPing.DefRange.Start.Line),
+					"Merge the settings of both app_ping blocks into the first one.")
+				continue
+			}
+			ac, d := nb.Body.Content(appPingSchema)
+			*diags = append(*diags, d...)
+			r.AppPing = &appPingBlock{
+				Match:    ac.Attributes["match"],
+				Reply:    ac.Attributes["reply"],
+				DefRange: nb.DefRange,
+			}
+		}
+	}
+	return r
 }
 
 // duplicateBlock reports a second block of a kind that may appear once.
@@ -166,4 +297,14 @@ func duplicateBlock(b *hcl.Block, first hcl.Range) *hcl.Diagnostic {
 		Detail:  fmt.Sprintf("Merge the settings of both %s blocks into the first one.", b.Type),
 		Subject: b.DefRange.Ptr(),
 	}
+}
+
+// unknownSide is the message for a heartbeat block labelled side, which is
+// neither "client" nor "upstream".
+func unknownSide(side string) string {
+	msg := fmt.Sprintf("unknown side %q: the label must be %q or %q", side, sideClient, sideUpstream)
+	if s := suggest(side, []string{sideClient, sideUpstream}); s != "" {
+		msg += fmt.Sprintf("; did you mean %q?", s)
+	}
+	return msg
 }

@@ -1,4 +1,5 @@
-# Every setting, none left to its default.
+# Every listener, admin, engine and routing setting, none left to its
+# default. Liveness settings are in heartbeat.hcl.
 listener {
   address          = "127.0.0.1:8080"
   max_header_bytes = 32768
