@@ -1,6 +1,10 @@
 package liveness
 
-import "time"
+import (
+	"cmp"
+	"slices"
+	"time"
+)
 
 // Timer is an intrusive wheel entry: embed one in the object that needs a
 // deadline, so that scheduling allocates nothing and a connection never owns
@@ -63,7 +67,10 @@ func (w *Wheel[T]) Schedule(t *Timer[T], at int64) {
 		w.unlink(t)
 	}
 	t.firing = false
-	when := (at + w.tick - 1) / w.tick
+	when := at / w.tick // rounded up without overflowing near MaxInt64
+	if at%w.tick > 0 {
+		when++
+	}
 	if when < w.cur {
 		when = w.cur
 	}
@@ -107,7 +114,8 @@ func (w *Wheel[T]) Advance(now int64, fire func(*Timer[T])) {
 	// Visit each slot at most once: after a full turn every remaining due
 	// timer has been found, since each lives in the slot of its tick.
 	steps := target - w.cur + 1
-	if steps > int64(len(w.slots)) {
+	wrapped := steps > int64(len(w.slots))
+	if wrapped {
 		steps = int64(len(w.slots))
 	}
 	due := w.due[:0]
@@ -124,6 +132,11 @@ func (w *Wheel[T]) Advance(now int64, fire func(*Timer[T])) {
 		}
 	}
 	w.cur = target + 1
+	if wrapped {
+		// More than a turn passed, so slots were not visited in tick
+		// order: restore it (stable, so one tick keeps schedule order).
+		slices.SortStableFunc(due, func(a, b *Timer[T]) int { return cmp.Compare(a.when, b.when) })
+	}
 	// Fire after collecting, so callbacks that reschedule or stop timers
 	// cannot disturb the walk above.
 	for i, t := range due {

@@ -16,6 +16,10 @@ type rules struct {
 	dataRSV    byte   // RSV bits allowed on the first frame of a message
 	anyRSV     bool   // an unknown extension was negotiated: allow all RSV bits and reserved opcodes
 	maxPayload uint64 // 0 = unlimited
+	// wholeText, when not 0, is the payload length of unfragmented,
+	// uncompressed text frames that are collected whole and handed to the
+	// handler like control frames (application-level pings).
+	wholeText uint64
 }
 
 // rulesFor returns the rules for frames coming from the client (fromClient)
@@ -41,18 +45,30 @@ func rulesFor(fromClient bool, extensions []string, maxPayload int64) rules {
 // frameHandler is told about frames as a stream parses them.
 type frameHandler interface {
 	// control is called with every complete control frame from the source
-	// of stream s: the frame as it came (still masked) and its unmasked
-	// payload, both valid only during the call. It returns whether the frame
-	// goes to the sink, or a violation.
+	// of stream s, and every text frame the rules collect whole: the frame
+	// as it came (still masked) and its unmasked payload, both valid only
+	// during the call. It returns whether the frame goes to the sink, or a
+	// violation.
 	control(s *stream, h *header, frame, payload []byte) (forward bool, v violation)
 	// data is called with every data frame header.
 	data(s *stream, h *header)
 }
 
-// queuedFrame is a control frame waiting for the next frame boundary.
+// frameKind says what an injected frame is, which decides where it may go
+// and what it replaces.
+type frameKind uint8
+
+const (
+	kindPing  frameKind = iota
+	kindPong            // replaces a queued pong: only the latest ping needs an answer (§5.5.3)
+	kindClose           // nothing follows it
+	kindText            // a data frame: waits for a message boundary, replaces a queued one
+)
+
+// queuedFrame is a frame waiting for the next boundary.
 type queuedFrame struct {
-	frame   []byte
-	isClose bool
+	frame []byte
+	kind  frameKind
 }
 
 // batch collects what one pass of a stream writes to its sink: slices of
@@ -61,6 +77,10 @@ type queuedFrame struct {
 type batch struct {
 	segs  [][]byte
 	total int
+	// hdr is the header being parsed; it lives here rather than on the
+	// stack because handlers receive a pointer to it, which would make
+	// each frame's header escape to the heap.
+	hdr header
 	// ctl receives an unmasked copy of a control frame's payload.
 	ctl [maxControlPayload]byte
 }
@@ -134,31 +154,71 @@ func (s *stream) release() {
 	s.queued = nil
 }
 
-// inject sends frame to the sink at the next frame boundary: into out now
-// if the sink is at one, else queued. A frame after a close is dropped.
-func (s *stream) inject(frame []byte, isClose bool, out *batch) {
+// inject sends frame to the sink at the next boundary: into out now if
+// the sink is at one, else into the queue (copied, so frame may be scratch
+// memory). Control frames need a frame boundary; a data frame needs a
+// message boundary, since it cannot go between a message's fragments
+// (RFC 6455 §5.4). Nothing goes after a close.
+func (s *stream) inject(frame []byte, kind frameKind, out *batch) {
 	if s.sinkClosed {
 		return
 	}
-	if s.atBoundary() {
+	// Whenever the sink is at a frame boundary, the queue holds at most a
+	// data frame waiting for its message boundary, which control frames
+	// may overtake.
+	if s.canEmit(kind) {
 		out.add(frame)
-		s.sinkClosed = isClose
+		if kind == kindClose {
+			// Nothing follows a close: drop what still waits.
+			s.sinkClosed = true
+			clear(s.queued)
+			s.queued = nil
+		}
 		return
 	}
-	s.queued = append(s.queued, queuedFrame{frame, isClose})
+	if kind == kindPong || kind == kindText {
+		for i := range s.queued {
+			if s.queued[i].kind == kind {
+				s.queued[i].frame = append(s.queued[i].frame[:0], frame...)
+				return
+			}
+		}
+	}
+	s.queued = append(s.queued, queuedFrame{append([]byte(nil), frame...), kind})
 }
 
-func (s *stream) emitQueued(out *batch) {
-	for _, q := range s.queued {
-		if s.sinkClosed {
-			break
-		}
-		out.add(q.frame)
-		s.sinkClosed = q.isClose
+// canEmit reports whether a frame of kind may go to the sink now.
+func (s *stream) canEmit(kind frameKind) bool {
+	if kind == kindText {
+		return s.remaining == 0 && !s.fragmented
 	}
-	clear(s.queued)
-	s.queued = s.queued[:0]
+	return s.remaining == 0
 }
+
+// emitQueued sends what the queue may send at this boundary, in order,
+// except that control frames overtake a data frame still waiting for its
+// message boundary.
+func (s *stream) emitQueued(out *batch) {
+	kept := s.queued[:0]
+	for _, q := range s.queued {
+		switch {
+		case s.sinkClosed:
+		case s.canEmit(q.kind):
+			out.add(q.frame)
+			s.sinkClosed = q.kind == kindClose
+		default:
+			kept = append(kept, q)
+		}
+	}
+	clear(s.queued[len(kept):])
+	s.queued = kept
+	if len(kept) == 0 {
+		s.queued = nil
+	}
+}
+
+// hasQueued reports whether frames still wait for a boundary.
+func (s *stream) hasQueued() bool { return len(s.queued) > 0 }
 
 // check validates a header against the direction's rules and the state of
 // the message stream (RFC 6455 §5.2-§5.5).
@@ -204,8 +264,17 @@ func (s *stream) check(h *header) violation {
 	case h.op != ws.OpContinuation && !h.op.IsReserved() && s.fragmented:
 		return errUnfinished
 	}
-	s.fragmented = !h.fin
+	if !h.op.IsReserved() || !s.fragmented {
+		// A reserved opcode inside a message (allowed only with an
+		// unknown extension) does not end that message.
+		s.fragmented = !h.fin
+	}
 	return violation{}
+}
+
+// collectsWhole reports whether a data frame is handed over whole.
+func (s *stream) collectsWhole(h *header) bool {
+	return s.rules.wholeText != 0 && h.op == ws.OpText && h.fin && h.rsv == 0 && h.length == s.rules.wholeText
 }
 
 // process parses buf (from withCarry), adds to out what goes to the sink,
@@ -240,19 +309,21 @@ func (s *stream) process(buf []byte, out *batch, h frameHandler) violation {
 			pos = len(buf)
 			break
 		}
-		hd, ok := parseHeader(buf[pos:])
+		hd := &out.hdr
+		var ok bool
+		*hd, ok = parseHeader(buf[pos:])
 		if !ok {
 			s.saveCarry(buf[pos:])
 			skip(pos, len(buf))
 			pos = len(buf)
 			break
 		}
-		if v := s.check(&hd); !v.ok() {
+		if v := s.check(hd); !v.ok() {
 			skip(pos, len(buf))
 			s.stopped = true
 			return v
 		}
-		if hd.op.IsControl() {
+		if hd.op.IsControl() || s.collectsWhole(hd) {
 			end := pos + hd.size + int(hd.length)
 			if end > len(buf) {
 				s.saveCarry(buf[pos:])
@@ -265,7 +336,7 @@ func (s *stream) process(buf []byte, out *batch, h frameHandler) violation {
 			if hd.masked {
 				ws.Cipher(payload, hd.mask, 0)
 			}
-			forward, v := h.control(s, &hd, buf[pos:end], payload)
+			forward, v := h.control(s, hd, buf[pos:end], payload)
 			if !v.ok() {
 				skip(pos, len(buf))
 				s.stopped = true
@@ -279,7 +350,7 @@ func (s *stream) process(buf []byte, out *batch, h frameHandler) violation {
 			pos = end
 			continue
 		}
-		h.data(s, &hd)
+		h.data(s, hd)
 		s.dropping = s.sinkClosed
 		if s.dropping {
 			skip(pos, pos+hd.size)
