@@ -111,6 +111,7 @@ func (s *Server) handshake(c net.Conn, maxHeader int) {
 		Route:            route.Name,
 		MaxFrameSize:     route.MaxFrameSize,
 		CloseTimeout:     route.CloseTimeout,
+		Policy:           s.policies[route],
 	}
 	for _, e := range uc.hs.Extensions {
 		h.Extensions = append(h.Extensions, string(e.Name))

@@ -43,8 +43,10 @@ const (
 // usable; create it with NewServer.
 type Server struct {
 	router *router
-	relay  Relay
-	log    *slog.Logger
+	// policies holds each route's compiled liveness policy.
+	policies map[*config.Route]*relay.Policy
+	relay    Relay
+	log      *slog.Logger
 	// headTimeout bounds reading a client's request head. The route is not
 	// known until the head is read, so it is the largest HandshakeTimeout
 	// of all routes: no route's clients are cut off sooner than that
@@ -107,8 +109,10 @@ func NewServer(routes []*config.Route, r Relay, logger *slog.Logger) (*Server, e
 		listeners:   make(map[net.Listener]struct{}),
 		handshaking: make(map[net.Conn]struct{}),
 	}
+	s.policies = make(map[*config.Route]*relay.Policy, len(routes))
 	for _, route := range routes {
 		s.headTimeout = max(s.headTimeout, handshakeTimeout(route))
+		s.policies[route] = routePolicy(route)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/wsalive/wsalive/config"
@@ -21,13 +22,14 @@ type app struct {
 	engine    *relay.Engine
 	server    *proxy.Server
 	listeners []net.Listener
+	admin     *http.Server
 	serveErr  chan error
 }
 
 // startApp listens on every configured address and starts serving. On
 // error nothing is left running.
 func startApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
-	a := &app{cfg: cfg, logger: logger, serveErr: make(chan error, len(cfg.Listeners))}
+	a := &app{cfg: cfg, logger: logger, serveErr: make(chan error, len(cfg.Listeners)+1)}
 	eng, err := relay.New(relay.Options{
 		Loops:   cfg.Engine.Loops,
 		OnClose: a.logPairClosed,
@@ -51,6 +53,20 @@ func startApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		}
 		a.listeners = append(a.listeners, ln)
 	}
+	if cfg.Admin != nil {
+		ln, err := net.Listen("tcp", cfg.Admin.Address)
+		if err != nil {
+			a.abort()
+			return nil, fmt.Errorf("admin %s: %w", cfg.Admin.Address, err)
+		}
+		a.admin = &http.Server{Handler: proxy.AdminHandler(eng), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := a.admin.Serve(ln); err != nil && err != http.ErrServerClosed {
+				a.serveErr <- fmt.Errorf("admin: %w", err)
+			}
+		}()
+		logger.Info("admin endpoint listening", "address", ln.Addr().String())
+	}
 	for i, ln := range a.listeners {
 		lcfg := cfg.Listeners[i]
 		go func() { a.serveErr <- srv.Serve(ln, lcfg) }()
@@ -64,6 +80,9 @@ func (a *app) abort() {
 	for _, ln := range a.listeners {
 		ln.Close()
 	}
+	if a.admin != nil {
+		a.admin.Close()
+	}
 	if a.engine != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -76,7 +95,11 @@ func (a *app) abort() {
 func (a *app) stop(ctx context.Context) error {
 	errServer := a.server.Shutdown(ctx)
 	errEngine := a.engine.Close(ctx)
-	return errors.Join(errServer, errEngine)
+	var errAdmin error
+	if a.admin != nil {
+		errAdmin = a.admin.Shutdown(ctx)
+	}
+	return errors.Join(errServer, errEngine, errAdmin)
 }
 
 // maxCloseTimeout is the longest close handshake any route allows; a stop
@@ -99,7 +122,13 @@ func (a *app) logPairClosed(st relay.PairStats) {
 		"duration", st.Duration.Round(time.Millisecond).String(),
 		"bytes_to_upstream", st.BytesToUpstream,
 		"bytes_to_client", st.BytesToClient,
-		"frames_to_upstream", st.FramesToUpstream,
-		"frames_to_client", st.FramesToClient,
+		"frames_from_client", st.FramesFromClient,
+		"frames_from_upstream", st.FramesFromUpstream,
+		"client_pings", st.ClientHeartbeat.PingsSent,
+		"client_pongs", st.ClientHeartbeat.PongsReceived,
+		"client_rtt", st.ClientHeartbeat.LastRTT.Round(time.Microsecond).String(),
+		"upstream_pings", st.UpstreamHeartbeat.PingsSent,
+		"upstream_pongs", st.UpstreamHeartbeat.PongsReceived,
+		"upstream_rtt", st.UpstreamHeartbeat.LastRTT.Round(time.Microsecond).String(),
 	)
 }

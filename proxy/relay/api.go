@@ -3,6 +3,8 @@ package relay
 import (
 	"net"
 	"time"
+
+	"github.com/wsalive/wsalive/liveness"
 )
 
 // Handoff is a pair whose two handshakes are complete: the client was
@@ -29,19 +31,27 @@ type Handoff struct {
 	MaxFrameSize int64
 	// CloseTimeout bounds the close handshake.
 	CloseTimeout time.Duration
+	// Policy is the route's liveness policy; nil relays without
+	// heartbeats, idle or lifetime limits.
+	Policy *Policy
 }
 
 // PairStats is the account of one pair, given to Options.OnClose.
 type PairStats struct {
-	ID               uint64
-	Route            string
-	ClientAddr       string
-	UpstreamAddr     string
-	Opened           time.Time
-	Duration         time.Duration
-	Reason           Reason
-	BytesToUpstream  uint64
-	BytesToClient    uint64
-	FramesToUpstream uint64
-	FramesToClient   uint64
+	ID           uint64
+	Route        string
+	ClientAddr   string
+	UpstreamAddr string
+	Opened       time.Time
+	Duration     time.Duration
+	Reason       Reason
+	// Bytes written toward each side, injected frames included.
+	BytesToUpstream uint64
+	BytesToClient   uint64
+	// Frames received from each side, control frames included.
+	FramesFromClient   uint64
+	FramesFromUpstream uint64
+	// Heartbeat accounts per side.
+	ClientHeartbeat   liveness.Stats
+	UpstreamHeartbeat liveness.Stats
 }

@@ -29,6 +29,7 @@ type Engine struct {
 	buffered atomic.Int64
 	closed   atomic.Bool
 	stopOnce sync.Once
+	byReason [numReasons]atomic.Uint64
 }
 
 // New starts an engine's event loops.
@@ -66,6 +67,7 @@ func New(opts Options) (*Engine, error) {
 func (e *Engine) clock() int64 { return int64(time.Since(e.start)) }
 
 func (e *Engine) report(st PairStats) {
+	e.byReason[st.Reason].Add(1)
 	if e.opts.OnClose != nil {
 		e.opts.OnClose(st)
 	}
@@ -74,6 +76,14 @@ func (e *Engine) report(st PairStats) {
 // Stats returns engine-wide gauges.
 func (e *Engine) Stats() Stats {
 	return Stats{Pairs: e.pairs.Load(), BufferedBytes: e.buffered.Load()}
+}
+
+// Closed returns how many pairs have ended with reason r.
+func (e *Engine) Closed(r Reason) uint64 {
+	if r >= numReasons {
+		return 0
+	}
+	return e.byReason[r].Load()
 }
 
 // Attach hands a pair to one of the loops and returns its id. The engine
@@ -99,7 +109,17 @@ func (e *Engine) Attach(h Handoff) (uint64, error) {
 		return 0, ErrClosed
 	}
 	p.ep[client].fd, p.ep[upstream].fd = cfd, ufd
+	p.pol = h.Policy
+	if p.pol == nil {
+		p.pol = noPolicy
+	}
+	for s := client; s <= upstream; s++ {
+		if err := setKeepalive(p.ep[s].fd, &p.pol.side[s].Keepalive); err != nil {
+			e.logger.Warn("relay: setting TCP keepalive options", "side", s.String(), "err", err)
+		}
+	}
 	p.dir[client].rules = rulesFor(true, h.Extensions, h.MaxFrameSize)
+	p.dir[client].rules.wholeText = uint64(p.pol.appMatchLen)
 	p.dir[upstream].rules = rulesFor(false, h.Extensions, h.MaxFrameSize)
 	p.initial[client] = h.ClientBuffered
 	p.initial[upstream] = h.UpstreamBuffered
@@ -147,6 +167,33 @@ func takeFD(c net.Conn, addr *string) (int, error) {
 		return -1, err
 	}
 	return fd, nil
+}
+
+// setKeepalive applies k to a socket; zero fields keep the kernel's
+// values. Keepalive times are whole seconds, rounded up; the user timeout
+// is milliseconds.
+func setKeepalive(fd int, k *TCPKeepalive) error {
+	var errs []error
+	set := func(level, opt, v int) {
+		if err := unix.SetsockoptInt(fd, level, opt, v); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	secs := func(d time.Duration) int { return int((d + time.Second - 1) / time.Second) }
+	if k.Idle > 0 {
+		set(unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+		set(unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, secs(k.Idle))
+		if k.Interval > 0 {
+			set(unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, secs(k.Interval))
+		}
+		if k.Count > 0 {
+			set(unix.IPPROTO_TCP, unix.TCP_KEEPCNT, k.Count)
+		}
+	}
+	if k.UserTimeout > 0 {
+		set(unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(k.UserTimeout/time.Millisecond))
+	}
+	return errors.Join(errs...)
 }
 
 func closeFD(fd int) {

@@ -24,3 +24,6 @@ func (e *Engine) Close(context.Context) error { return nil }
 
 // Stats is always zero on this platform.
 func (e *Engine) Stats() Stats { return Stats{} }
+
+// Closed is always zero on this platform.
+func (e *Engine) Closed(Reason) uint64 { return 0 }

@@ -3,6 +3,7 @@ package relay
 import (
 	"encoding/binary"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -46,19 +47,20 @@ type loop struct {
 
 	draining bool // the loop has seen stopping
 
-	byFD   []*pair
-	npairs int
-	ready  []*pair
-	spare  []*pair
-	events []unix.EpollEvent
-	rbuf   []byte // carryRoom + read size
-	out    batch  // what a read produces
-	inj    batch  // what an injection produces
-	iov    []unix.Iovec
-	wheel  *liveness.Wheel[*pair]
-	rng    *rand.ChaCha8
-	now    int64
-	done   chan struct{}
+	byFD    []*pair
+	npairs  int
+	ready   []*pair
+	spare   []*pair
+	events  []unix.EpollEvent
+	rbuf    []byte // carryRoom + read size
+	out     batch  // what a read produces
+	inj     batch  // what an injection produces
+	scratch [maxControlFrame]byte
+	iov     []unix.Iovec
+	wheel   *liveness.Wheel[*pair]
+	rng     *rand.ChaCha8
+	now     int64
+	done    chan struct{}
 }
 
 func newLoop(e *Engine, readSize int, seed [32]byte) (*loop, error) {
@@ -195,14 +197,9 @@ func (l *loop) takeIncoming() bool {
 // shutdown starts closing p because wsalive is stopping: both sides get
 // 1001 and the close handshake gets its usual time.
 func (l *loop) shutdown(p *pair) {
-	if p.done {
-		return
+	if !p.done {
+		l.expire(p, ReasonShutdown, "going away")
 	}
-	p.setReason(ReasonShutdown)
-	l.sendClose(p, client, ws.StatusGoingAway, "going away")
-	l.sendClose(p, upstream, ws.StatusGoingAway, "going away")
-	l.beginClose(p)
-	l.maybeFinish(p)
 }
 
 func (l *loop) eachPair(f func(*pair)) {
@@ -257,11 +254,23 @@ func (l *loop) start(p *pair) {
 		l.teardown(p)
 		return
 	}
+	p.lastData = l.now
+	for s := client; s <= upstream; s++ {
+		p.hb[s].Start(&p.pol.side[s].Heartbeat, l.now)
+	}
+	if p.pol.lifetime > 0 {
+		jitter := int64(0)
+		if p.pol.jitter > 0 {
+			jitter = int64(l.rng.Uint64() % uint64(p.pol.jitter))
+		}
+		p.lifetimeAt = l.now + p.pol.lifetime - jitter
+	}
 	for s := client; s <= upstream; s++ {
 		b := p.initial[s]
 		p.initial[s] = nil
 		l.feedBuffered(p, s, b)
 	}
+	l.check(p)
 	l.enqueue(p)
 }
 
@@ -343,6 +352,7 @@ func (l *loop) pump(p *pair, s side) bool {
 			l.lost(p, s)
 			return false
 		}
+		p.hb[s].Received(l.now)
 		l.feed(p, s, d.withCarry(l.rbuf, carryRoom, n))
 		if p.done || d.pending != nil {
 			return false
@@ -490,9 +500,9 @@ func (l *loop) writeSegs(fd int, segs [][]byte) (int, error) {
 func (l *loop) lost(p *pair, s side) {
 	if p.ep[s].closeRecv {
 		// The orderly end: it closed TCP after its close frame.
-		l.kill(p, s, ReasonNone)
+		l.kill(p, s, ReasonNone, "")
 	} else {
-		l.kill(p, s, goneReason(s))
+		l.kill(p, s, goneReason(s), s.String()+" gone")
 	}
 }
 
@@ -502,8 +512,9 @@ func (l *loop) broken(p *pair, s side) {
 }
 
 // kill marks side s gone: nothing more goes to it, and the other side is
-// told with a close frame unless it already has one.
-func (l *loop) kill(p *pair, s side, r Reason) {
+// told with a 1001 close frame with text as its reason, unless it already
+// has a close.
+func (l *loop) kill(p *pair, s side, r Reason, text string) {
 	ep := &p.ep[s]
 	if ep.dead {
 		return
@@ -517,7 +528,7 @@ func (l *loop) kill(p *pair, s side, r Reason) {
 	o := s.other()
 	oe := &p.ep[o]
 	if !oe.dead && !oe.closeSent {
-		code, text := ws.StatusGoingAway, s.String()+" gone"
+		code := ws.StatusGoingAway
 		if oe.closeRecv {
 			// It started the close handshake and s died before
 			// answering: answer in s's place, echoing its code.
@@ -525,6 +536,16 @@ func (l *loop) kill(p *pair, s side, r Reason) {
 		}
 		l.sendClose(p, o, code, text)
 	}
+	l.beginClose(p)
+	l.maybeFinish(p)
+}
+
+// expire closes both sides of a live pair for a policy reason (idle,
+// lifetime) with 1001 and text.
+func (l *loop) expire(p *pair, r Reason, text string) {
+	p.setReason(r)
+	l.sendClose(p, client, ws.StatusGoingAway, text)
+	l.sendClose(p, upstream, ws.StatusGoingAway, text)
 	l.beginClose(p)
 	l.maybeFinish(p)
 }
@@ -557,9 +578,23 @@ func (l *loop) sendClose(p *pair, to side, code ws.StatusCode, reason string) {
 	if code != ws.StatusNoStatusRcvd {
 		payload = closePayload(code, reason)
 	}
-	frame := appendControlFrame(make([]byte, 0, maxHeaderSize+len(payload)), ws.OpClose, payload, to == upstream, l.maskKey())
+	l.inject(p, to, ws.OpClose, payload, kindClose)
+}
+
+// inject sends a control frame with payload to side to at the next frame
+// boundary, masked toward the upstream with a fresh key.
+func (l *loop) inject(p *pair, to side, op ws.OpCode, payload []byte, kind frameKind) {
+	frame := appendControlFrame(l.scratch[:0], op, payload, to == upstream, l.maskKey())
+	l.injectFrame(p, to, frame, kind)
+}
+
+// injectFrame sends a ready-made frame to side to; see stream.inject.
+func (l *loop) injectFrame(p *pair, to side, frame []byte, kind frameKind) {
+	if p.ep[to].dead || p.ep[to].abort {
+		return
+	}
 	l.inj.reset()
-	d.inject(frame, true, &l.inj)
+	p.dir[to.other()].inject(frame, kind, &l.inj)
 	l.send(p, to, &l.inj)
 	l.inj.reset()
 }
@@ -586,17 +621,63 @@ func (l *loop) maybeFinish(p *pair) {
 }
 
 func (l *loop) onTimer(t *liveness.Timer[*pair]) {
-	p := t.Value
+	l.check(t.Value)
+}
+
+// check runs p's timed duties (close deadline, heartbeats toward both
+// sides, idle and lifetime limits) and arms its one timer for the earliest
+// next one. Traffic never touches the timer: it only stores timestamps,
+// and check, when the timer fires, decides whether anything is due.
+func (l *loop) check(p *pair) {
 	if p.done {
 		return
 	}
-	if p.closing && l.now >= p.deadline {
-		// The close handshake ran out of time: close both sockets.
-		l.teardown(p)
+	if p.closing {
+		if l.now >= p.deadline {
+			// The close handshake ran out of time: close both sockets.
+			l.teardown(p)
+		} else {
+			l.wheel.Schedule(&p.timer, p.deadline)
+		}
 		return
 	}
-	if p.closing {
-		l.wheel.Schedule(&p.timer, p.deadline)
+	next := int64(math.MaxInt64)
+	for s := client; s <= upstream; s++ {
+		pol := &p.pol.side[s].Heartbeat
+		if !pol.Enabled() {
+			continue
+		}
+		act, at := p.hb[s].Check(pol, l.now)
+		switch act {
+		case liveness.SendPing:
+			var buf [liveness.PingPayloadSize]byte
+			l.inject(p, s, ws.OpPing, p.hb[s].PingPayload(buf[:0]), kindPing)
+		case liveness.Dead:
+			l.kill(p, s, heartbeatReason(s), s.String()+" heartbeat timeout")
+			return
+		}
+		if p.closing || p.done {
+			return // the ping's write failed and started the close
+		}
+		next = min(next, at)
+	}
+	if p.pol.idle > 0 {
+		at := p.lastData + p.pol.idle
+		if l.now >= at {
+			l.expire(p, ReasonIdleTimeout, "idle timeout")
+			return
+		}
+		next = min(next, at)
+	}
+	if p.lifetimeAt > 0 {
+		if l.now >= p.lifetimeAt {
+			l.expire(p, ReasonMaxLifetime, "max lifetime")
+			return
+		}
+		next = min(next, p.lifetimeAt)
+	}
+	if next != math.MaxInt64 {
+		l.wheel.Schedule(&p.timer, next)
 	}
 }
 

@@ -82,6 +82,12 @@ type pair struct {
 	// initial holds bytes the handshakes had read past their heads; they
 	// are relayed first, then dropped.
 	initial [2][]byte
+	pol     *Policy
+	hb      [2]liveness.Side
+	// lastData is when a data frame last passed either way (idle timeout);
+	// lifetimeAt is when max_lifetime ends the pair, 0 for never.
+	lastData   int64
+	lifetimeAt int64
 }
 
 // sideOf tells which side's stream st is.
@@ -103,9 +109,34 @@ func (p *pair) setReason(r Reason) {
 func (p *pair) control(st *stream, h *header, frame, payload []byte) (bool, violation) {
 	s := p.sideOf(st)
 	p.dir[s].frames++
-	if h.op != ws.OpClose {
-		return true, violation{}
+	switch h.op {
+	case ws.OpClose:
+		return p.closeFrame(st, s, payload)
+	case ws.OpPong:
+		// A pong answering wsalive's ping is absorbed; any other pong is
+		// the peers' business and crosses untouched.
+		if liveness.IsOwnPong(payload) {
+			p.hb[s].Pong(&p.pol.side[s].Heartbeat, payload, p.loop.now)
+			return false, violation{}
+		}
+	case ws.OpPing:
+		if p.pol.side[s].AnswerPings {
+			p.loop.inject(p, s, ws.OpPong, payload, kindPong)
+			return false, violation{}
+		}
+	case ws.OpText:
+		// Collected whole because its length matches the app ping.
+		if string(payload) == string(p.pol.appMatch) {
+			p.loop.injectFrame(p, s, p.pol.appReply, kindText)
+			return false, violation{}
+		}
+		p.lastData = p.loop.now
 	}
+	return true, violation{}
+}
+
+// closeFrame handles a close frame from side s.
+func (p *pair) closeFrame(st *stream, s side, payload []byte) (bool, violation) {
 	code, v := checkClosePayload(payload)
 	if !v.ok() {
 		return false, v
@@ -128,6 +159,7 @@ func (p *pair) control(st *stream, h *header, frame, payload []byte) (bool, viol
 // data implements frameHandler.
 func (p *pair) data(st *stream, h *header) {
 	p.dir[p.sideOf(st)].frames++
+	p.lastData = p.loop.now
 }
 
 // finished reports whether side s needs nothing more: it is gone, or its
@@ -138,7 +170,7 @@ func (p *pair) finished(s side) bool {
 		return true
 	}
 	toward := &p.dir[s.other()]
-	return ep.closeSent && toward.pending == nil && len(toward.queued) == 0 &&
+	return ep.closeSent && toward.pending == nil && !toward.hasQueued() &&
 		(ep.closeRecv || p.dir[s].stopped)
 }
 
@@ -154,6 +186,13 @@ func goneReason(s side) Reason {
 		return ReasonClientGone
 	}
 	return ReasonUpstreamGone
+}
+
+func heartbeatReason(s side) Reason {
+	if s == client {
+		return ReasonClientHeartbeatTimeout
+	}
+	return ReasonUpstreamHeartbeatTimeout
 }
 
 func violationReason(s side, v violation) Reason {
@@ -172,16 +211,18 @@ func violationReason(s side, v violation) Reason {
 func (p *pair) stats(now int64) PairStats {
 	d := time.Duration(now - p.opened)
 	return PairStats{
-		ID:               p.id,
-		Route:            p.route,
-		ClientAddr:       p.ep[client].addr,
-		UpstreamAddr:     p.ep[upstream].addr,
-		Opened:           time.Now().Add(-d),
-		Duration:         d,
-		Reason:           p.reason,
-		BytesToUpstream:  p.dir[client].bytes,
-		BytesToClient:    p.dir[upstream].bytes,
-		FramesToUpstream: p.dir[client].frames,
-		FramesToClient:   p.dir[upstream].frames,
+		ID:                 p.id,
+		Route:              p.route,
+		ClientAddr:         p.ep[client].addr,
+		UpstreamAddr:       p.ep[upstream].addr,
+		Opened:             time.Now().Add(-d),
+		Duration:           d,
+		Reason:             p.reason,
+		BytesToUpstream:    p.dir[client].bytes,
+		BytesToClient:      p.dir[upstream].bytes,
+		FramesFromClient:   p.dir[client].frames,
+		FramesFromUpstream: p.dir[upstream].frames,
+		ClientHeartbeat:    p.hb[client].Stats(),
+		UpstreamHeartbeat:  p.hb[upstream].Stats(),
 	}
 }

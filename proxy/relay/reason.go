@@ -26,20 +26,33 @@ const (
 	ReasonUpstreamFrameTooBig
 	// ReasonShutdown: wsalive was stopping.
 	ReasonShutdown
+	// ReasonClientHeartbeatTimeout: the client missed max_missed pings in
+	// a row and sent nothing meanwhile.
+	ReasonClientHeartbeatTimeout
+	// ReasonUpstreamHeartbeatTimeout: likewise for the upstream.
+	ReasonUpstreamHeartbeatTimeout
+	// ReasonIdleTimeout: no data frame either way for idle_timeout.
+	ReasonIdleTimeout
+	// ReasonMaxLifetime: the pair reached max_lifetime.
+	ReasonMaxLifetime
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
-	ReasonNone:                  "none",
-	ReasonClientClosed:          "client_closed",
-	ReasonUpstreamClosed:        "upstream_closed",
-	ReasonClientGone:            "client_gone",
-	ReasonUpstreamGone:          "upstream_gone",
-	ReasonClientProtocolError:   "client_protocol_error",
-	ReasonUpstreamProtocolError: "upstream_protocol_error",
-	ReasonClientFrameTooBig:     "client_frame_too_big",
-	ReasonUpstreamFrameTooBig:   "upstream_frame_too_big",
-	ReasonShutdown:              "shutdown",
+	ReasonNone:                     "none",
+	ReasonClientClosed:             "client_closed",
+	ReasonUpstreamClosed:           "upstream_closed",
+	ReasonClientGone:               "client_gone",
+	ReasonUpstreamGone:             "upstream_gone",
+	ReasonClientProtocolError:      "client_protocol_error",
+	ReasonUpstreamProtocolError:    "upstream_protocol_error",
+	ReasonClientFrameTooBig:        "client_frame_too_big",
+	ReasonUpstreamFrameTooBig:      "upstream_frame_too_big",
+	ReasonShutdown:                 "shutdown",
+	ReasonClientHeartbeatTimeout:   "client_heartbeat_timeout",
+	ReasonUpstreamHeartbeatTimeout: "upstream_heartbeat_timeout",
+	ReasonIdleTimeout:              "idle_timeout",
+	ReasonMaxLifetime:              "max_lifetime",
 }
 
 // String returns the reason's stable snake_case name.
