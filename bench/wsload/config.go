@@ -22,7 +22,27 @@ const (
 	// ModeEcho keeps messages in flight on every connection and verifies
 	// each echo: the throughput and round-trip scenario.
 	ModeEcho Mode = "echo"
+	// ModeBlackholeClient measures how long a proxy takes to notice clients
+	// that vanished without FIN or RST: the clients live in a network
+	// namespace whose traffic is then dropped, and the backend records
+	// when the proxy closed each pair toward it. See blackhole.go.
+	ModeBlackholeClient Mode = "blackhole-client"
+	// ModeBlackholeUpstream is the mirror: the backend lives in the
+	// namespace, and the clients record when the proxy closed them.
+	ModeBlackholeUpstream Mode = "blackhole-upstream"
 )
+
+// blackholeSide returns which side of the pairs a blackhole mode makes
+// vanish ("client" or "upstream"), or "" for the other modes.
+func (m Mode) blackholeSide() string {
+	switch m {
+	case ModeBlackholeClient:
+		return "client"
+	case ModeBlackholeUpstream:
+		return "upstream"
+	}
+	return ""
+}
 
 // Defaults for the zero values of Config.
 const (
@@ -33,6 +53,10 @@ const (
 	DefaultInflight        = 1
 	DefaultSize            = 1024
 	DefaultDuration        = 10 * time.Second
+
+	// DefaultMaxWait bounds, in the blackhole modes, the wait for the proxy
+	// to notice every vanished peer.
+	DefaultMaxWait = 60 * time.Second
 
 	// DefaultSrcIPs spreads source addresses over 127.0.0.2-250 when the
 	// target is on loopback, and binds nothing otherwise.
@@ -78,29 +102,73 @@ type Config struct {
 	// end, and the wait for the last echoes.
 	CloseTimeout time.Duration
 
+	// ProxyBin is the wsalive binary the blackhole modes start as a child
+	// process (wsalive run -config FILE).
+	ProxyBin string
+	// ProxyConfig is the text of the proxy's configuration for the
+	// blackhole modes, with the placeholders {{listen}} and {{upstream}}
+	// (and optionally {{admin}}); empty means DefaultBlackholeTemplate of
+	// the mode. See ExpandTemplate.
+	ProxyConfig string
+	// ProxyLog, if set, is the file the proxy's stdout and stderr go to;
+	// otherwise they go to a temporary file that is removed at the end.
+	ProxyLog string
+	// MaxWait bounds, in the blackhole modes, the wait after the blackhole
+	// for the proxy to close every pair.
+	MaxWait time.Duration
+	// Bound is the detection bound the blackhole modes compare against;
+	// zero means derived from the heartbeat settings of the configuration.
+	Bound time.Duration
+
 	// Ready, if set, is called once, when every dial has succeeded or
 	// failed and before the hold or the traffic starts.
 	Ready func(opened, failed int)
 
 	// Logger receives progress; nil discards it.
 	Logger *slog.Logger
+
+	// dialWrap, when set, runs every dial through it (the blackhole modes
+	// dial from inside a network namespace this way). An error fails the
+	// dial.
+	dialWrap func(dial func()) error
 }
 
 // withDefaults returns c with defaults applied, or the first problem found.
 func (c Config) withDefaults() (Config, error) {
 	switch c.Mode {
-	case ModeIdle, ModeEcho:
+	case ModeIdle, ModeEcho, ModeBlackholeClient, ModeBlackholeUpstream:
 	case "":
-		return c, errors.New("mode is required (idle or echo)")
+		return c, errors.New("mode is required (idle, echo, blackhole-client or blackhole-upstream)")
 	default:
-		return c, fmt.Errorf("mode %q is not idle or echo", c.Mode)
+		return c, fmt.Errorf("mode %q is not idle, echo, blackhole-client or blackhole-upstream", c.Mode)
 	}
-	u, err := url.Parse(c.URL)
-	if err != nil {
-		return c, fmt.Errorf("url: %w", err)
-	}
-	if u.Scheme != "ws" && u.Scheme != "wss" {
-		return c, fmt.Errorf("url %q: scheme must be ws or wss", c.URL)
+	if side := c.Mode.blackholeSide(); side != "" {
+		// The URL is the proxy's, which the run starts itself.
+		if c.ProxyBin == "" {
+			return c, fmt.Errorf("mode %s needs the proxy binary (-proxy-bin)", c.Mode)
+		}
+		if c.ProxyConfig == "" {
+			c.ProxyConfig = DefaultBlackholeTemplate(side)
+		}
+		for _, ph := range []string{placeholderListen, placeholderUpstream} {
+			if !strings.Contains(c.ProxyConfig, ph) {
+				return c, fmt.Errorf("the proxy configuration template has no %s placeholder", ph)
+			}
+		}
+		if c.MaxWait <= 0 {
+			c.MaxWait = DefaultMaxWait
+		}
+		if c.Bound < 0 {
+			return c, fmt.Errorf("bound must not be negative, got %v", c.Bound)
+		}
+	} else {
+		u, err := url.Parse(c.URL)
+		if err != nil {
+			return c, fmt.Errorf("url: %w", err)
+		}
+		if u.Scheme != "ws" && u.Scheme != "wss" {
+			return c, fmt.Errorf("url %q: scheme must be ws or wss", c.URL)
+		}
 	}
 	if c.N <= 0 {
 		return c, fmt.Errorf("n must be positive, got %d", c.N)

@@ -118,7 +118,7 @@ func TestConfigValidation(t *testing.T) {
 		{
 			name:    "unknown mode",
 			cfg:     Config{Mode: "flood", URL: "ws://127.0.0.1:1/", N: 1},
-			wantErr: "not idle or echo",
+			wantErr: "is not idle, echo, blackhole-client or blackhole-upstream",
 		},
 		{
 			name:    "http url",

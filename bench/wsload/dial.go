@@ -100,20 +100,28 @@ dispatch:
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			t0 := time.Now()
-			c, r, err := dialOne(ctx, cfg, u.String(), srcIP(srcIPs, i))
-			if err != nil {
-				if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-					aborted.Add(1)
+			dial := func() {
+				t0 := time.Now()
+				c, r, err := dialOne(ctx, cfg, u.String(), srcIP(srcIPs, i))
+				if err != nil {
+					if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+						aborted.Add(1)
+						return
+					}
+					failed.Add(1)
+					errs.add("dial: " + errorKind(err))
 					return
 				}
-				failed.Add(1)
-				errs.add("dial: " + errorKind(err))
-				return
+				lat.RecordDuration(time.Since(t0))
+				opened.Add(1)
+				onConn(i, c, r)
 			}
-			lat.RecordDuration(time.Since(t0))
-			opened.Add(1)
-			onConn(i, c, r)
+			if cfg.dialWrap == nil {
+				dial()
+			} else if err := cfg.dialWrap(dial); err != nil {
+				failed.Add(1)
+				errs.add("dial: " + err.Error())
+			}
 		}()
 	}
 	wg.Wait()

@@ -4,7 +4,7 @@
 // is bench/cmd/wsload; this package holds its logic so that tests can drive
 // it against an in-process server.
 //
-// Two modes:
+// Two load modes:
 //
 //   - idle: open N connections (rate-limited, with a bounded number of
 //     dials in flight), report handshake latency and failures, then hold
@@ -15,6 +15,18 @@
 //   - echo: open N connections, keep K binary messages of a given size in
 //     flight on each, check every echo byte for byte, and report messages
 //     per second and round-trip percentiles.
+//
+// Two more modes measure liveness rather than load (Linux, root; see
+// blackhole.go):
+//
+//   - blackhole-client: start the proxy under test (-proxy-bin, with a
+//     configuration template), put N clients in a network namespace behind
+//     a veth pair, and once every pair is up drop all traffic of the
+//     namespace with iptables: the clients vanish without FIN or RST. A
+//     backend that records every close frame it gets reports when, after
+//     the blackhole, the proxy closed each pair and with which code.
+//   - blackhole-upstream: the mirror, with the backend in the namespace
+//     and the clients recording what the proxy sends them.
 //
 // Limits of one process. Every connection is one file descriptor. Run
 // raises the soft RLIMIT_NOFILE to the hard limit (RaiseFileLimit) and

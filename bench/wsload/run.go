@@ -33,6 +33,8 @@ type Summary struct {
 
 	Idle *IdleStats `json:"idle,omitempty"`
 	Echo *EchoStats `json:"echo,omitempty"`
+	// Blackhole is what the blackhole modes measured.
+	Blackhole *BlackholeStats `json:"blackhole,omitempty"`
 
 	// Errors counts every failure of the run (dial failures, drops,
 	// mismatches, lost echoes, unclean closes); a healthy run has none.
@@ -68,6 +70,8 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		err = runIdle(ctx, cfg, sum, &errs)
 	case ModeEcho:
 		err = runEcho(ctx, cfg, sum, &errs)
+	case ModeBlackholeClient, ModeBlackholeUpstream:
+		err = runBlackhole(ctx, cfg, sum, &errs)
 	}
 	if err != nil {
 		return nil, err
@@ -129,6 +133,9 @@ func (s *Summary) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "bad:         %d mismatched, %d lost, %d unexpected, %d dropped, %d closed by server\n",
 			st.Mismatches, st.Lost, st.Unexpected, st.Dropped, st.ServerClosed)
 		fmt.Fprintf(&b, "close:       %d clean, %d unclean\n", st.ClosedClean, st.ClosedUnclean)
+	}
+	if st := s.Blackhole; st != nil {
+		st.writeText(&b)
 	}
 	fmt.Fprintf(&b, "errors:      %d\n", s.Errors)
 	b.WriteString(formatErrors(s.ErrorKinds))

@@ -153,6 +153,9 @@ func (l *loop) run() {
 			if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 				ep.readable = true
 			}
+			if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+				ep.hangup = true
+			}
 			if ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 				ep.writable = true
 			}
@@ -351,6 +354,14 @@ func (l *loop) pump(p *pair, s side) bool {
 		case err != nil || n == 0:
 			l.lost(p, s)
 			return false
+		}
+		if n < len(l.rbuf)-carryRoom && !src.hangup {
+			// A short read drained the socket. Edge-triggered epoll
+			// reports every later arrival, so the read that would only
+			// return EAGAIN is skipped: it was half the syscalls of an
+			// idle pair's heartbeat. After a hangup the EOF is still to be
+			// read and no new edge will come, so then we read on.
+			src.readable = false
 		}
 		p.hb[s].Received(l.now)
 		l.feed(p, s, d.withCarry(l.rbuf, carryRoom, n))

@@ -32,6 +32,7 @@ type endpoint struct {
 	addr     string
 	readable bool // edge-triggered readiness, cleared by EAGAIN
 	writable bool
+	hangup   bool // the peer closed or the socket failed: read to the end
 	// dead: no more I/O with it (EOF, reset, failed write).
 	dead bool
 	// abort: it cannot be sent a clean close (the frame toward it can

@@ -9,6 +9,16 @@
 //	       [-src-ips auto] [-ready-file PATH] [-close-timeout 5s]
 //	wsload -mode echo -n 200 -inflight 1 -size 1024 -duration 10s
 //	       -url ws://127.0.0.1:8080/ [same dial flags]
+//	wsload -mode blackhole-client -proxy-bin PATH [-proxy-config TEMPLATE]
+//	       [-n 1000] [-max-wait 60s] [-bound 8s] [-csv FILE] [-proxy-log FILE]
+//	wsload -mode blackhole-upstream (same flags)
+//
+// The blackhole modes (root only: they create a network namespace, a veth
+// pair and iptables rules, and remove them on exit, SIGINT included) start
+// the proxy themselves with the template's {{listen}} and {{upstream}}
+// filled in, make one side of every pair vanish without FIN or RST, and
+// measure how long the proxy takes to close the pair toward the other
+// side. -url is not used there.
 //
 // Output, on stdout: a line "READY n=OPENED failed=FAILED" once every dial
 // has ended (also written to -ready-file, if given, so a driving script can
@@ -50,10 +60,12 @@ func run() int {
 		mode      string
 		readyFile string
 		verbose   bool
+		proxyTmpl string
+		csvFile   string
 	)
-	flag.StringVar(&mode, "mode", "idle", "idle: hold connections without traffic; echo: verified echo traffic")
+	flag.StringVar(&mode, "mode", "idle", "idle: hold connections without traffic; echo: verified echo traffic; blackhole-client, blackhole-upstream: time for a proxy to notice a side that vanished")
 	flag.StringVar(&cfg.URL, "url", "ws://127.0.0.1:8080/", "WebSocket URL to connect to")
-	flag.IntVar(&cfg.N, "n", 100, "number of connections")
+	flag.IntVar(&cfg.N, "n", 100, "number of connections (blackhole modes: default 1000)")
 	flag.Float64Var(&cfg.Rate, "rate", wsload.DefaultRate, "new connections per second (negative: unlimited)")
 	flag.IntVar(&cfg.DialConcurrency, "dial-concurrency", wsload.DefaultDialConcurrency, "dials (connect plus handshake) in flight at most")
 	flag.DurationVar(&cfg.DialTimeout, "dial-timeout", wsload.DefaultDialTimeout, "timeout of one connect plus handshake")
@@ -63,6 +75,12 @@ func run() int {
 	flag.IntVar(&cfg.Size, "size", wsload.DefaultSize, "echo: payload bytes per message")
 	flag.DurationVar(&cfg.Duration, "duration", wsload.DefaultDuration, "echo: how long to send")
 	flag.DurationVar(&cfg.CloseTimeout, "close-timeout", wsload.DefaultCloseTimeout, "bound on the final close handshake and the last echoes")
+	flag.StringVar(&cfg.ProxyBin, "proxy-bin", "", "blackhole: the wsalive binary to start")
+	flag.StringVar(&proxyTmpl, "proxy-config", "", "blackhole: proxy configuration template with {{listen}} and {{upstream}} (and optionally {{admin}}); default: a heartbeat of 5s/3s/1 toward the vanishing side")
+	flag.StringVar(&cfg.ProxyLog, "proxy-log", "", "blackhole: write the proxy's output to this file (default: a temporary file, removed)")
+	flag.DurationVar(&cfg.MaxWait, "max-wait", wsload.DefaultMaxWait, "blackhole: how long to wait for the proxy to notice every vanished peer")
+	flag.DurationVar(&cfg.Bound, "bound", 0, "blackhole: detection bound to compare against (default: interval + timeout x max_missed from the configuration)")
+	flag.StringVar(&csvFile, "csv", "", "blackhole: write the sorted detection times to this CSV file")
 	flag.StringVar(&readyFile, "ready-file", "", "write the READY line to this file too, once every dial has ended")
 	flag.BoolVar(&verbose, "v", false, "debug logging")
 	flag.Parse()
@@ -72,6 +90,22 @@ func run() int {
 		return 2
 	}
 	cfg.Mode = wsload.Mode(mode)
+	blackhole := cfg.Mode == wsload.ModeBlackholeClient || cfg.Mode == wsload.ModeBlackholeUpstream
+	if blackhole {
+		nSet := false
+		flag.Visit(func(f *flag.Flag) { nSet = nSet || f.Name == "n" })
+		if !nSet {
+			cfg.N = 1000
+		}
+		if proxyTmpl != "" {
+			b, err := os.ReadFile(proxyTmpl)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "wsload:", err)
+				return 2
+			}
+			cfg.ProxyConfig = string(b)
+		}
+	}
 
 	level := slog.LevelInfo
 	if verbose {
@@ -90,6 +124,13 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() {
 		<-ctx.Done()
+		if blackhole {
+			// Signals stay caught: the namespace, the veth pair, the
+			// iptables rules and the proxy must go, and that takes a few
+			// seconds at most.
+			log.Info("interrupted; cleaning up (proxy, namespace, veth, iptables rules)")
+			return
+		}
 		// From now on a second signal has its default effect: exit at once.
 		stop()
 		log.Info("interrupted; closing connections")
@@ -110,12 +151,29 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "wsload:", err)
 		return 2
 	}
+	if csvFile != "" && sum.Blackhole != nil {
+		if err := writeCSV(csvFile, sum.Blackhole); err != nil {
+			log.Error("writing the CSV", "path", csvFile, "err", err)
+		}
+	}
 	sum.WriteText(os.Stdout)
 	sum.WriteJSON(os.Stdout)
 	if sum.Errors > 0 {
 		return 1
 	}
 	return 0
+}
+
+func writeCSV(path string, st *wsload.BlackholeStats) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := st.WriteCSV(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // writeFileAtomic writes data to path through a rename, so that a script
