@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/wsalive/wsalive/liveness"
 )
 
 // testPair is an attached pair with the two peers the test plays: cli
@@ -234,5 +236,62 @@ func TestBackpressureBoundsMemory(t *testing.T) {
 	}
 	if b == 0 {
 		t.Fatal("engine holds nothing: the sink never blocked, so the test proved nothing")
+	}
+}
+
+// TestPausedSourceIsAlive: when the upstream stops reading, wsalive stops
+// reading the client (backpressure), so the client's pongs wait unread in
+// the socket. The client must not be declared dead for that.
+func TestPausedSourceIsAlive(t *testing.T) {
+	e, closed := newTestEngine(t, Options{Loops: 1, ReadBufferSize: 16 << 10})
+	pol := NewPolicy(PolicyConfig{
+		Client: SidePolicy{Heartbeat: liveness.Policy{Interval: 200 * time.Millisecond, Timeout: 200 * time.Millisecond, MaxMissed: 1}},
+	})
+	tp := attachPair(t, e, closed, Handoff{Policy: pol})
+
+	// Fill every buffer between the client and the upstream, which never
+	// reads, until the client's writes block.
+	frame := clientFrame(ws.OpBinary, true, make([]byte, 256<<10))
+	tp.cli.SetWriteDeadline(time.Now().Add(time.Second))
+	for {
+		if _, err := tp.cli.Write(frame); err != nil {
+			break
+		}
+	}
+	select {
+	case st := <-closed:
+		t.Fatalf("pair ended with %v while the client was writing", st.Reason)
+	default:
+	}
+	if e.Stats().BufferedBytes == 0 {
+		t.Fatal("the sink never blocked")
+	}
+	// Now answer any ping from the client for several detection bounds;
+	// a pong lands behind data wsalive cannot read yet. (Bytes waiting
+	// from the client already prove it alive, so wsalive need not ping.)
+	tp.cli.SetWriteDeadline(time.Time{})
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	pings := 0
+	for time.Now().Before(deadline) {
+		tp.cli.SetReadDeadline(deadline)
+		f, err := ws.ReadFrame(tp.cli)
+		if err != nil {
+			break
+		}
+		switch f.Header.OpCode {
+		case ws.OpPing:
+			pings++
+			// The write may block: the client's send buffer is full.
+			go tp.cli.Write(clientFrame(ws.OpPong, true, f.Payload))
+		case ws.OpClose:
+			code, reason := ws.ParseCloseFrameData(f.Payload)
+			t.Fatalf("client was sent close %d %q while alive", code, reason)
+		}
+	}
+	t.Logf("client was pinged %d times while its pongs and data waited unread", pings)
+	select {
+	case st := <-closed:
+		t.Fatalf("pair ended with %v while both peers were alive", st.Reason)
+	default:
 	}
 }

@@ -658,6 +658,13 @@ func (l *loop) check(p *pair) {
 		if !pol.Enabled() {
 			continue
 		}
+		if p.dir[s].pending != nil && p.ep[s].readable {
+			// Reading s is paused because its sink is full, and bytes
+			// from it are waiting: s is alive (its pong may be among
+			// them). A slow reader on one side must not make the other
+			// side look dead.
+			p.hb[s].Received(l.now)
+		}
 		act, at := p.hb[s].Check(pol, l.now)
 		switch act {
 		case liveness.SendPing:
