@@ -95,6 +95,9 @@ func (s *Side) Start(p *Policy, now int64) {
 // side alive, so this is all traffic costs: no timer is touched.
 func (s *Side) Received(now int64) { s.lastRx = now }
 
+// Waiting reports whether a ping is outstanding.
+func (s *Side) Waiting() bool { return s.waiting }
+
 // LastReceived returns when anything was last received from the side.
 func (s *Side) LastReceived() int64 { return s.lastRx }
 

@@ -108,25 +108,23 @@ func (e *Engine) Attach(h Handoff) (uint64, error) {
 		closeFD(ufd)
 		return 0, ErrClosed
 	}
-	p.ep[client].fd, p.ep[upstream].fd = cfd, ufd
+	p.ep[client].fd, p.ep[upstream].fd = int32(cfd), int32(ufd)
 	p.pol = h.Policy
 	if p.pol == nil {
 		p.pol = noPolicy
 	}
 	for s := client; s <= upstream; s++ {
-		if err := setKeepalive(p.ep[s].fd, &p.pol.side[s].Keepalive); err != nil {
+		if err := setKeepalive(p.ep[s].sock(), &p.pol.side[s].Keepalive); err != nil {
 			e.logger.Warn("relay: setting TCP keepalive options", "side", s.String(), "err", err)
 		}
 	}
 	p.dir[client].rules = rulesFor(true, h.Extensions, h.MaxFrameSize)
 	p.dir[client].rules.wholeText = uint64(p.pol.appMatchLen)
 	p.dir[upstream].rules = rulesFor(false, h.Extensions, h.MaxFrameSize)
-	p.initial[client] = h.ClientBuffered
-	p.initial[upstream] = h.UpstreamBuffered
 	p.id = e.ids.Add(1)
 	e.pairs.Add(1)
 	l := e.loops[int(e.next.Add(1))%len(e.loops)]
-	if err := l.post(p); err != nil {
+	if err := l.post(attachment{p, [2][]byte{h.ClientBuffered, h.UpstreamBuffered}}); err != nil {
 		e.pairs.Add(-1)
 		closeFD(cfd)
 		closeFD(ufd)

@@ -41,7 +41,7 @@ type loop struct {
 	wakefd int // eventfd that Attach and Close use to wake the loop
 
 	mu       sync.Mutex
-	incoming []*pair
+	incoming []attachment
 	stopping bool // graceful: close every pair, exit when none is left
 	forced   bool // close every pair now
 
@@ -101,14 +101,22 @@ func (l *loop) wake() {
 	unix.Write(l.wakefd, one[:])
 }
 
+// attachment is a pair on its way to a loop, with the bytes its
+// handshakes had read past their heads (relayed first). They travel beside
+// the pair so that the pair itself does not carry them for its lifetime.
+type attachment struct {
+	p       *pair
+	initial [2][]byte
+}
+
 // post hands a pair to the loop.
-func (l *loop) post(p *pair) error {
+func (l *loop) post(a attachment) error {
 	l.mu.Lock()
 	if l.stopping {
 		l.mu.Unlock()
 		return ErrClosed
 	}
-	l.incoming = append(l.incoming, p)
+	l.incoming = append(l.incoming, a)
 	l.mu.Unlock()
 	l.wake()
 	return nil
@@ -147,7 +155,7 @@ func (l *loop) run() {
 			}
 			p := l.byFD[fd]
 			ep := &p.ep[client]
-			if p.ep[upstream].fd == fd {
+			if p.ep[upstream].sock() == fd {
 				ep = &p.ep[upstream]
 			}
 			if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
@@ -177,8 +185,8 @@ func (l *loop) takeIncoming() bool {
 	l.incoming = nil
 	stopping, forced := l.stopping, l.forced
 	l.mu.Unlock()
-	for _, p := range in {
-		l.start(p)
+	for _, a := range in {
+		l.start(a)
 	}
 	if forced {
 		l.closeAll()
@@ -190,8 +198,8 @@ func (l *loop) takeIncoming() bool {
 	}
 	if l.draining {
 		// Pairs attached while draining are closed as soon as they start.
-		for _, p := range in {
-			l.shutdown(p)
+		for _, a := range in {
+			l.shutdown(a.p)
 		}
 	}
 	return false
@@ -207,7 +215,7 @@ func (l *loop) shutdown(p *pair) {
 
 func (l *loop) eachPair(f func(*pair)) {
 	for fd, p := range l.byFD {
-		if p != nil && p.ep[client].fd == fd {
+		if p != nil && p.ep[client].sock() == fd {
 			f(p)
 		}
 	}
@@ -222,31 +230,33 @@ func (l *loop) closeAll() {
 	in := l.incoming
 	l.incoming = nil
 	l.mu.Unlock()
-	for _, p := range in {
+	for _, a := range in {
+		p := a.p
 		p.setReason(ReasonShutdown)
-		unix.Close(p.ep[client].fd)
-		unix.Close(p.ep[upstream].fd)
+		unix.Close(p.ep[client].sock())
+		unix.Close(p.ep[upstream].sock())
 		l.e.pairs.Add(-1)
 		l.e.report(p.stats(l.now))
 	}
 }
 
-func (l *loop) start(p *pair) {
+func (l *loop) start(a attachment) {
+	p := a.p
 	p.loop = l
 	p.opened = l.now
 	p.timer.Value = p
 	for s := range p.ep {
 		ep := &p.ep[s]
-		ev := unix.EpollEvent{Events: epollFlags, Fd: int32(ep.fd)}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ep.fd, &ev); err != nil {
+		ev := unix.EpollEvent{Events: epollFlags, Fd: ep.fd}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ep.sock(), &ev); err != nil {
 			l.e.logger.Error("relay: epoll_ctl add failed", "err", err, "pair", p.id)
 			ep.dead = true
 			continue
 		}
-		for ep.fd >= len(l.byFD) {
+		for ep.sock() >= len(l.byFD) {
 			l.byFD = append(l.byFD, make([]*pair, len(l.byFD)+64)...)
 		}
-		l.byFD[ep.fd] = p
+		l.byFD[ep.sock()] = p
 		// A fresh socket is writable; reading once finds out if bytes
 		// arrived before it was registered.
 		ep.readable, ep.writable = true, true
@@ -269,9 +279,7 @@ func (l *loop) start(p *pair) {
 		p.lifetimeAt = l.now + p.pol.lifetime - jitter
 	}
 	for s := client; s <= upstream; s++ {
-		b := p.initial[s]
-		p.initial[s] = nil
-		l.feedBuffered(p, s, b)
+		l.feedBuffered(p, s, a.initial[s])
 	}
 	l.check(p)
 	l.enqueue(p)
@@ -344,7 +352,7 @@ func (l *loop) pump(p *pair, s side) bool {
 		if !src.readable || src.dead {
 			return false
 		}
-		n, err := unix.Read(src.fd, l.rbuf[carryRoom:])
+		n, err := unix.Read(src.sock(), l.rbuf[carryRoom:])
 		switch {
 		case err == unix.EAGAIN:
 			src.readable = false
@@ -375,11 +383,24 @@ func (l *loop) pump(p *pair, s side) bool {
 // feed runs bytes from side s through its stream and sends the result on.
 func (l *loop) feed(p *pair, s side, buf []byte) {
 	d := &p.dir[s]
+	if d.remaining > 0 && !d.dropping {
+		// The payload of a data frame is still arriving: the pair is in
+		// use even though no new frame header passes (idle timeout).
+		p.lastData = l.now
+	}
 	l.out.reset()
 	v := d.process(buf, &l.out, p)
 	l.send(p, s.other(), &l.out)
 	if !v.ok() {
 		l.violation(p, s, v)
+		return
+	}
+	if p.recheck && !p.done {
+		// A pong moved a heartbeat deadline earlier than the armed timer
+		// (a timeout longer than the interval): re-arm now, outside
+		// process, where injecting frames is safe.
+		p.recheck = false
+		l.check(p)
 	}
 }
 
@@ -403,7 +424,7 @@ func (l *loop) send(p *pair, to side, b *batch) {
 	}
 	written := 0
 	if dst.writable {
-		n, err := l.writeSegs(dst.fd, b.segs)
+		n, err := l.writeSegs(dst.sock(), b.segs)
 		switch {
 		case err == unix.EAGAIN:
 			dst.writable = false
@@ -436,7 +457,7 @@ func (l *loop) send(p *pair, to side, b *batch) {
 func (l *loop) flush(p *pair, to side) {
 	d, dst := &p.dir[to.other()], &p.ep[to]
 	for d.pending != nil && dst.writable {
-		n, err := unix.Write(dst.fd, d.pending.B[d.pendOff:])
+		n, err := unix.Write(dst.sock(), d.pending.B[d.pendOff:])
 		switch {
 		case err == unix.EAGAIN:
 			dst.writable = false
@@ -658,6 +679,14 @@ func (l *loop) check(p *pair) {
 		if !pol.Enabled() {
 			continue
 		}
+		if !p.hb[s].Waiting() && !p.dir[s.other()].atBoundary() {
+			// A frame toward s is still on its way, and a ping may only
+			// follow it: look again shortly instead of starting a ping's
+			// timeout that s cannot answer. Meanwhile TCP_USER_TIMEOUT
+			// watches the writes of that frame.
+			next = min(next, l.now+int64(wheelTick))
+			continue
+		}
 		if p.dir[s].pending != nil && p.ep[s].readable {
 			// Reading s is paused because its sink is full, and bytes
 			// from it are waiting: s is alive (its pong may be among
@@ -708,12 +737,12 @@ func (l *loop) teardown(p *pair) {
 	l.wheel.Stop(&p.timer)
 	for s := range p.ep {
 		ep := &p.ep[s]
-		if ep.fd >= 0 {
-			if ep.fd < len(l.byFD) && l.byFD[ep.fd] == p {
-				l.byFD[ep.fd] = nil
+		if ep.sock() >= 0 {
+			if ep.sock() < len(l.byFD) && l.byFD[ep.sock()] == p {
+				l.byFD[ep.sock()] = nil
 			}
 			l.drain(ep)
-			unix.Close(ep.fd)
+			unix.Close(ep.sock())
 			ep.fd = -1
 		}
 	}
@@ -734,7 +763,7 @@ func (l *loop) drain(ep *endpoint) {
 		return
 	}
 	for range 4 {
-		n, err := unix.Read(ep.fd, l.rbuf[carryRoom:])
+		n, err := unix.Read(ep.sock(), l.rbuf[carryRoom:])
 		if n <= 0 || errors.Is(err, unix.EAGAIN) {
 			return
 		}

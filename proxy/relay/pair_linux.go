@@ -28,9 +28,9 @@ func (s side) String() string {
 
 // endpoint is one socket of a pair and what is known of its close handshake.
 type endpoint struct {
-	fd       int
 	addr     string
-	readable bool // edge-triggered readiness, cleared by EAGAIN
+	fd       int32 // int32 keeps a pair in a smaller allocation class
+	readable bool  // edge-triggered readiness, cleared by EAGAIN
 	writable bool
 	hangup   bool // the peer closed or the socket failed: read to the end
 	// dead: no more I/O with it (EOF, reset, failed write).
@@ -44,6 +44,9 @@ type endpoint struct {
 	closeRecv bool
 	closeCode ws.StatusCode
 }
+
+// sock returns the socket's descriptor for system calls.
+func (e *endpoint) sock() int { return int(e.fd) }
 
 // direction is one way through a pair: bytes from side s to s.other(),
 // with their framing state and whatever the sink has not accepted yet.
@@ -73,18 +76,16 @@ type pair struct {
 	ep           [2]endpoint
 	dir          [2]direction // dir[s] carries bytes from s to s.other()
 	timer        liveness.Timer[*pair]
-	// closing: the close handshake has started; deadline ends it.
-	closing  bool
+	// deadline ends the close handshake once closing is set.
 	deadline int64
+	closing  bool
 	reason   Reason
 	ready    bool // in the loop's ready list
 	done     bool
+	recheck  bool // run check after the current read: a deadline moved
 	loop     *loop
-	// initial holds bytes the handshakes had read past their heads; they
-	// are relayed first, then dropped.
-	initial [2][]byte
-	pol     *Policy
-	hb      [2]liveness.Side
+	pol      *Policy
+	hb       [2]liveness.Side
 	// lastData is when a data frame last passed either way (idle timeout);
 	// lifetimeAt is when max_lifetime ends the pair, 0 for never.
 	lastData   int64
@@ -118,6 +119,7 @@ func (p *pair) control(st *stream, h *header, frame, payload []byte) (bool, viol
 		// the peers' business and crosses untouched.
 		if liveness.IsOwnPong(payload) {
 			p.hb[s].Pong(&p.pol.side[s].Heartbeat, payload, p.loop.now)
+			p.recheck = true
 			return false, violation{}
 		}
 	case ws.OpPing:
