@@ -48,6 +48,10 @@ type fixtureOptions struct {
 	// routes adds routes: path prefix -> upstream address (host:port).
 	// Everything else goes to the coder upstream.
 	routes map[string]string
+	// route, when not nil, is applied to every route (the coder
+	// upstream's, the probe's and those of routes) before the server is
+	// built: it sets liveness policies.
+	route func(*config.Route)
 }
 
 // closeTimeout bounds every pair's close handshake: shorter than the
@@ -136,6 +140,11 @@ func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 			t.Fatalf("route %s: %v", prefix, err)
 		}
 		routes = append(routes, &r)
+	}
+	if opts.route != nil {
+		for _, r := range routes {
+			opts.route(r)
+		}
 	}
 
 	f.engine, err = relay.New(relay.Options{
