@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
 
 	"github.com/wsalive/wsalive/config"
@@ -75,6 +76,24 @@ func (e *upstreamError) Error() string {
 
 func (e *upstreamError) Unwrap() error { return e.err }
 
+// offeredExtensions is what the upstream is offered of the client's
+// extensions. A route with app_ping does not pass permessage-deflate on:
+// browsers compress every message once it is negotiated, and wsalive can
+// only recognise an application ping it can read, so such a route's
+// messages flow uncompressed end to end.
+func offeredExtensions(route *config.Route, offered []httphead.Option) []httphead.Option {
+	if route.AppPing == nil {
+		return offered
+	}
+	kept := make([]httphead.Option, 0, len(offered))
+	for _, o := range offered {
+		if string(o.Name) != "permessage-deflate" {
+			kept = append(kept, o)
+		}
+	}
+	return kept
+}
+
 // dialUpstream dials the route's upstream and performs the client side of
 // the WebSocket handshake on behalf of the client, bounded by ctx.
 func dialUpstream(ctx context.Context, route *config.Route, req *http.Request, up *clientUpgrade, clientIP string) (*upstreamConn, *upstreamError) {
@@ -85,7 +104,7 @@ func dialUpstream(ctx context.Context, route *config.Route, req *http.Request, u
 	)
 	d := ws.Dialer{
 		Protocols:  up.protocols,
-		Extensions: up.extensions,
+		Extensions: offeredExtensions(route, up.extensions),
 		Header:     ws.HandshakeHeaderHTTP(forwardHeader(req, clientIP)),
 		// OnHeader sees every 101 header gobwas does not check itself; the
 		// arguments are only valid during the call, hence the copies.

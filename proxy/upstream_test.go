@@ -5,6 +5,10 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/gobwas/httphead"
+
+	"github.com/wsalive/wsalive/config"
 )
 
 func TestUpstreamTarget(t *testing.T) {
@@ -196,5 +200,21 @@ func TestForwardHeader(t *testing.T) {
 				t.Errorf("X-Forwarded-For = %q, want %q", got, tc.wantXFF)
 			}
 		})
+	}
+}
+
+func TestOfferedExtensionsDropDeflateForAppPing(t *testing.T) {
+	offered, ok := httphead.ParseOptions([]byte("permessage-deflate; client_max_window_bits, x-custom"), nil)
+	if !ok {
+		t.Fatal("parse")
+	}
+	plain := &config.Route{}
+	if got := offeredExtensions(plain, offered); len(got) != 2 {
+		t.Fatalf("without app_ping: %d extensions offered, want 2", len(got))
+	}
+	withPing := &config.Route{AppPing: &config.AppPing{Match: "ping", Reply: "pong"}}
+	got := offeredExtensions(withPing, offered)
+	if len(got) != 1 || string(got[0].Name) != "x-custom" {
+		t.Fatalf("with app_ping: offered %v, want only x-custom", got)
 	}
 }
