@@ -234,10 +234,10 @@ func (e *Engine) Close(ctx context.Context) error {
 func (e *Engine) closeFDs() {
 	for _, l := range e.loops {
 		l.mu.Lock()
-		if l.epfd >= 0 {
-			unix.Close(l.epfd)
+		if l.wakefd >= 0 {
+			l.poll.close()
 			unix.Close(l.wakefd)
-			l.epfd, l.wakefd = -1, -1
+			l.wakefd = -1
 		}
 		l.mu.Unlock()
 	}

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/gobwas/ws"
 	"github.com/valyala/bytebufferpool"
@@ -37,7 +36,7 @@ const (
 // wheel and the buffers it reuses. Only its goroutine touches its pairs.
 type loop struct {
 	e      *Engine
-	epfd   int
+	poll   *poller
 	wakefd int // eventfd that Attach and Close use to wake the loop
 
 	mu       sync.Mutex
@@ -64,24 +63,23 @@ type loop struct {
 }
 
 func newLoop(e *Engine, readSize int, seed [32]byte) (*loop, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	poll, err := newPoller()
 	if err != nil {
 		return nil, err
 	}
 	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
-		unix.Close(epfd)
+		poll.close()
 		return nil, err
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(wakefd)}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
-		unix.Close(epfd)
+	if err := poll.add(wakefd, unix.EPOLLIN|unix.EPOLLET); err != nil {
+		poll.close()
 		unix.Close(wakefd)
 		return nil, err
 	}
 	l := &loop{
 		e:      e,
-		epfd:   epfd,
+		poll:   poll,
 		wakefd: wakefd,
 		events: make([]unix.EpollEvent, maxEvents),
 		rbuf:   make([]byte, carryRoom+readSize),
@@ -125,16 +123,21 @@ func (l *loop) post(a attachment) error {
 func (l *loop) run() {
 	defer close(l.done)
 	for {
-		timeout := -1
-		if len(l.ready) > 0 {
-			timeout = 0
-		} else if at, ok := l.wheel.NextTick(); ok {
-			ms := (at - l.e.clock() + int64(time.Millisecond) - 1) / int64(time.Millisecond)
-			timeout = int(max(ms, 0))
+		var deadline time.Time
+		if len(l.ready) == 0 {
+			if at, ok := l.wheel.NextTick(); ok {
+				deadline = l.e.start.Add(time.Duration(at))
+			}
 		}
-		n, err := unix.EpollWait(l.epfd, l.events, timeout)
-		if err != nil && err != unix.EINTR {
-			l.e.logger.Error("relay: epoll_wait failed; loop stops", "err", err)
+		var n int
+		var err error
+		if len(l.ready) > 0 {
+			n, err = l.poll.poll(l.events) // work is waiting: never park
+		} else {
+			n, err = l.poll.wait(l.events, deadline)
+		}
+		if err != nil {
+			l.e.logger.Error("relay: waiting for events failed; loop stops", "err", err)
 			l.closeAll()
 			return
 		}
@@ -247,8 +250,7 @@ func (l *loop) start(a attachment) {
 	p.timer.Value = p
 	for s := range p.ep {
 		ep := &p.ep[s]
-		ev := unix.EpollEvent{Events: epollFlags, Fd: ep.fd}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ep.sock(), &ev); err != nil {
+		if err := l.poll.add(ep.sock(), epollFlags); err != nil {
 			l.e.logger.Error("relay: epoll_ctl add failed", "err", err, "pair", p.id)
 			ep.dead = true
 			continue
@@ -352,7 +354,7 @@ func (l *loop) pump(p *pair, s side) bool {
 		if !src.readable || src.dead {
 			return false
 		}
-		n, err := unix.Read(src.sock(), l.rbuf[carryRoom:])
+		n, err := sysRead(src.sock(), l.rbuf[carryRoom:])
 		switch {
 		case err == unix.EAGAIN:
 			src.readable = false
@@ -457,7 +459,7 @@ func (l *loop) send(p *pair, to side, b *batch) {
 func (l *loop) flush(p *pair, to side) {
 	d, dst := &p.dir[to.other()], &p.ep[to]
 	for d.pending != nil && dst.writable {
-		n, err := unix.Write(dst.sock(), d.pending.B[d.pendOff:])
+		n, err := sysWrite(dst.sock(), d.pending.B[d.pendOff:])
 		switch {
 		case err == unix.EAGAIN:
 			dst.writable = false
@@ -491,17 +493,16 @@ func (l *loop) dropPending(d *direction) {
 func (l *loop) writeSegs(fd int, segs [][]byte) (int, error) {
 	if len(segs) == 1 {
 		for {
-			n, err := unix.Write(fd, segs[0])
+			n, err := sysWrite(fd, segs[0])
 			if err == unix.EINTR {
 				continue
 			}
-			return max(n, 0), err
+			return n, err
 		}
 	}
 	total := 0
 	for len(segs) > 0 {
 		chunk := segs[:min(len(segs), iovMax)]
-		segs = segs[len(chunk):]
 		l.iov = l.iov[:0]
 		want := 0
 		for _, s := range chunk {
@@ -511,18 +512,19 @@ func (l *loop) writeSegs(fd int, segs [][]byte) (int, error) {
 			l.iov = append(l.iov, v)
 			want += len(s)
 		}
-		n, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&l.iov[0])), uintptr(len(l.iov)))
-		if errno == unix.EINTR {
-			segs = append(chunk, segs...) // retry the chunk; rare
-			continue
+		n, err := sysWritev(fd, l.iov)
+		if err == unix.EINTR {
+			continue // the same chunk again; rare
 		}
-		if errno != 0 {
-			return total, errno
+		if err != nil {
+			clear(l.iov)
+			return total, err
 		}
-		total += int(n)
-		if int(n) < want {
+		total += n
+		if n < want {
 			break
 		}
+		segs = segs[len(chunk):]
 	}
 	clear(l.iov)
 	return total, nil
@@ -763,7 +765,7 @@ func (l *loop) drain(ep *endpoint) {
 		return
 	}
 	for range 4 {
-		n, err := unix.Read(ep.sock(), l.rbuf[carryRoom:])
+		n, err := sysRead(ep.sock(), l.rbuf[carryRoom:])
 		if n <= 0 || errors.Is(err, unix.EAGAIN) {
 			return
 		}
