@@ -64,11 +64,15 @@ G1=$(echo "$S1" | awk -F'[:,]' '/goroutines/ {gsub(/ /,"",$2); print $2}')
 echo "$S1" | tr -d "\n " ; echo
 echo "at ${PAIRS} pairs: rss=${RSS1} KiB (after forced GC: ${RSS2} KiB) goroutines=${G1}"
 echo "rss growth per pair: $(( (RSS1 - RSS0) * 1024 / PAIRS )) B (after forced GC: $(( (RSS2 - RSS0) * 1024 / PAIRS )) B)"
+PROF=
 if [ -n "${CPU_PROFILE:-}" ]; then
-  curl -sf "http://$ADMIN/debug/pprof/profile?seconds=10" -o "$BIN/cpu.pprof" &
+  curl -sf "http://$ADMIN/debug/pprof/profile?seconds=10" -o "$BIN/cpu.pprof" & PROF=$!
+fi
+if [ -n "${PERF:-}" ]; then
+  perf record -F 999 -g -p "$PROXY" -o "$BIN/perf.data" -- sleep 10 >/dev/null 2>&1 &
 fi
 CPU=$("$BIN/rssprobe" -pid "$PROXY" -interval 10s -count 1 2>/dev/null | tail -n 1 || true)
-wait $! 2>/dev/null || true
+[ -n "$PROF" ] && wait "$PROF" 2>/dev/null || true
 echo "proxy over 10 s idle: $CPU"
 kill -INT "$L1" "$L2" 2>/dev/null || true
 wait "$L1" "$L2" 2>/dev/null || true
