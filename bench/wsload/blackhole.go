@@ -50,11 +50,15 @@ import (
 //	temporary dir      $TMPDIR/wsab-<pid>-* (proxy configuration and log)
 const netnsPrefix = "wsab"
 
-// Placeholders of the proxy configuration template.
+// Placeholders of the proxy configuration template (and, for {{config}}
+// and {{dir}}, of the proxy's command line and environment).
 const (
-	placeholderListen   = "{{listen}}"
-	placeholderUpstream = "{{upstream}}"
-	placeholderAdmin    = "{{admin}}"
+	placeholderListen       = "{{listen}}"
+	placeholderUpstream     = "{{upstream}}"
+	placeholderUpstreamAddr = "{{upstream_addr}}"
+	placeholderAdmin        = "{{admin}}"
+	placeholderDir          = "{{dir}}"
+	placeholderConfig       = "{{config}}"
 )
 
 // Heartbeat of the measured side in DefaultBlackholeTemplate.
@@ -96,13 +100,43 @@ route "blackhole" {
 
 // ExpandTemplate substitutes the placeholders of a proxy configuration
 // template: {{listen}} (host:port the proxy listens on), {{upstream}}
-// (ws://host:port of the backend) and {{admin}} (a free loopback
-// host:port, for templates that want an admin endpoint).
+// (ws://host:port of the backend), {{upstream_addr}} (the same without
+// the scheme, for proxies that want host:port) and {{admin}} (a free
+// loopback host:port, for templates that want an admin endpoint).
 func ExpandTemplate(tmpl, listen, upstream, admin string) string {
+	return ExpandVars(tmpl, TemplateVars{Listen: listen, Upstream: upstream, Admin: admin})
+}
+
+// TemplateVars are the values of the placeholders of a proxy
+// configuration template.
+type TemplateVars struct {
+	// Listen is the host:port the proxy listens on: {{listen}}.
+	Listen string
+	// Upstream is the backend's ws://host:port: {{upstream}}.
+	Upstream string
+	// UpstreamAddr is the backend's host:port: {{upstream_addr}}; empty
+	// means Upstream without its scheme.
+	UpstreamAddr string
+	// Admin is a free loopback host:port: {{admin}}.
+	Admin string
+	// Dir is a directory the proxy may write to (pid file, logs,
+	// temporary files): {{dir}}.
+	Dir string
+}
+
+// ExpandVars substitutes every placeholder of tmpl with v.
+func ExpandVars(tmpl string, v TemplateVars) string {
+	addr := v.UpstreamAddr
+	if addr == "" {
+		addr = strings.TrimPrefix(strings.TrimPrefix(v.Upstream, "ws://"), "wss://")
+		addr = strings.TrimSuffix(addr, "/")
+	}
 	return strings.NewReplacer(
-		placeholderListen, listen,
-		placeholderUpstream, upstream,
-		placeholderAdmin, admin,
+		placeholderListen, v.Listen,
+		placeholderUpstreamAddr, addr,
+		placeholderUpstream, v.Upstream,
+		placeholderAdmin, v.Admin,
+		placeholderDir, v.Dir,
 	).Replace(tmpl)
 }
 
@@ -342,29 +376,45 @@ func runBlackhole(ctx context.Context, cfg Config, sum *Summary, errs *errorCoun
 	}
 	st.ProxyListen = listen
 	st.Upstream = "ws://" + ln.Addr().String()
-	text := ExpandTemplate(cfg.ProxyConfig, listen, st.Upstream, admin)
+	if r.tmpDir, err = os.MkdirTemp("", fmt.Sprintf("%s-%d-", netnsPrefix, os.Getpid())); err != nil {
+		return err
+	}
+	// Proxies that drop privileges in their workers (nginx) still need to
+	// reach their directory.
+	os.Chmod(r.tmpDir, 0o755)
+	text := ExpandVars(cfg.ProxyConfig, TemplateVars{Listen: listen, Upstream: st.Upstream, Admin: admin, Dir: r.tmpDir})
 
-	desc, bound, err := heartbeatBound(text, side)
-	if err != nil {
-		log.Warn("could not read the heartbeat from the proxy configuration; the bound is unknown", "err", err)
-	} else {
-		st.Heartbeat = desc
-		if bound > 0 {
-			st.BoundS, st.BoundFrom = bound.Seconds(), "config"
+	if strings.HasSuffix(cfg.ProxyConfigName, ".hcl") {
+		desc, bound, err := heartbeatBound(text, side)
+		if err != nil {
+			log.Warn("could not read the heartbeat from the proxy configuration; the bound is unknown", "err", err)
+		} else {
+			st.Heartbeat = desc
+			if bound > 0 {
+				st.BoundS, st.BoundFrom = bound.Seconds(), "config"
+			}
 		}
 	}
 	if cfg.Bound > 0 {
 		st.BoundS, st.BoundFrom = cfg.Bound.Seconds(), "flag"
 	}
 
-	if r.tmpDir, err = os.MkdirTemp("", fmt.Sprintf("%s-%d-", netnsPrefix, os.Getpid())); err != nil {
-		return err
-	}
 	logPath := cfg.ProxyLog
 	if logPath == "" {
-		logPath = filepath.Join(r.tmpDir, "wsalive.log")
+		logPath = filepath.Join(r.tmpDir, "proxy.log")
 	}
-	if r.proxy, err = startProxy(cfg.ProxyBin, r.tmpDir, text, logPath, log); err != nil {
+	argv := cfg.ProxyCmd
+	if len(argv) == 0 {
+		argv = []string{cfg.ProxyBin, "run", "-config", placeholderConfig}
+	}
+	if r.proxy, err = startProxy(proxySpec{
+		argv:    argv,
+		env:     cfg.ProxyEnv,
+		dir:     r.tmpDir,
+		cfgName: cfg.ProxyConfigName,
+		cfgText: text,
+		logPath: logPath,
+	}, log); err != nil {
 		return err
 	}
 	st.ProxyPID = r.proxy.cmd.Process.Pid

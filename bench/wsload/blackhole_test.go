@@ -347,3 +347,28 @@ func TestNetnsDoLeavesCallerThread(t *testing.T) {
 	}
 	assertCleanedUp(t, ns.name, 0)
 }
+
+func TestExpandVars(t *testing.T) {
+	got := ExpandVars("listen {{listen}}; up {{upstream}} / {{upstream_addr}}; admin {{admin}}; pid {{dir}}/x.pid",
+		TemplateVars{Listen: "10.0.0.1:80", Upstream: "ws://127.0.0.1:3000", Admin: "127.0.0.1:9", Dir: "/tmp/d"})
+	want := "listen 10.0.0.1:80; up ws://127.0.0.1:3000 / 127.0.0.1:3000; admin 127.0.0.1:9; pid /tmp/d/x.pid"
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
+
+func TestBlackholeProxyCmdValidation(t *testing.T) {
+	// Another proxy needs its own template, with host:port upstream.
+	if _, err := (Config{Mode: ModeBlackholeClient, N: 1, ProxyCmd: []string{"nginx"}}).withDefaults(); err == nil ||
+		!strings.Contains(err.Error(), "needs a configuration template") {
+		t.Errorf("no template: %v", err)
+	}
+	c, err := Config{Mode: ModeBlackholeClient, N: 1, ProxyCmd: []string{"nginx", "-c", "{{config}}"},
+		ProxyConfig: "listen {{listen}}; proxy_pass http://{{upstream_addr}};", ProxyConfigName: "nginx.conf"}.withDefaults()
+	if err != nil || c.ProxyConfigName != "nginx.conf" {
+		t.Errorf("nginx template: %v, %q", err, c.ProxyConfigName)
+	}
+	if _, err := (Config{Mode: ModeBlackholeClient, N: 1, ProxyBin: "x", ProxyConfigName: "../x.hcl"}).withDefaults(); err == nil {
+		t.Error("a configuration name with a path was accepted")
+	}
+}

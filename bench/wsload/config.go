@@ -103,12 +103,26 @@ type Config struct {
 	CloseTimeout time.Duration
 
 	// ProxyBin is the wsalive binary the blackhole modes start as a child
-	// process (wsalive run -config FILE).
+	// process (wsalive run -config FILE), when ProxyCmd is empty.
 	ProxyBin string
+	// ProxyCmd, when set, is the command line of the proxy the blackhole
+	// modes start instead of `ProxyBin run -config FILE`: another proxy
+	// (nginx, HAProxy, Caddy), to measure it the same way. Its arguments
+	// may hold the placeholders {{config}} (the path of the expanded
+	// configuration) and {{dir}} (the run's temporary directory).
+	ProxyCmd []string
+	// ProxyEnv adds NAME=VALUE pairs to the proxy's environment; values
+	// may hold {{dir}}.
+	ProxyEnv []string
+	// ProxyConfigName is the file name the expanded configuration is
+	// written to in the run's temporary directory; empty means
+	// "wsalive.hcl". A name not ending in .hcl is not read for a
+	// heartbeat (the bound is then unknown unless Bound is set).
+	ProxyConfigName string
 	// ProxyConfig is the text of the proxy's configuration for the
 	// blackhole modes, with the placeholders {{listen}} and {{upstream}}
-	// (and optionally {{admin}}); empty means DefaultBlackholeTemplate of
-	// the mode. See ExpandTemplate.
+	// or {{upstream_addr}} (and optionally {{admin}} and {{dir}}); empty
+	// means DefaultBlackholeTemplate of the mode. See ExpandVars.
 	ProxyConfig string
 	// ProxyLog, if set, is the file the proxy's stdout and stderr go to;
 	// otherwise they go to a temporary file that is removed at the end.
@@ -144,16 +158,27 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if side := c.Mode.blackholeSide(); side != "" {
 		// The URL is the proxy's, which the run starts itself.
-		if c.ProxyBin == "" {
-			return c, fmt.Errorf("mode %s needs the proxy binary (-proxy-bin)", c.Mode)
+		if c.ProxyBin == "" && len(c.ProxyCmd) == 0 {
+			return c, fmt.Errorf("mode %s needs the proxy binary (-proxy-bin) or command (-proxy-cmd)", c.Mode)
 		}
 		if c.ProxyConfig == "" {
+			if len(c.ProxyCmd) > 0 {
+				return c, fmt.Errorf("mode %s with -proxy-cmd needs a configuration template (-proxy-config)", c.Mode)
+			}
 			c.ProxyConfig = DefaultBlackholeTemplate(side)
 		}
-		for _, ph := range []string{placeholderListen, placeholderUpstream} {
-			if !strings.Contains(c.ProxyConfig, ph) {
-				return c, fmt.Errorf("the proxy configuration template has no %s placeholder", ph)
-			}
+		if c.ProxyConfigName == "" {
+			c.ProxyConfigName = "wsalive.hcl"
+		}
+		if strings.ContainsAny(c.ProxyConfigName, "/\\") {
+			return c, fmt.Errorf("proxy configuration name %q must be a plain file name", c.ProxyConfigName)
+		}
+		if !strings.Contains(c.ProxyConfig, placeholderListen) {
+			return c, fmt.Errorf("the proxy configuration template has no %s placeholder", placeholderListen)
+		}
+		if !strings.Contains(c.ProxyConfig, placeholderUpstream) && !strings.Contains(c.ProxyConfig, placeholderUpstreamAddr) {
+			return c, fmt.Errorf("the proxy configuration template has no %s (or %s) placeholder",
+				placeholderUpstream, placeholderUpstreamAddr)
 		}
 		if c.MaxWait <= 0 {
 			c.MaxWait = DefaultMaxWait

@@ -38,25 +38,55 @@ type proxyProc struct {
 	stopped bool
 }
 
-// startProxy writes cfgText to dir/wsalive.hcl and starts `bin run -config
-// dir/wsalive.hcl`, its output going to logPath.
-func startProxy(bin, dir, cfgText, logPath string, log *slog.Logger) (*proxyProc, error) {
-	cfgPath := filepath.Join(dir, "wsalive.hcl")
-	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
+// proxySpec is how to start the proxy under test.
+type proxySpec struct {
+	// argv is its command line; {{config}} and {{dir}} are substituted.
+	argv []string
+	// env adds NAME=VALUE pairs to the environment; {{dir}} is
+	// substituted.
+	env []string
+	// dir is the run's temporary directory; the configuration is
+	// written to dir/cfgName.
+	dir, cfgName, cfgText string
+	// logPath receives the proxy's stdout and stderr.
+	logPath string
+}
+
+// startProxy writes the configuration to dir/cfgName and starts the
+// proxy's command line (by default `wsalive run -config dir/wsalive.hcl`),
+// its output going to logPath.
+func startProxy(spec proxySpec, log *slog.Logger) (*proxyProc, error) {
+	cfgPath := filepath.Join(spec.dir, spec.cfgName)
+	if err := os.WriteFile(cfgPath, []byte(spec.cfgText), 0o644); err != nil {
 		return nil, err
 	}
-	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	logFile, err := os.OpenFile(spec.logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	defer logFile.Close() // the child holds its own copy
 
+	subst := strings.NewReplacer(placeholderConfig, cfgPath, placeholderDir, spec.dir)
+	argv := make([]string, len(spec.argv))
+	for i, a := range spec.argv {
+		argv[i] = subst.Replace(a)
+	}
+	if len(argv) == 0 {
+		return nil, errors.New("empty proxy command")
+	}
+	bin := argv[0]
 	p := &proxyProc{
-		cmd:     exec.Command(bin, "run", "-config", cfgPath),
-		logPath: logPath,
+		cmd:     exec.Command(bin, argv[1:]...),
+		logPath: spec.logPath,
 		log:     log,
 		done:    make(chan struct{}),
 		release: make(chan struct{}),
+	}
+	if len(spec.env) > 0 {
+		p.cmd.Env = os.Environ()
+		for _, e := range spec.env {
+			p.cmd.Env = append(p.cmd.Env, subst.Replace(e))
+		}
 	}
 	p.cmd.Stdout = logFile
 	p.cmd.Stderr = logFile
@@ -80,7 +110,7 @@ func startProxy(bin, dir, cfgText, logPath string, log *slog.Logger) (*proxyProc
 	if err := <-started; err != nil {
 		return nil, fmt.Errorf("starting the proxy %s: %w", bin, err)
 	}
-	log.Info("proxy started", "pid", p.cmd.Process.Pid, "config", cfgPath, "log", logPath)
+	log.Info("proxy started", "pid", p.cmd.Process.Pid, "cmd", strings.Join(argv, " "), "config", cfgPath, "log", spec.logPath)
 	return p, nil
 }
 

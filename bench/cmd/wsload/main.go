@@ -12,6 +12,8 @@
 //	wsload -mode blackhole-client -proxy-bin PATH [-proxy-config TEMPLATE]
 //	       [-n 1000] [-max-wait 60s] [-bound 8s] [-csv FILE] [-proxy-log FILE]
 //	wsload -mode blackhole-upstream (same flags)
+//	wsload -mode blackhole-client -proxy-cmd "nginx -p {{dir}} -c {{config}}"
+//	       -proxy-config nginx.conf.tmpl -proxy-config-name nginx.conf [-proxy-env K=V,...]
 //
 // The blackhole modes (root only: they create a network namespace, a veth
 // pair and iptables rules, and remove them on exit, SIGINT included) start
@@ -44,6 +46,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -61,6 +64,8 @@ func run() int {
 		readyFile string
 		verbose   bool
 		proxyTmpl string
+		proxyCmd  string
+		proxyEnv  string
 		csvFile   string
 	)
 	flag.StringVar(&mode, "mode", "idle", "idle: hold connections without traffic; echo: verified echo traffic; blackhole-client, blackhole-upstream: time for a proxy to notice a side that vanished")
@@ -77,6 +82,9 @@ func run() int {
 	flag.DurationVar(&cfg.CloseTimeout, "close-timeout", wsload.DefaultCloseTimeout, "bound on the final close handshake and the last echoes")
 	flag.StringVar(&cfg.ProxyBin, "proxy-bin", "", "blackhole: the wsalive binary to start")
 	flag.StringVar(&proxyTmpl, "proxy-config", "", "blackhole: proxy configuration template with {{listen}} and {{upstream}} (and optionally {{admin}}); default: a heartbeat of 5s/3s/1 toward the vanishing side")
+	flag.StringVar(&proxyCmd, "proxy-cmd", "", `blackhole: the proxy's command line instead of "PROXY-BIN run -config {{config}}", split at spaces; {{config}} is the expanded configuration, {{dir}} the run's temporary directory (e.g. "nginx -p {{dir}} -c {{config}} -e {{dir}}/error.log")`)
+	flag.StringVar(&proxyEnv, "proxy-env", "", "blackhole: NAME=VALUE pairs, comma-separated, added to the proxy's environment ({{dir}} is substituted)")
+	flag.StringVar(&cfg.ProxyConfigName, "proxy-config-name", "", `blackhole: file name of the expanded configuration in the temporary directory (default "wsalive.hcl"; only *.hcl is read for the heartbeat bound)`)
 	flag.StringVar(&cfg.ProxyLog, "proxy-log", "", "blackhole: write the proxy's output to this file (default: a temporary file, removed)")
 	flag.DurationVar(&cfg.MaxWait, "max-wait", wsload.DefaultMaxWait, "blackhole: how long to wait for the proxy to notice every vanished peer")
 	flag.DurationVar(&cfg.Bound, "bound", 0, "blackhole: detection bound to compare against (default: interval + timeout x max_missed from the configuration)")
@@ -96,6 +104,12 @@ func run() int {
 		flag.Visit(func(f *flag.Flag) { nSet = nSet || f.Name == "n" })
 		if !nSet {
 			cfg.N = 1000
+		}
+		cfg.ProxyCmd = strings.Fields(proxyCmd)
+		for e := range strings.SplitSeq(proxyEnv, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				cfg.ProxyEnv = append(cfg.ProxyEnv, e)
+			}
 		}
 		if proxyTmpl != "" {
 			b, err := os.ReadFile(proxyTmpl)

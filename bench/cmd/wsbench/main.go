@@ -1,0 +1,135 @@
+// Command wsbench runs wsalive's side-by-side benchmark and writes
+// BENCHMARKS.md with its charts. See bench/README.md.
+//
+// Usage (from the repository root, as root for the blackhole scenarios):
+//
+//	go run ./bench/cmd/wsbench                # the full run, about 17 minutes
+//	go run ./bench/cmd/wsbench -report-only   # re-render from bench/out/results.json
+//	go run ./bench/cmd/wsbench -short         # a smoke run of seconds
+//
+// Flags: -reps 3, -targets direct,nginx,haproxy,caddy,wsalive, -scenarios
+// (names, comma-separated), -out bench/out, -md BENCHMARKS.md, -charts
+// bench/charts, -install (apt-get install missing competitors, as root),
+// -profile (pprof and perf profiles of wsalive into OUT/profiles).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/wsalive/wsalive/bench/harness"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	var (
+		short      = flag.Bool("short", false, "smoke run: every scenario with a handful of connections, seconds in all")
+		reps       = flag.Int("reps", 3, "rounds of every scenario (targets alternate within a round)")
+		targets    = flag.String("targets", strings.Join(harness.AllTargets, ","), "targets, comma-separated")
+		scenarios  = flag.String("scenarios", "", "only these scenarios, comma-separated (default: all)")
+		out        = flag.String("out", "", "directory for results.json, logs and binaries (default ROOT/bench/out)")
+		md         = flag.String("md", "", "the report to write (default ROOT/BENCHMARKS.md)")
+		charts     = flag.String("charts", "", "directory for the PNG charts (default ROOT/bench/charts)")
+		reportOnly = flag.Bool("report-only", false, "render the report from OUT/results.json without running anything")
+		install    = flag.Bool("install", true, "apt-get install nginx, haproxy and caddy when missing (root only)")
+		profile    = flag.Bool("profile", false, "after each echo and idle scenario, one more (unrecorded) wsalive run that saves pprof CPU and heap profiles (and perf data) to OUT/profiles")
+		verbose    = flag.Bool("v", false, "debug logging")
+	)
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "wsbench: unexpected arguments %q\n", flag.Args())
+		return 2
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	root, err := harness.FindRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "wsbench:", err)
+		return 2
+	}
+	if *out == "" {
+		*out = filepath.Join(root, "bench", "out")
+	}
+	if *md == "" {
+		*md = filepath.Join(root, "BENCHMARKS.md")
+	}
+	if *charts == "" {
+		*charts = filepath.Join(root, "bench", "charts")
+	}
+	resPath := filepath.Join(*out, "results.json")
+
+	if !*reportOnly {
+		plan := harness.FullPlan()
+		if *short {
+			plan = harness.ShortPlan()
+		}
+		if *scenarios != "" {
+			var keep []harness.Scenario
+			want := strings.Split(*scenarios, ",")
+			for _, sc := range plan {
+				for _, w := range want {
+					if strings.TrimSpace(w) == sc.Name {
+						keep = append(keep, sc)
+					}
+				}
+			}
+			if len(keep) == 0 {
+				fmt.Fprintf(os.Stderr, "wsbench: no scenario matches %q\n", *scenarios)
+				return 2
+			}
+			plan = keep
+		}
+		var ts []string
+		for t := range strings.SplitSeq(*targets, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				ts = append(ts, t)
+			}
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		_, err := harness.Bench(ctx, harness.Options{
+			Root:    root,
+			OutDir:  *out,
+			Targets: ts,
+			Reps:    *reps,
+			Plan:    plan,
+			Short:   *short,
+			Install: *install,
+			Profile: *profile,
+			Command: "go run ./bench/cmd/wsbench " + strings.Join(os.Args[1:], " "),
+			Log:     log,
+		})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "wsbench:", err)
+			if ctx.Err() != nil {
+				return 1
+			}
+			return 1
+		}
+	}
+	res, err := harness.LoadResults(resPath)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "wsbench:", err)
+		return 1
+	}
+	if err := harness.Render(res, *md, *charts); err != nil {
+		fmt.Fprintln(os.Stderr, "wsbench: rendering the report:", err)
+		return 1
+	}
+	log.Info("report written", "md", *md, "charts", *charts, "results", resPath)
+	return 0
+}
