@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/wsalive/wsalive/config"
+	"github.com/wsalive/wsalive/examples/legacyecho"
+)
+
+func run(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = runMain(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestExitCodes(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.hcl")
+	os.WriteFile(bad, []byte("listener {\n  address = \"127.0.0.1:8080\"\n}\nroute \"default\" {\n  upstream = \"ws://127.0.0.1:3000\"\n  close_timeout = \"5x\"\n}\n"), 0o644)
+	cases := []struct {
+		name   string
+		args   []string
+		code   int
+		output string // expected in stdout or stderr
+	}{
+		{"no-command", nil, exitUsage, "Usage"},
+		{"unknown-command", []string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
+		{"version", []string{"version"}, exitOK, "wsalive "},
+		{"validate-ok", []string{"validate", "-config", "../../examples/minimal.hcl"}, exitOK, "valid (1 listener(s), 1 route(s))"},
+		{"validate-bad", []string{"validate", "-config", bad}, exitError, "bad.hcl:6,"},
+		{"validate-missing-flag", []string{"validate"}, exitUsage, "validate needs -config FILE"},
+		{"validate-no-file", []string{"validate", "-config", "/nonexistent.hcl"}, exitError, "nonexistent.hcl"},
+		{"run-without-config", []string{"run"}, exitUsage, "run needs -config FILE"},
+		{"run-bad-flag", []string{"run", "-nope"}, exitUsage, "flag provided but not defined"},
+		{"run-bad-log-level", []string{"run", "-listen", "127.0.0.1:0", "-upstream", "ws://127.0.0.1:1", "-log-level", "loud"}, exitUsage, "-log-level"},
+		{"run-bad-listen", []string{"run", "-config", "../../examples/minimal.hcl", "-listen", "nope"}, exitUsage, "-listen"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errOut := run(c.args...)
+			if code != c.code {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, c.code, out, errOut)
+			}
+			if !strings.Contains(out+errOut, c.output) {
+				t.Fatalf("output lacks %q\nstdout: %s\nstderr: %s", c.output, out, errOut)
+			}
+		})
+	}
+}
+
+func TestLoadConfigFlagsOverrideFile(t *testing.T) {
+	cfg, err := loadConfig("../../examples/minimal.hcl", "127.0.0.1:9999", "ws://127.0.0.1:4000/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Listeners) != 1 || cfg.Listeners[0].Address != "127.0.0.1:9999" {
+		t.Fatalf("listeners %+v, want the -listen address only", cfg.Listeners)
+	}
+	if cfg.Listeners[0].MaxHeaderBytes != config.DefaultMaxHeaderBytes {
+		t.Fatalf("max header bytes %d lost", cfg.Listeners[0].MaxHeaderBytes)
+	}
+	if u := cfg.Routes[0].Upstream; u.Address != "127.0.0.1:4000" || u.Path != "/x" {
+		t.Fatalf("upstream %+v, want the -upstream value", u)
+	}
+	if _, err := loadConfig("../../config/testdata/full.hcl", "", "ws://127.0.0.1:4000"); err == nil {
+		t.Fatal("-upstream with several routes was accepted")
+	}
+}
+
+// TestAppRelaysAndStops runs the whole program's assembly (engine, server,
+// admin) in front of the legacy backend, relays one message, and stops.
+func TestAppRelaysAndStops(t *testing.T) {
+	bln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo := legacyecho.New(slog.New(slog.DiscardHandler))
+	go echo.Serve(bln)
+	defer echo.Close()
+
+	cfg, err := config.Minimal("127.0.0.1:0", "ws://"+bln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Admin = &config.Admin{Address: "127.0.0.1:0"}
+	a, err := startApp(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws://"+a.listeners[0].Addr().String()+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Write(ctx, websocket.MessageText, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	typ, msg, err := c.Read(ctx)
+	if err != nil || typ != websocket.MessageText || string(msg) != "hello" {
+		t.Fatalf("echo: %v %q %v", typ, msg, err)
+	}
+	// Stopping sends the live pair 1001 going away.
+	stopped := make(chan error, 1)
+	go func() { stopped <- a.stop(ctx) }()
+	_, _, err = c.Read(ctx)
+	if websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Fatalf("after stop the client read %v, want close 1001", err)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+}
