@@ -123,18 +123,12 @@ func (l *loop) post(a attachment) error {
 func (l *loop) run() {
 	defer close(l.done)
 	for {
-		var deadline time.Time
-		if len(l.ready) == 0 {
-			if at, ok := l.wheel.NextTick(); ok {
-				deadline = l.e.start.Add(time.Duration(at))
-			}
-		}
 		var n int
 		var err error
 		if len(l.ready) > 0 {
 			n, err = l.poll.poll(l.events) // work is waiting: never park
 		} else {
-			n, err = l.poll.wait(l.events, deadline)
+			n, err = l.poll.wait(l.events, l.nextDeadline())
 		}
 		if err != nil {
 			l.e.logger.Error("relay: waiting for events failed; loop stops", "err", err)
@@ -178,6 +172,15 @@ func (l *loop) run() {
 			return
 		}
 	}
+}
+
+// nextDeadline is when the timer wheel next needs the loop; zero when no
+// timer is armed.
+func (l *loop) nextDeadline() time.Time {
+	if at, ok := l.wheel.NextTick(); ok {
+		return l.e.start.Add(time.Duration(at))
+	}
+	return time.Time{}
 }
 
 // takeIncoming starts posted pairs and applies stop requests. It reports
