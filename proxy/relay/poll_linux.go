@@ -70,9 +70,8 @@ func (p *poller) poll(events []unix.EpollEvent) (int, error) {
 // wait returns ready events, parking until some are ready or until
 // deadline (zero: no deadline); at the deadline it returns 0 events.
 func (p *poller) wait(events []unix.EpollEvent, deadline time.Time) (int, error) {
-	if n, err := p.poll(events); n > 0 || err != nil {
-		return n, err
-	}
+	// RawConn.Read calls the function once before it parks, so that first
+	// call is the non-blocking check: no separate poll is needed here.
 	if !deadline.Equal(p.deadline) {
 		if err := p.file.SetReadDeadline(deadline); err != nil {
 			return 0, err
