@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,14 +17,10 @@ import (
 // load generator. It dies with the harness (parent-death signal), and
 // stop ends it and every process it started, by PID.
 type proc struct {
+	*wsload.Child
 	name    string
 	argv    []string
 	env     []string // added to the harness's environment
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	waitErr error
-	release chan struct{}
 	stopped bool
 }
 
@@ -49,73 +44,28 @@ func startProc(name string, argv, env []string, stdoutPath, logPath string) (*pr
 		defer f.Close()
 		out = f
 	}
-	p := &proc{
-		name:    name,
-		argv:    argv,
-		env:     env,
-		cmd:     exec.Command(argv[0], argv[1:]...),
-		logPath: logPath,
-		done:    make(chan struct{}),
-		release: make(chan struct{}),
-	}
-	p.cmd.Stdout = out
-	p.cmd.Stderr = logFile
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout = out
+	cmd.Stderr = logFile
 	if len(env) > 0 {
-		p.cmd.Env = append(os.Environ(), env...)
+		cmd.Env = append(os.Environ(), env...)
 	}
 	// The child dies with the harness even when the harness is killed
-	// before it could stop it. The parent-death signal is tied to the
-	// thread that forked, so fork from a thread that stays until the child
-	// is reaped.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := p.cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		p.waitErr = p.cmd.Wait()
-		close(p.done)
-		<-p.release
-	}()
-	if err := <-started; err != nil {
+	// before it could stop it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	child, err := wsload.StartChild(cmd, logPath)
+	if err != nil {
 		return nil, fmt.Errorf("starting %s (%s): %w", name, argv[0], err)
 	}
-	return p, nil
+	return &proc{Child: child, name: name, argv: argv, env: env}, nil
 }
 
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-// exited reports whether the process has ended.
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// wait waits for the process to end on its own, at most d; it reports
-// whether it did.
-func (p *proc) wait(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-p.done:
-		return true
-	case <-t.C:
-		return false
-	}
-}
+func (p *proc) pid() int { return p.PID() }
 
 // signal sends sig to the process itself.
 func (p *proc) signal(sig syscall.Signal) {
-	if !p.exited() {
-		p.cmd.Process.Signal(sig)
+	if !p.Exited() {
+		p.Cmd.Process.Signal(sig)
 	}
 }
 
@@ -126,16 +76,16 @@ func (p *proc) stop(sig syscall.Signal, grace time.Duration) {
 		return
 	}
 	p.stopped = true
-	defer close(p.release)
+	defer p.Release()
 	if sig == 0 {
 		sig = syscall.SIGTERM
 	}
 	kids := descendants(p.pid())
 	p.signal(sig)
-	if !p.wait(grace) {
+	if !p.WaitFor(grace) {
 		kids = append(kids, descendants(p.pid())...)
-		p.cmd.Process.Kill()
-		<-p.done
+		p.Cmd.Process.Kill()
+		<-p.Done()
 	}
 	// Children a proxy left behind (nginx workers whose master was killed).
 	for _, k := range kids {
@@ -143,27 +93,6 @@ func (p *proc) stop(sig syscall.Signal, grace time.Duration) {
 			syscall.Kill(k, syscall.SIGKILL)
 		}
 	}
-}
-
-// logTail returns the last n lines of the process's log.
-func (p *proc) logTail(n int) string {
-	b, err := os.ReadFile(p.logPath)
-	if err != nil {
-		return "(" + err.Error() + ")"
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return "  " + strings.Join(lines, "\n  ")
-}
-
-// exitText describes how the process ended.
-func (p *proc) exitText() string {
-	if p.waitErr == nil {
-		return "exit 0"
-	}
-	return p.waitErr.Error()
 }
 
 // pidGone reports whether pid no longer runs (absent or a zombie).

@@ -292,11 +292,11 @@ func waitReady(ctx context.Context, p *proc, path string, limit time.Duration) e
 		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
 			return nil
 		}
-		if p.exited() {
-			return fmt.Errorf("wsload exited before READY (%s):\n%s", p.exitText(), p.logTail(10))
+		if p.Exited() {
+			return fmt.Errorf("wsload exited before READY (%s):\n%s", p.ExitText(), p.LogTail(10))
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("wsload not READY after %v:\n%s", limit, p.logTail(10))
+			return fmt.Errorf("wsload not READY after %v:\n%s", limit, p.LogTail(10))
 		}
 		select {
 		case <-ctx.Done():
@@ -321,7 +321,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // finishLoad waits up to limit for a wsload process to end (SIGINT then
 // SIGKILL when it does not) and returns its summary.
 func finishLoad(p *proc, out string, limit time.Duration) (*wsload.Summary, error) {
-	if !p.wait(limit) {
+	if !p.WaitFor(limit) {
 		p.stop(syscall.SIGINT, wsloadGrace)
 	} else {
 		p.stop(0, 0) // reaped already; releases the thread

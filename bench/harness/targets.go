@@ -193,11 +193,11 @@ func waitWebSocket(ctx context.Context, p *proc, url string, limit time.Duration
 		if last = probeWebSocket(ctx, url); last == nil {
 			return nil
 		}
-		if p.exited() {
-			return fmt.Errorf("exited before serving (%s); its log:\n%s", p.exitText(), p.logTail(15))
+		if p.Exited() {
+			return fmt.Errorf("exited before serving (%s); its log:\n%s", p.ExitText(), p.LogTail(15))
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("no WebSocket handshake through %s after %v (%v); its log:\n%s", url, limit, last, p.logTail(15))
+			return fmt.Errorf("no WebSocket handshake through %s after %v (%v); its log:\n%s", url, limit, last, p.LogTail(15))
 		}
 		select {
 		case <-ctx.Done():

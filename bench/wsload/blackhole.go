@@ -417,7 +417,7 @@ func runBlackhole(ctx context.Context, cfg Config, sum *Summary, errs *errorCoun
 	}, log); err != nil {
 		return err
 	}
-	st.ProxyPID = r.proxy.cmd.Process.Pid
+	st.ProxyPID = r.proxy.PID()
 	if err := r.proxy.waitAccepting(ctx, listen); err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package wsload
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -29,12 +27,8 @@ const (
 
 // proxyProc is the proxy under test, a child process.
 type proxyProc struct {
-	cmd     *exec.Cmd
-	logPath string
+	*Child
 	log     *slog.Logger
-	done    chan struct{} // closed when the process has been reaped
-	waitErr error
-	release chan struct{} // ends the thread that started the process
 	stopped bool
 }
 
@@ -75,42 +69,22 @@ func startProxy(spec proxySpec, log *slog.Logger) (*proxyProc, error) {
 		return nil, errors.New("empty proxy command")
 	}
 	bin := argv[0]
-	p := &proxyProc{
-		cmd:     exec.Command(bin, argv[1:]...),
-		logPath: spec.logPath,
-		log:     log,
-		done:    make(chan struct{}),
-		release: make(chan struct{}),
-	}
+	cmd := exec.Command(bin, argv[1:]...)
 	if len(spec.env) > 0 {
-		p.cmd.Env = os.Environ()
+		cmd.Env = os.Environ()
 		for _, e := range spec.env {
-			p.cmd.Env = append(p.cmd.Env, subst.Replace(e))
+			cmd.Env = append(cmd.Env, subst.Replace(e))
 		}
 	}
-	p.cmd.Stdout = logFile
-	p.cmd.Stderr = logFile
-	p.cmd.SysProcAttr = proxySysProcAttr()
-
-	// The parent-death signal is tied to the thread that forks the child,
-	// so fork from a thread that stays until the proxy is gone.
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := p.cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		p.waitErr = p.cmd.Wait()
-		close(p.done)
-		<-p.release
-	}()
-	if err := <-started; err != nil {
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.SysProcAttr = proxySysProcAttr()
+	child, err := StartChild(cmd, spec.logPath)
+	if err != nil {
 		return nil, fmt.Errorf("starting the proxy %s: %w", bin, err)
 	}
-	log.Info("proxy started", "pid", p.cmd.Process.Pid, "cmd", strings.Join(argv, " "), "config", cfgPath, "log", spec.logPath)
+	p := &proxyProc{Child: child, log: log}
+	log.Info("proxy started", "pid", p.PID(), "cmd", strings.Join(argv, " "), "config", cfgPath, "log", spec.logPath)
 	return p, nil
 }
 
@@ -125,26 +99,24 @@ func (p *proxyProc) waitAccepting(ctx context.Context, addr string) error {
 			return nil
 		}
 		select {
-		case <-p.done:
-			return fmt.Errorf("the proxy exited before accepting on %s (%v); its log:\n%s", addr, p.waitErr, p.logTail(20))
+		case <-p.Done():
+			return fmt.Errorf("the proxy exited before accepting on %s (%v); its log:\n%s", addr, p.Err(), p.LogTail(20))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the proxy does not accept on %s after %v (%v); its log:\n%s", addr, proxyStartTimeout, err, p.logTail(20))
+			return fmt.Errorf("the proxy does not accept on %s after %v (%v); its log:\n%s", addr, proxyStartTimeout, err, p.LogTail(20))
 		}
 	}
 }
 
 // exited reports whether the proxy ended on its own, and how.
 func (p *proxyProc) exited() (bool, error) {
-	select {
-	case <-p.done:
-		return !p.stopped, p.waitErr
-	default:
+	if !p.Exited() {
 		return false, nil
 	}
+	return !p.stopped, p.Err()
 }
 
 // stop sends SIGTERM, then SIGKILL after proxyStopTimeout, and reaps the
@@ -153,46 +125,20 @@ func (p *proxyProc) stop() {
 	if p.stopped {
 		return
 	}
-	defer close(p.release)
-	select {
-	case <-p.done:
-		p.stopped = true
-		return
-	default:
-	}
+	defer p.Release()
 	p.stopped = true
-	pid := p.cmd.Process.Pid
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	if p.Exited() {
+		return
+	}
+	pid := p.PID()
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		p.log.Warn("SIGTERM to the proxy", "pid", pid, "err", err)
 	}
-	t := time.NewTimer(proxyStopTimeout)
-	defer t.Stop()
-	select {
-	case <-p.done:
-		p.log.Info("proxy stopped", "pid", pid, "status", exitText(p.waitErr))
-	case <-t.C:
-		p.log.Warn("proxy still running after SIGTERM; killing it", "pid", pid, "after", proxyStopTimeout)
-		p.cmd.Process.Kill()
-		<-p.done
+	if p.WaitFor(proxyStopTimeout) {
+		p.log.Info("proxy stopped", "pid", pid, "status", p.ExitText())
+		return
 	}
-}
-
-// logTail returns the last n lines of the proxy's log.
-func (p *proxyProc) logTail(n int) string {
-	b, err := os.ReadFile(p.logPath)
-	if err != nil {
-		return "(" + err.Error() + ")"
-	}
-	lines := strings.Split(string(bytes.TrimRight(b, "\n")), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return "  " + strings.Join(lines, "\n  ")
-}
-
-func exitText(err error) string {
-	if err == nil {
-		return "exit 0"
-	}
-	return err.Error()
+	p.log.Warn("proxy still running after SIGTERM; killing it", "pid", pid, "after", proxyStopTimeout)
+	p.Cmd.Process.Kill()
+	<-p.Done()
 }
