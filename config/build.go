@@ -57,6 +57,11 @@ func build(f *fileConfig, missing hcl.Range) (*Config, hcl.Diagnostics) {
 		if n, ok := s.integer(b.Loops, 0, maxLoops); ok {
 			cfg.Engine.Loops = int(n)
 		}
+		if b.IOUring != nil {
+			if v, ok := s.boolean(b.IOUring); ok {
+				cfg.Engine.IOUring = v
+			}
+		}
 	}
 
 	if len(f.Routes) == 0 {

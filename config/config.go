@@ -48,6 +48,10 @@ type Admin struct {
 type Engine struct {
 	// Loops is the number of event loops; 0 means one per CPU.
 	Loops int
+	// IOUring lets a loop hand all the socket writes of a round to the
+	// kernel in one io_uring_enter where the kernel allows io_uring (it
+	// falls back to one write each where it does not). On by default.
+	IOUring bool
 }
 
 // Route selects an upstream for the requests that match it.

@@ -176,7 +176,7 @@ func newListener() Listener {
 
 // newEngine returns the engine settings used when there is no engine block.
 func newEngine() Engine {
-	return Engine{Loops: DefaultLoops}
+	return Engine{Loops: DefaultLoops, IOUring: true}
 }
 
 // newRoute returns a route named name with every default applied; decoding

@@ -65,7 +65,7 @@ func dump(cfg *Config) string {
 	} else {
 		fmt.Fprintf(&b, "admin none\n")
 	}
-	fmt.Fprintf(&b, "engine loops=%d\n", cfg.Engine.Loops)
+	fmt.Fprintf(&b, "engine loops=%d io_uring=%v\n", cfg.Engine.Loops, cfg.Engine.IOUring)
 	for _, r := range cfg.Routes {
 		fmt.Fprintf(&b, "route %q host=%q path_prefix=%q upstream={raw=%q address=%q path=%q} max_frame_size=%d handshake_timeout=%s close_timeout=%s\n",
 			r.Name, r.Host, r.PathPrefix, r.Upstream.Raw, r.Upstream.Address, r.Upstream.Path,

@@ -48,7 +48,7 @@ func TestParseMinimal(t *testing.T) {
 	got := mustParse(t, minimalSrc)
 	want := &Config{
 		Listeners: []Listener{{Address: "127.0.0.1:8080", MaxHeaderBytes: 16384}},
-		Engine:    Engine{Loops: 0},
+		Engine:    Engine{Loops: 0, IOUring: true},
 		Routes:    []*Route{defaultRoute()},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -75,7 +75,8 @@ admin {
   address = "127.0.0.1:9090"
 }
 engine {
-  loops = 8
+  loops    = 8
+  io_uring = false
 }
 route "chat" {
   host              = "Chat.Example.COM"
@@ -98,7 +99,7 @@ route "tenants" {
 			{Address: "[::1]:8443", MaxHeaderBytes: 64 << 10},
 		},
 		Admin:  &Admin{Address: "127.0.0.1:9090"},
-		Engine: Engine{Loops: 8},
+		Engine: Engine{Loops: 8, IOUring: false},
 		Routes: []*Route{
 			{
 				Name:       "chat",
@@ -179,7 +180,8 @@ func TestDefaults(t *testing.T) {
   max_header_bytes = null
 }
 engine {
-  loops = null
+  loops    = null
+  io_uring = null
 }
 route "default" {
   host              = null
@@ -193,6 +195,7 @@ route "default" {
 			check: func(t *testing.T, cfg *Config) {
 				want := &Config{
 					Listeners: []Listener{{Address: "127.0.0.1:8080", MaxHeaderBytes: DefaultMaxHeaderBytes}},
+					Engine:    newEngine(),
 					Routes:    []*Route{defaultRoute()},
 				}
 				if !reflect.DeepEqual(cfg, want) {

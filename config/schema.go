@@ -53,7 +53,8 @@ type adminBlock struct {
 
 // engineBlock is the `engine { ... }` block.
 type engineBlock struct {
-	Loops *hcl.Attribute
+	Loops   *hcl.Attribute
+	IOUring *hcl.Attribute
 
 	DefRange hcl.Range
 }
@@ -138,7 +139,7 @@ func attributes(names ...string) *hcl.BodySchema {
 var (
 	listenerSchema = attributes("address", "max_header_bytes")
 	adminSchema    = attributes("address")
-	engineSchema   = attributes("loops")
+	engineSchema   = attributes("loops", "io_uring")
 	routeSchema    = withBlocks(attributes("host", "path_prefix", "upstream",
 		"max_frame_size", "handshake_timeout", "close_timeout",
 		"nat_idle_timeout", "nat_profile", "idle_timeout",
@@ -195,6 +196,7 @@ func decodeFile(body hcl.Body) (*fileConfig, hcl.Diagnostics) {
 			diags = append(diags, d...)
 			f.Engine = &engineBlock{
 				Loops:    c.Attributes["loops"],
+				IOUring:  c.Attributes["io_uring"],
 				DefRange: b.DefRange,
 			}
 		case "route":

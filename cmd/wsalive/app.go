@@ -31,9 +31,10 @@ type app struct {
 func startApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 	a := &app{cfg: cfg, logger: logger, serveErr: make(chan error, len(cfg.Listeners)+1)}
 	eng, err := relay.New(relay.Options{
-		Loops:   cfg.Engine.Loops,
-		OnClose: a.logPairClosed,
-		Logger:  logger,
+		Loops:          cfg.Engine.Loops,
+		DisableIOUring: !cfg.Engine.IOUring,
+		OnClose:        a.logPairClosed,
+		Logger:         logger,
 	})
 	if err != nil {
 		return nil, err

@@ -9,7 +9,8 @@ admin {
 }
 
 engine {
-  loops = 2000
+  loops    = 2000
+  io_uring = "yes"
 }
 
 route "default" {

@@ -15,7 +15,8 @@ admin {
 }
 
 engine {
-  loops = 4
+  loops    = 4
+  io_uring = false
 }
 
 route "chat" {

@@ -13,6 +13,10 @@ type Options struct {
 	// per pair); 0 means 64 KiB. It also bounds what a pair can hold
 	// buffered per direction while its sink is blocked.
 	ReadBufferSize int
+	// DisableIOUring makes every socket write its own system call instead
+	// of batching a loop round's writes through io_uring. Batching is used
+	// only where the kernel allows io_uring; this forces it off.
+	DisableIOUring bool
 	// OnClose, when set, is called once for every pair that ends, on the
 	// loop that owned it. It must not block.
 	OnClose func(PairStats)

@@ -50,12 +50,15 @@ func New(opts Options) (*Engine, error) {
 	for range opts.Loops {
 		var seed [32]byte
 		rand.Read(seed[:])
-		l, err := newLoop(e, opts.ReadBufferSize, seed)
+		l, err := newLoop(e, opts.ReadBufferSize, !opts.DisableIOUring, seed)
 		if err != nil {
 			e.closeFDs()
 			return nil, fmt.Errorf("relay: starting event loop: %w", err)
 		}
 		e.loops = append(e.loops, l)
+	}
+	if l := e.loops[0]; !opts.DisableIOUring && l.ringErr != nil {
+		e.logger.Info("relay: io_uring unavailable; each socket write is its own system call", "err", l.ringErr)
 	}
 	for _, l := range e.loops {
 		go l.run()
@@ -238,6 +241,9 @@ func (e *Engine) closeFDs() {
 			l.poll.close()
 			unix.Close(l.wakefd)
 			l.wakefd = -1
+			if l.ring != nil {
+				l.ring.close()
+			}
 		}
 		l.mu.Unlock()
 	}

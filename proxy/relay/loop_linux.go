@@ -16,9 +16,6 @@ import (
 )
 
 const (
-	// readsPerTurn bounds the reads one direction gets before the loop
-	// serves other pairs, so one fast stream cannot starve the rest.
-	readsPerTurn = 4
 	// maxEvents is how many epoll events one wait returns at most.
 	maxEvents = 256
 	// iovMax is Linux's IOV_MAX.
@@ -46,23 +43,37 @@ type loop struct {
 
 	draining bool // the loop has seen stopping
 
-	byFD    []*pair
-	npairs  int
-	ready   []*pair
-	spare   []*pair
-	events  []unix.EpollEvent
-	rbuf    []byte // carryRoom + read size
-	out     batch  // what a read produces
-	inj     batch  // what an injection produces
-	scratch [maxControlFrame]byte
-	iov     []unix.Iovec
-	wheel   *liveness.Wheel[*pair]
-	rng     *rand.ChaCha8
-	now     int64
-	done    chan struct{}
+	byFD   []*pair
+	npairs int
+	ready  []*pair
+	served []*pair
+	events []unix.EpollEvent
+	out    batch // what a read produces
+	inj    batch // what an injection produces
+	wheel  *liveness.Wheel[*pair]
+	rng    *rand.ChaCha8
+	now    int64
+	done   chan struct{}
+
+	// The round's writes wait here until the round ends (see stage_linux.go).
+	slotSize int    // carryRoom + read size
+	arena    []byte // reads land in arena[used:], and stay until the flush
+	used     int
+	ctl      []byte // frames wsalive injects this round (pings, pongs, closes)
+	stage    []stagedWrite
+	stageIov []unix.Iovec
+	spare    struct {
+		stage []stagedWrite
+		iov   []unix.Iovec
+	}
+	results []int32
+	msgs    []unix.Msghdr
+	ring    *ring // nil: each staged write is its own system call
+	ringErr error
+	discard []byte // what drain throws away
 }
 
-func newLoop(e *Engine, readSize int, seed [32]byte) (*loop, error) {
+func newLoop(e *Engine, readSize int, useRing bool, seed [32]byte) (*loop, error) {
 	poll, err := newPoller()
 	if err != nil {
 		return nil, err
@@ -78,14 +89,23 @@ func newLoop(e *Engine, readSize int, seed [32]byte) (*loop, error) {
 		return nil, err
 	}
 	l := &loop{
-		e:      e,
-		poll:   poll,
-		wakefd: wakefd,
-		events: make([]unix.EpollEvent, maxEvents),
-		rbuf:   make([]byte, carryRoom+readSize),
-		iov:    make([]unix.Iovec, 0, 64),
-		rng:    rand.NewChaCha8(seed),
-		done:   make(chan struct{}),
+		e:        e,
+		poll:     poll,
+		wakefd:   wakefd,
+		events:   make([]unix.EpollEvent, maxEvents),
+		rng:      rand.NewChaCha8(seed),
+		done:     make(chan struct{}),
+		slotSize: carryRoom + readSize,
+		arena:    make([]byte, max(arenaSlots*(carryRoom+readSize), minArena)),
+		ctl:      make([]byte, 0, ctlChunk),
+		results:  make([]int32, 0, ringEntries),
+		// Fixed capacity: the ring holds their addresses until submit, so
+		// they must never move.
+		msgs:    make([]unix.Msghdr, 0, ringEntries),
+		discard: make([]byte, discardSize),
+	}
+	if useRing {
+		l.ring, l.ringErr = newRing(ringEntries)
 	}
 	l.now = e.clock()
 	l.wheel = liveness.NewWheel[*pair](wheelTick, wheelSlots, l.now)
@@ -168,6 +188,7 @@ func (l *loop) run() {
 		}
 		l.serveReady()
 		l.wheel.Advance(l.now, l.onTimer)
+		l.flushStage()
 		if l.draining && l.npairs == 0 {
 			return
 		}
@@ -294,9 +315,12 @@ func (l *loop) start(a attachment) {
 // socket, before anything read later.
 func (l *loop) feedBuffered(p *pair, s side, b []byte) {
 	for len(b) > 0 && !p.done {
-		n := copy(l.rbuf[carryRoom:], b)
+		l.reserveSlots(1)
+		slot := l.slot()
+		n := copy(slot[carryRoom:], b)
 		b = b[n:]
-		l.feed(p, s, p.dir[s].withCarry(l.rbuf, carryRoom, n))
+		l.used += carryRoom + n
+		l.feed(p, s, p.dir[s].withCarry(slot, carryRoom, n))
 	}
 }
 
@@ -309,7 +333,7 @@ func (l *loop) enqueue(p *pair) {
 
 func (l *loop) serveReady() {
 	batch := l.ready
-	l.ready = l.spare[:0]
+	l.ready = l.served[:0]
 	for i, p := range batch {
 		batch[i] = nil
 		p.ready = false
@@ -317,11 +341,17 @@ func (l *loop) serveReady() {
 			l.service(p)
 		}
 	}
-	l.spare = batch[:0]
+	l.served = batch[:0]
 }
 
 // service moves what can move in both directions of p.
 func (l *loop) service(p *pair) {
+	// Each direction reads at most once per round: room for both reads is
+	// made now, where flushing the round so far is safe.
+	l.reserveSlots(2)
+	if p.done {
+		return
+	}
 	more := false
 	for s := client; s <= upstream; s++ {
 		if l.pump(p, s) {
@@ -340,8 +370,9 @@ func (l *loop) service(p *pair) {
 }
 
 // pump relays from side s to its other side: first what is pending, then
-// fresh reads while the sink keeps up. It reports whether s has more to
-// read than its turn allowed.
+// one fresh read, whose bytes go out with the round's other writes. It
+// reports whether s has more to read: one read per round keeps one fast
+// stream from starving the rest.
 func (l *loop) pump(p *pair, s side) bool {
 	d, src, to := &p.dir[s], &p.ep[s], s.other()
 	if d.pending != nil {
@@ -353,11 +384,12 @@ func (l *loop) pump(p *pair, s side) bool {
 			return false
 		}
 	}
-	for range readsPerTurn {
+	for {
 		if !src.readable || src.dead {
 			return false
 		}
-		n, err := sysRead(src.sock(), l.rbuf[carryRoom:])
+		slot := l.slot()
+		n, err := sysRead(src.sock(), slot[carryRoom:])
 		switch {
 		case err == unix.EAGAIN:
 			src.readable = false
@@ -368,7 +400,7 @@ func (l *loop) pump(p *pair, s side) bool {
 			l.lost(p, s)
 			return false
 		}
-		if n < len(l.rbuf)-carryRoom && !src.hangup {
+		if n < len(slot)-carryRoom && !src.hangup {
 			// A short read drained the socket. Edge-triggered epoll
 			// reports every later arrival, so the read that would only
 			// return EAGAIN is skipped: it was half the syscalls of an
@@ -376,13 +408,11 @@ func (l *loop) pump(p *pair, s side) bool {
 			// read and no new edge will come, so then we read on.
 			src.readable = false
 		}
+		l.used += carryRoom + n
 		p.hb[s].Received(l.now)
-		l.feed(p, s, d.withCarry(l.rbuf, carryRoom, n))
-		if p.done || d.pending != nil {
-			return false
-		}
+		l.feed(p, s, d.withCarry(slot, carryRoom, n))
+		return src.readable && !src.dead && !p.done && d.pending == nil
 	}
-	return src.readable && !src.dead
 }
 
 // feed runs bytes from side s through its stream and sends the result on.
@@ -409,7 +439,8 @@ func (l *loop) feed(p *pair, s side, buf []byte) {
 	}
 }
 
-// send writes b toward side to, keeping what the socket does not take.
+// send queues b for side to: with the round's other writes when the way
+// is clear, else behind the bytes already waiting for the socket.
 func (l *loop) send(p *pair, to side, b *batch) {
 	if b.total == 0 {
 		return
@@ -419,42 +450,18 @@ func (l *loop) send(p *pair, to side, b *batch) {
 		return
 	}
 	d.bytes += uint64(b.total)
-	if d.pending != nil {
-		for _, seg := range b.segs {
-			d.pending.B = append(d.pending.B, seg...)
-		}
-		l.e.buffered.Add(int64(b.total))
-		l.flush(p, to)
+	if d.pending == nil && dst.writable {
+		l.stageWrite(p, to, b.segs, b.total)
 		return
 	}
-	written := 0
-	if dst.writable {
-		n, err := l.writeSegs(dst.sock(), b.segs)
-		switch {
-		case err == unix.EAGAIN:
-			dst.writable = false
-		case err != nil:
-			l.broken(p, to)
-			return
-		}
-		written = n
+	if d.pending == nil {
+		d.pending = bytebufferpool.Get()
+		d.pendOff = 0
 	}
-	if written == b.total {
-		return
-	}
-	d.pending = bytebufferpool.Get()
 	for _, seg := range b.segs {
-		if written >= len(seg) {
-			written -= len(seg)
-			continue
-		}
-		d.pending.B = append(d.pending.B, seg[written:]...)
-		written = 0
+		d.pending.B = append(d.pending.B, seg...)
 	}
-	d.pendOff = 0
-	l.e.buffered.Add(int64(len(d.pending.B)))
-	// A short write means the socket buffer is full; one more write
-	// confirms it with EAGAIN, which guarantees the next EPOLLOUT edge.
+	l.e.buffered.Add(int64(b.total))
 	l.flush(p, to)
 }
 
@@ -489,48 +496,6 @@ func (l *loop) dropPending(d *direction) {
 	bytebufferpool.Put(d.pending)
 	d.pending = nil
 	d.pendOff = 0
-}
-
-// writeSegs writes segs with one write or writev; it returns how many
-// bytes the socket took.
-func (l *loop) writeSegs(fd int, segs [][]byte) (int, error) {
-	if len(segs) == 1 {
-		for {
-			n, err := sysWrite(fd, segs[0])
-			if err == unix.EINTR {
-				continue
-			}
-			return n, err
-		}
-	}
-	total := 0
-	for len(segs) > 0 {
-		chunk := segs[:min(len(segs), iovMax)]
-		l.iov = l.iov[:0]
-		want := 0
-		for _, s := range chunk {
-			var v unix.Iovec
-			v.Base = &s[0]
-			v.SetLen(len(s))
-			l.iov = append(l.iov, v)
-			want += len(s)
-		}
-		n, err := sysWritev(fd, l.iov)
-		if err == unix.EINTR {
-			continue // the same chunk again; rare
-		}
-		if err != nil {
-			clear(l.iov)
-			return total, err
-		}
-		total += n
-		if n < want {
-			break
-		}
-		segs = segs[len(chunk):]
-	}
-	clear(l.iov)
-	return total, nil
 }
 
 // lost handles EOF or a read error on side s.
@@ -621,7 +586,9 @@ func (l *loop) sendClose(p *pair, to side, code ws.StatusCode, reason string) {
 // inject sends a control frame with payload to side to at the next frame
 // boundary, masked toward the upstream with a fresh key.
 func (l *loop) inject(p *pair, to side, op ws.OpCode, payload []byte, kind frameKind) {
-	frame := appendControlFrame(l.scratch[:0], op, payload, to == upstream, l.maskKey())
+	// Built where it stays put until the round's writes are flushed.
+	frame := appendControlFrame(l.ctlRoom(maxControlFrame), op, payload, to == upstream, l.maskKey())
+	l.ctl = l.ctl[:len(l.ctl)+len(frame)]
 	l.injectFrame(p, to, frame, kind)
 }
 
@@ -740,6 +707,7 @@ func (l *loop) teardown(p *pair) {
 	}
 	p.done = true
 	l.wheel.Stop(&p.timer)
+	l.writeStagedNow(p)
 	for s := range p.ep {
 		ep := &p.ep[s]
 		if ep.sock() >= 0 {
@@ -768,7 +736,7 @@ func (l *loop) drain(ep *endpoint) {
 		return
 	}
 	for range 4 {
-		n, err := sysRead(ep.sock(), l.rbuf[carryRoom:])
+		n, err := sysRead(ep.sock(), l.discard)
 		if n <= 0 || errors.Is(err, unix.EAGAIN) {
 			return
 		}

@@ -43,6 +43,9 @@ type endpoint struct {
 	closeSent bool
 	closeRecv bool
 	closeCode ws.StatusCode
+	// staged: bytes for it wait in the loop's stage for the end of the
+	// round (see stage_linux.go).
+	staged bool
 }
 
 // sock returns the socket's descriptor for system calls.
@@ -173,7 +176,7 @@ func (p *pair) finished(s side) bool {
 		return true
 	}
 	toward := &p.dir[s.other()]
-	return ep.closeSent && toward.pending == nil && !toward.hasQueued() &&
+	return ep.closeSent && !ep.staged && toward.pending == nil && !toward.hasQueued() &&
 		(ep.closeRecv || p.dir[s].stopped)
 }
 
