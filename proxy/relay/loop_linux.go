@@ -55,7 +55,8 @@ type loop struct {
 	now    int64
 	done   chan struct{}
 
-	// The round's writes wait here until the round ends (see stage_linux.go).
+	// The round's reads land in the arena, and its writes wait in the
+	// stage until the round ends (see stage_linux.go).
 	slotSize int    // carryRoom + read size
 	arena    []byte // reads land in arena[used:], and stay until the flush
 	used     int
@@ -68,7 +69,9 @@ type loop struct {
 	}
 	results []int32
 	msgs    []unix.Msghdr
-	ring    *ring // nil: each staged write is its own system call
+	reads   []batchedRead // the round's batched reads (readbatch_linux.go)
+	readRes []int32
+	ring    *ring // nil: one system call per read and per write
 	ringErr error
 	discard []byte // what drain throws away
 }
@@ -99,6 +102,8 @@ func newLoop(e *Engine, readSize int, useRing bool, seed [32]byte) (*loop, error
 		arena:    make([]byte, max(arenaSlots*(carryRoom+readSize), minArena)),
 		ctl:      make([]byte, 0, ctlChunk),
 		results:  make([]int32, 0, ringEntries),
+		reads:    make([]batchedRead, 0, ringEntries),
+		readRes:  make([]int32, ringEntries),
 		// Fixed capacity: the ring holds their addresses until submit, so
 		// they must never move.
 		msgs:    make([]unix.Msghdr, 0, ringEntries),
@@ -334,6 +339,7 @@ func (l *loop) enqueue(p *pair) {
 func (l *loop) serveReady() {
 	batch := l.ready
 	l.ready = l.served[:0]
+	l.readBatch(batch)
 	for i, p := range batch {
 		batch[i] = nil
 		p.ready = false
@@ -400,19 +406,26 @@ func (l *loop) pump(p *pair, s side) bool {
 			l.lost(p, s)
 			return false
 		}
-		if n < len(slot)-carryRoom && !src.hangup {
-			// A short read drained the socket. Edge-triggered epoll
-			// reports every later arrival, so the read that would only
-			// return EAGAIN is skipped: it was half the syscalls of an
-			// idle pair's heartbeat. After a hangup the EOF is still to be
-			// read and no new edge will come, so then we read on.
-			src.readable = false
-		}
 		l.used += carryRoom + n
-		p.hb[s].Received(l.now)
-		l.feed(p, s, d.withCarry(slot, carryRoom, n))
+		l.gotBytes(p, s, slot, n)
 		return src.readable && !src.dead && !p.done && d.pending == nil
 	}
+}
+
+// gotBytes handles n bytes read from side s into slot[carryRoom:].
+func (l *loop) gotBytes(p *pair, s side, slot []byte, n int) {
+	src := &p.ep[s]
+	src.bulk = n == len(slot)-carryRoom
+	if !src.bulk && !src.hangup {
+		// A short read drained the socket. Edge-triggered epoll reports
+		// every later arrival, so the read that would only return EAGAIN
+		// is skipped: it was half the syscalls of an idle pair's
+		// heartbeat. After a hangup the EOF is still to be read and no
+		// new edge will come, so then we read on.
+		src.readable = false
+	}
+	p.hb[s].Received(l.now)
+	l.feed(p, s, p.dir[s].withCarry(slot, carryRoom, n))
 }
 
 // feed runs bytes from side s through its stream and sends the result on.

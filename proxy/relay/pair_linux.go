@@ -46,6 +46,9 @@ type endpoint struct {
 	// staged: bytes for it wait in the loop's stage for the end of the
 	// round (see stage_linux.go).
 	staged bool
+	// bulk: its last read filled the buffer; it is read alone, with a full
+	// buffer, rather than in the round's batch of small reads.
+	bulk bool
 }
 
 // sock returns the socket's descriptor for system calls.

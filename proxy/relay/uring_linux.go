@@ -10,22 +10,24 @@ import (
 )
 
 // ring is a minimal io_uring, used for one thing: to hand the kernel all
-// the socket writes of a loop round in one io_uring_enter instead of one
-// write(2) each. Readiness still comes from epoll; the loop stays
-// epoll-style. Every request carries MSG_DONTWAIT, so the kernel performs
-// it inline, during the submission, and never parks it: a send that would
-// block completes at once with -EAGAIN, exactly like the write it replaces,
-// and by the time io_uring_enter returns every completion is posted.
+// the socket reads, and then all the writes, of a loop round in one
+// io_uring_enter each, instead of one system call per socket. Readiness
+// still comes from epoll; the loop stays epoll-style. Every request carries
+// MSG_DONTWAIT, so the kernel performs it inline, during the submission,
+// and never parks it: a send that would block, or a read that finds
+// nothing, completes at once with -EAGAIN, exactly like the system call it
+// replaces, and by the time io_uring_enter returns every completion is
+// posted.
 //
 // Why: where a system call is expensive (virtual machines, kernels with
-// speculative-execution mitigations), the entry and exit of each write cost
+// speculative-execution mitigations), the entry and exit of each call cost
 // as much as the TCP work it does. Measured on the 2-core paravirtualised
 // machine the benchmarks run on, a 64 B loopback send cost 4.0 µs as a
 // write(2) and 1.6 µs inside a batch of 200.
 //
 // Where io_uring is unavailable (old kernels, seccomp profiles such as
 // Docker's default, kernel.io_uring_disabled) newRing fails and the loop
-// writes with one system call each, as before.
+// makes one system call per read and write, as before.
 type ring struct {
 	fd      int
 	entries uint32
@@ -95,6 +97,7 @@ type uringCQOffsets struct {
 const (
 	uringOpSendmsg = 9
 	uringOpSend    = 26
+	uringOpRecv    = 27
 
 	uringSetupSubmitAll   = 1 << 7
 	uringSetupCoopTaskrun = 1 << 8
@@ -163,6 +166,11 @@ func (r *ring) full() bool { return r.queued == r.entries }
 // send queues a send(2) of one buffer, tagged tag.
 func (r *ring) send(fd int, b *byte, n int, tag uint64) {
 	r.queue(uringSQE{opcode: uringOpSend, fd: int32(fd), addr: uint64(uintptr(unsafe.Pointer(b))), len: uint32(n), msgFlags: sendFlags, userData: tag})
+}
+
+// recv queues a recv(2) into b[:n], tagged tag.
+func (r *ring) recv(fd int, b *byte, n int, tag uint64) {
+	r.queue(uringSQE{opcode: uringOpRecv, fd: int32(fd), addr: uint64(uintptr(unsafe.Pointer(b))), len: uint32(n), msgFlags: unix.MSG_DONTWAIT, userData: tag})
 }
 
 // sendmsg queues a sendmsg(2) of msg, tagged tag. msg and its iovecs must
