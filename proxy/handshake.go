@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -15,21 +16,65 @@ import (
 	"github.com/wsalive/wsalive/proxy/relay"
 )
 
-// headReaders pools the readers request heads are parsed from; a reader
-// is only needed for the head, its bytes beyond the head are copied out.
-var headReaders sync.Pool
-
-func getHeadReader(r io.Reader) *bufio.Reader {
-	if br, ok := headReaders.Get().(*bufio.Reader); ok {
-		br.Reset(r)
-		return br
-	}
-	return bufio.NewReaderSize(r, headReaderSize)
+// headReader is what a request head is parsed from: a buffered reader over
+// a byte limit over the connection. Both are pooled together; they are only
+// needed for the head, and the reader's bytes beyond it are copied out.
+type headReader struct {
+	lr io.LimitedReader
+	br *bufio.Reader
 }
 
-func putHeadReader(br *bufio.Reader) {
-	br.Reset(nil) // drop the connection so the pool does not pin it
-	headReaders.Put(br)
+var headReaders = sync.Pool{New: func() any {
+	h := new(headReader)
+	h.br = bufio.NewReaderSize(&h.lr, headReaderSize)
+	return h
+}}
+
+func getHeadReader(c net.Conn, limit int) *headReader {
+	h := headReaders.Get().(*headReader)
+	h.lr = io.LimitedReader{R: c, N: int64(limit)}
+	h.br.Reset(&h.lr)
+	return h
+}
+
+func putHeadReader(h *headReader) {
+	h.lr.R = nil // drop the connection so the pool does not pin it
+	h.br.Reset(&h.lr)
+	headReaders.Put(h)
+}
+
+// handshakeLog writes one handshake's log lines, each led by the client's
+// address and, once the request is routed, the route's name: what
+// logger.With("client", …).With("route", …) would add, but lazily. With
+// clones the handler and formats its attributes, and the address is a new
+// string, on every handshake even when nothing is logged; here that work is
+// only done for lines the logger is enabled for.
+type handshakeLog struct {
+	logger *slog.Logger
+	client net.Conn
+	route  *config.Route // nil until routed
+}
+
+func (l *handshakeLog) enabled(level slog.Level) bool {
+	return l.logger.Enabled(context.Background(), level)
+}
+
+// write writes a line at level with the leading attributes, then attrs. As
+// in slog.Logger's own methods, the line's source is write's caller.
+func (l *handshakeLog) write(level slog.Level, msg string, attrs ...slog.Attr) {
+	ctx := context.Background()
+	if !l.logger.Enabled(ctx, level) {
+		return
+	}
+	var pcs [1]uintptr
+	runtime.Callers(2, pcs[:]) // skip Callers and write
+	r := slog.NewRecord(time.Now(), level, msg, pcs[0])
+	r.AddAttrs(slog.String("client", l.client.RemoteAddr().String()))
+	if l.route != nil {
+		r.AddAttrs(slog.String("route", l.route.Name))
+	}
+	r.AddAttrs(attrs...)
+	_ = l.logger.Handler().Handle(ctx, r)
 }
 
 // handshake performs both handshakes for client connection c and hands the
@@ -37,15 +82,14 @@ func putHeadReader(br *bufio.Reader) {
 // closes both.
 func (s *Server) handshake(c net.Conn, maxHeader int) {
 	start := time.Now()
-	clientAddr := c.RemoteAddr().String()
-	log := s.log.With("client", clientAddr)
+	log := &handshakeLog{logger: s.log, client: c}
 
 	// 1. The head, bounded in time and size.
 	req, buffered, rej, err := s.readHead(c, maxHeader, start.Add(s.headTimeout))
 	if err != nil {
 		// EOF before a complete head, a head timeout, a reset: the client
 		// is gone or too slow, and there is nobody to answer.
-		log.Debug("handshake failed: reading request head", "err", err)
+		log.write(slog.LevelDebug, "handshake failed: reading request head", slog.Any("err", err))
 		_ = c.Close()
 		return
 	}
@@ -64,29 +108,33 @@ func (s *Server) handshake(c net.Conn, maxHeader int) {
 		s.rejectClient(log, c, reject(http.StatusNotFound, "no route for this host and path"), time.Now().Add(s.headTimeout))
 		return
 	}
-	log = log.With("route", route.Name)
+	log.route = route
+	rs := s.routes[route]
 	timeout := handshakeTimeout(route)
 	up, rej := checkUpgrade(req)
 	if rej != nil {
 		s.rejectClient(log, c, rej, time.Now().Add(timeout))
 		return
 	}
+	// up's buffers are reused by later handshakes; nothing refers to
+	// them once this one has ended.
+	defer putClientUpgrade(up)
 
 	// 3. The upstream handshake, bounded by the route's timeout. The
 	// client's read deadline keeps running meanwhile, which is harmless:
 	// nothing reads from the client until the relay clears it.
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
-	uc, uerr := dialUpstream(ctx, route, req, up, clientIP(c))
+	uc, uerr := s.dialUpstream(ctx, route, rs, req, up, clientIP(c))
 	cancel()
 	if uerr != nil {
 		s.upstreamFailed(log, c, route, uerr, time.Now().Add(timeout))
 		return
 	}
-	upstreamAddr := uc.conn.RemoteAddr().String()
 
 	// 4. Only now, after the upstream's valid 101, does the client get one.
 	if err := writeSwitching(c, up.key, uc.hs, uc.header, time.Now().Add(timeout)); err != nil {
-		log.Info("handshake failed: writing 101 to client", "upstream", upstreamAddr, "err", err)
+		log.write(slog.LevelInfo, "handshake failed: writing 101 to client",
+			slog.String("upstream", uc.conn.RemoteAddr().String()), slog.Any("err", err))
 		_ = c.Close()
 		_ = uc.conn.Close()
 		return
@@ -98,7 +146,8 @@ func (s *Server) handshake(c net.Conn, maxHeader int) {
 	s.releaseConn(c)
 	if err := errors.Join(errC, errU, s.ctx.Err()); err != nil {
 		// A Shutdown that ran out of time closed c or canceled s.ctx.
-		log.Info("handshake aborted before handoff", "upstream", upstreamAddr, "err", err)
+		log.write(slog.LevelInfo, "handshake aborted before handoff",
+			slog.String("upstream", uc.conn.RemoteAddr().String()), slog.Any("err", err))
 		_ = c.Close()
 		_ = uc.conn.Close()
 		return
@@ -111,25 +160,31 @@ func (s *Server) handshake(c net.Conn, maxHeader int) {
 		Route:            route.Name,
 		MaxFrameSize:     route.MaxFrameSize,
 		CloseTimeout:     route.CloseTimeout,
-		Policy:           s.policies[route],
+		Policy:           rs.policy,
 	}
 	for _, e := range uc.hs.Extensions {
 		h.Extensions = append(h.Extensions, string(e.Name))
 	}
+	// Read before the relay owns the connection (and may close it); only
+	// formatted when a line is written.
+	upstreamAddr := uc.conn.RemoteAddr()
 	id, err := s.relay.Attach(h)
 	if err != nil {
-		log.Warn("relay refused pair", "upstream", upstreamAddr, "err", err)
+		log.write(slog.LevelWarn, "relay refused pair",
+			slog.String("upstream", upstreamAddr.String()), slog.Any("err", err))
 		_ = c.Close()
 		_ = uc.conn.Close()
 		return
 	}
-	log.Info("pair attached",
-		"id", id,
-		"upstream", upstreamAddr,
-		"protocol", uc.hs.Protocol,
-		"extensions", h.Extensions,
-		"handshake", time.Since(start),
-	)
+	if log.enabled(slog.LevelInfo) {
+		log.write(slog.LevelInfo, "pair attached",
+			slog.Uint64("id", id),
+			slog.String("upstream", upstreamAddr.String()),
+			slog.String("protocol", uc.hs.Protocol),
+			slog.Any("extensions", h.Extensions),
+			slog.Duration("handshake", time.Since(start)),
+		)
+	}
 }
 
 // readHead reads and parses the client's request head, at most maxHeader
@@ -141,14 +196,13 @@ func (s *Server) readHead(c net.Conn, maxHeader int, deadline time.Time) (*http.
 	if err := c.SetReadDeadline(deadline); err != nil {
 		return nil, nil, nil, err
 	}
-	lr := &io.LimitedReader{R: c, N: int64(maxHeader)}
-	br := getHeadReader(lr)
-	defer putHeadReader(br)
+	hr := getHeadReader(c, maxHeader)
+	defer putHeadReader(hr)
 
-	req, err := http.ReadRequest(br)
+	req, err := http.ReadRequest(hr.br)
 	if err != nil {
 		switch {
-		case lr.N <= 0:
+		case hr.lr.N <= 0:
 			return nil, nil, &rejection{
 				status: http.StatusRequestHeaderFieldsTooLarge,
 				msg:    "request head too large",
@@ -164,8 +218,8 @@ func (s *Server) readHead(c net.Conn, maxHeader int, deadline time.Time) (*http.
 		}
 	}
 	var buffered []byte
-	if n := br.Buffered(); n > 0 {
-		b, _ := br.Peek(n)
+	if n := hr.br.Buffered(); n > 0 {
+		b, _ := hr.br.Peek(n)
 		buffered = append([]byte(nil), b...)
 	}
 	return req, buffered, nil, nil
@@ -174,10 +228,10 @@ func (s *Server) readHead(c net.Conn, maxHeader int, deadline time.Time) (*http.
 // rejectClient answers a request the proxy refuses on its own, then closes
 // the connection. Client mistakes log at debug: they are the client's
 // business and can be many.
-func (s *Server) rejectClient(log *slog.Logger, c net.Conn, rej *rejection, deadline time.Time) {
-	log.Debug("handshake rejected", "status", rej.status, "reason", rej.msg)
+func (s *Server) rejectClient(log *handshakeLog, c net.Conn, rej *rejection, deadline time.Time) {
+	log.write(slog.LevelDebug, "handshake rejected", slog.Int("status", rej.status), slog.String("reason", rej.msg))
 	if err := writeRejection(c, rej, deadline); err != nil {
-		log.Debug("writing rejection", "err", err)
+		log.write(slog.LevelDebug, "writing rejection", slog.Any("err", err))
 		_ = c.Close()
 		return
 	}
@@ -187,15 +241,15 @@ func (s *Server) rejectClient(log *slog.Logger, c net.Conn, rej *rejection, dead
 // upstreamFailed tells the client about a failed upstream handshake: the
 // upstream's own answer as it came, or 502/503/504. Logged at info: unlike
 // client mistakes, these say something about the upstream.
-func (s *Server) upstreamFailed(log *slog.Logger, c net.Conn, route *config.Route, uerr *upstreamError, deadline time.Time) {
+func (s *Server) upstreamFailed(log *handshakeLog, c net.Conn, route *config.Route, uerr *upstreamError, deadline time.Time) {
 	var err error
 	if uerr.resp != nil {
-		log.Info("handshake failed: upstream refused the upgrade",
-			"upstream", route.Upstream.Address, "status", uerr.resp.status)
+		log.write(slog.LevelInfo, "handshake failed: upstream refused the upgrade",
+			slog.String("upstream", route.Upstream.Address), slog.Int("status", uerr.resp.status))
 		err = writeUpstreamResponse(c, uerr.resp, deadline)
 	} else {
-		log.Info("handshake failed: upstream",
-			"upstream", route.Upstream.Address, "status", uerr.status, "err", uerr.err)
+		log.write(slog.LevelInfo, "handshake failed: upstream",
+			slog.String("upstream", route.Upstream.Address), slog.Int("status", uerr.status), slog.Any("err", uerr.err))
 		err = writeRejection(c, &rejection{status: uerr.status, msg: upstreamMessage(uerr.status)}, deadline)
 	}
 	if err != nil {
@@ -220,6 +274,14 @@ func upstreamMessage(status int) string {
 
 // clientIP is the client's address without port, for X-Forwarded-For.
 func clientIP(c net.Conn) string {
+	// The IP (and zone) of a TCP address directly: what splitting its
+	// String() gives, minus the port's formatting and the joined string.
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok && len(a.IP) > 0 {
+		if a.Zone != "" {
+			return a.IP.String() + "%" + a.Zone
+		}
+		return a.IP.String()
+	}
 	addr := c.RemoteAddr().String()
 	if host, _, err := net.SplitHostPort(addr); err == nil {
 		return host

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"iter"
 	"net/http"
 	"net/textproto"
 	"strings"
@@ -43,7 +44,7 @@ var dialerWritten = []string{
 // named by its Connection header(s).
 func removeHopByHop(h http.Header) {
 	for _, v := range h["Connection"] {
-		for _, name := range strings.Split(v, ",") {
+		for name := range strings.SplitSeq(v, ",") {
 			if name = textproto.TrimString(name); name != "" {
 				h.Del(name)
 			}
@@ -54,23 +55,25 @@ func removeHopByHop(h http.Header) {
 	}
 }
 
-// headerTokens returns the comma-separated tokens of every value of the
-// header key, trimmed, empty elements skipped (RFC 9110 §5.6.1 allows them).
-func headerTokens(h http.Header, key string) []string {
-	var out []string
-	for _, v := range h.Values(key) {
-		for _, t := range strings.Split(v, ",") {
-			if t = textproto.TrimString(t); t != "" {
-				out = append(out, t)
+// headerTokens yields the comma-separated tokens of every value of the
+// header key, trimmed, empty elements skipped (RFC 9110 §5.6.1 allows
+// them). Yielding instead of returning a slice keeps the checks every
+// handshake makes free of allocations.
+func headerTokens(h http.Header, key string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for _, v := range h.Values(key) {
+			for t := range strings.SplitSeq(v, ",") {
+				if t = textproto.TrimString(t); t != "" && !yield(t) {
+					return
+				}
 			}
 		}
 	}
-	return out
 }
 
 // hasToken reports whether the header key lists token, case-insensitively.
 func hasToken(h http.Header, key, token string) bool {
-	for _, t := range headerTokens(h, key) {
+	for t := range headerTokens(h, key) {
 		if strings.EqualFold(t, token) {
 			return true
 		}

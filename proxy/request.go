@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/gobwas/httphead"
 )
@@ -25,10 +26,35 @@ func reject(status int, msg string) *rejection {
 }
 
 // clientUpgrade is what the proxy needs from a valid client upgrade request.
+//
+// It is pooled, slices and all: an httphead.Option alone is some 450
+// bytes, and browsers offer an extension on every handshake. Nothing may
+// refer to its slices after putClientUpgrade.
 type clientUpgrade struct {
 	key        string
 	protocols  []string
 	extensions []httphead.Option
+	// extBuf holds the Sec-WebSocket-Extensions values the options are
+	// parsed from; their names and parameters are slices of it.
+	extBuf []byte
+}
+
+var clientUpgrades = sync.Pool{New: func() any { return new(clientUpgrade) }}
+
+func getClientUpgrade() *clientUpgrade {
+	return clientUpgrades.Get().(*clientUpgrade)
+}
+
+func putClientUpgrade(u *clientUpgrade) {
+	// Clear what points into the request, so the pool does not pin it.
+	clear(u.protocols)
+	clear(u.extensions)
+	*u = clientUpgrade{
+		protocols:  u.protocols[:0],
+		extensions: u.extensions[:0],
+		extBuf:     u.extBuf[:0],
+	}
+	clientUpgrades.Put(u)
 }
 
 // checkHead rejects requests no route could serve whatever they ask: wrong
@@ -91,18 +117,27 @@ func checkUpgrade(req *http.Request) (*clientUpgrade, *rejection) {
 	if len(keys) != 1 || !validKey(keys[0]) {
 		return nil, reject(http.StatusBadRequest, "Sec-WebSocket-Key must be the base64 encoding of 16 bytes")
 	}
-	u := &clientUpgrade{key: keys[0]}
-	for _, p := range headerTokens(req.Header, "Sec-Websocket-Protocol") {
+	u := getClientUpgrade()
+	u.key = keys[0]
+	for p := range headerTokens(req.Header, "Sec-Websocket-Protocol") {
 		if !isToken(p) {
+			putClientUpgrade(u)
 			return nil, reject(http.StatusBadRequest, "malformed Sec-WebSocket-Protocol")
 		}
 		u.protocols = append(u.protocols, p)
 	}
-	if exts := req.Header.Values("Sec-Websocket-Extensions"); len(exts) > 0 {
-		// The options are slices of this buffer; it lives as long as u.
+	if exts := req.Header["Sec-Websocket-Extensions"]; len(exts) > 0 {
+		// The values joined as one list, as strings.Join(exts, ", ").
+		for i, v := range exts {
+			if i > 0 {
+				u.extBuf = append(u.extBuf, ", "...)
+			}
+			u.extBuf = append(u.extBuf, v...)
+		}
 		var ok bool
-		u.extensions, ok = httphead.ParseOptions([]byte(strings.Join(exts, ", ")), nil)
+		u.extensions, ok = httphead.ParseOptions(u.extBuf, u.extensions)
 		if !ok {
+			putClientUpgrade(u)
 			return nil, reject(http.StatusBadRequest, "malformed Sec-WebSocket-Extensions")
 		}
 	}
@@ -115,8 +150,9 @@ func validKey(key string) bool {
 	if len(key) != base64.StdEncoding.EncodedLen(16) {
 		return false
 	}
-	b, err := base64.StdEncoding.DecodeString(key)
-	return err == nil && len(b) == 16
+	var b [18]byte // DecodedLen(24), on the stack
+	n, err := base64.StdEncoding.Decode(b[:], []byte(key))
+	return err == nil && n == 16
 }
 
 // acceptKey computes Sec-WebSocket-Accept for a client's Sec-WebSocket-Key
@@ -124,7 +160,16 @@ func validKey(key string) bool {
 // the proxy answers with the value for the client's key, not the one the
 // upstream computed for the proxy's.
 func acceptKey(key string) string {
+	return string(appendAcceptKey(nil, key))
+}
+
+// appendAcceptKey appends acceptKey(key) to dst.
+func appendAcceptKey(dst []byte, key string) []byte {
 	const magic = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-	sum := sha1.Sum([]byte(key + magic))
-	return base64.StdEncoding.EncodeToString(sum[:])
+	// A valid key is 24 bytes, so the input fits on the stack.
+	in := make([]byte, 0, 64)
+	in = append(in, key...)
+	in = append(in, magic...)
+	sum := sha1.Sum(in)
+	return base64.StdEncoding.AppendEncode(dst, sum[:])
 }

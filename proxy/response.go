@@ -10,6 +10,7 @@ import (
 
 	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
+	"github.com/valyala/bytebufferpool"
 )
 
 const (
@@ -76,21 +77,30 @@ func writeUpstreamResponse(c net.Conn, resp *upstreamResponse, deadline time.Tim
 // upstream chose: subprotocol, extensions (parameters kept) and its other
 // response headers such as Set-Cookie.
 func writeSwitching(c net.Conn, clientKey string, hs ws.Handshake, header http.Header, deadline time.Time) error {
-	var b bytes.Buffer
-	b.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n")
-	b.WriteString("Sec-WebSocket-Accept: " + acceptKey(clientKey) + "\r\n")
+	// The response is gone once written; its buffer serves the next one.
+	b := switchingBufs.Get()
+	defer switchingBufs.Put(b)
+	b.B = append(b.B, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	b.B = appendAcceptKey(b.B, clientKey)
+	b.B = append(b.B, "\r\n"...)
 	if hs.Protocol != "" {
-		b.WriteString("Sec-WebSocket-Protocol: " + hs.Protocol + "\r\n")
+		b.B = append(b.B, "Sec-WebSocket-Protocol: "...)
+		b.B = append(b.B, hs.Protocol...)
+		b.B = append(b.B, "\r\n"...)
 	}
 	if len(hs.Extensions) > 0 {
-		b.WriteString("Sec-WebSocket-Extensions: ")
-		_, _ = httphead.WriteOptions(&b, hs.Extensions)
-		b.WriteString("\r\n")
+		b.B = append(b.B, "Sec-WebSocket-Extensions: "...)
+		_, _ = httphead.WriteOptions(b, hs.Extensions)
+		b.B = append(b.B, "\r\n"...)
 	}
-	_ = header.Write(&b)
-	b.WriteString("\r\n")
-	return writeAll(c, b.Bytes(), deadline)
+	_ = header.Write(b)
+	b.B = append(b.B, "\r\n"...)
+	return writeAll(c, b.B, deadline)
 }
+
+// switchingBufs holds the buffers 101 responses are built in: a pool of
+// its own, as their sizes are alike and unlike the relay's buffers.
+var switchingBufs bytebufferpool.Pool
 
 func writeStatusLine(b *bytes.Buffer, status int, reason string) {
 	b.WriteString("HTTP/1.1 ")

@@ -119,9 +119,16 @@ func (e *routeEntry) moreSpecificThan(o *routeEntry) bool {
 // lower case.
 func normalizeHost(hostport string) string {
 	h := hostport
-	if host, _, err := net.SplitHostPort(hostport); err == nil {
-		h = host
-	} else if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+	// Only a value with a colon can have a port. Checking first spares
+	// Host headers without one (the usual case) SplitHostPort's error,
+	// which is an allocation.
+	split := false
+	if strings.Contains(hostport, ":") {
+		if host, _, err := net.SplitHostPort(hostport); err == nil {
+			h, split = host, true
+		}
+	}
+	if !split && strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
 		h = h[1 : len(h)-1]
 	}
 	h = strings.TrimSuffix(h, ".")

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,10 +45,10 @@ const (
 // usable; create it with NewServer.
 type Server struct {
 	router *router
-	// policies holds each route's compiled liveness policy.
-	policies map[*config.Route]*relay.Policy
-	relay    Relay
-	log      *slog.Logger
+	// routes holds what NewServer derived from each route.
+	routes map[*config.Route]*routeState
+	relay  Relay
+	log    *slog.Logger
 	// headTimeout bounds reading a client's request head. The route is not
 	// known until the head is read, so it is the largest HandshakeTimeout
 	// of all routes: no route's clients are cut off sooner than that
@@ -64,9 +66,10 @@ type Server struct {
 	mu        sync.Mutex
 	closing   bool
 	listeners map[net.Listener]struct{}
-	// handshaking holds the client connections of in-flight handshakes,
-	// so a Shutdown that runs out of time can close them. A connection
-	// leaves the set before it is handed to the relay, which then owns it.
+	// handshaking holds the connections of in-flight handshakes (the
+	// client's, and the upstream's while its handshake runs), so a
+	// Shutdown that runs out of time can close them. A connection leaves
+	// the set before it is handed to the relay, which then owns it.
 	handshaking map[net.Conn]struct{}
 	// inflight counts handshake goroutines. Add is only called under mu
 	// while !closing, and Shutdown sets closing before it waits, so no Add
@@ -109,13 +112,41 @@ func NewServer(routes []*config.Route, r Relay, logger *slog.Logger) (*Server, e
 		listeners:   make(map[net.Listener]struct{}),
 		handshaking: make(map[net.Conn]struct{}),
 	}
-	s.policies = make(map[*config.Route]*relay.Policy, len(routes))
+	s.routes = make(map[*config.Route]*routeState, len(routes))
 	for _, route := range routes {
 		s.headTimeout = max(s.headTimeout, handshakeTimeout(route))
-		s.policies[route] = routePolicy(route)
+		s.routes[route] = newRouteState(route)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
+}
+
+// routeState is what the server derives from a route once, in NewServer,
+// so that its handshakes do not redo it.
+type routeState struct {
+	// policy is the route's compiled liveness policy.
+	policy *relay.Policy
+	// upstream is the parsed "ws://" + Upstream.Address; each handshake
+	// only adds its request target. When the address does not parse,
+	// upstream is nil and upstreamErr fails the route's handshakes (502),
+	// as parsing it per handshake did.
+	upstream    *url.URL
+	upstreamErr error
+	// dialAddr is what to dial: upstream's host, with port 80 when it
+	// names none, as ws.Dialer reads a ws:// URL's host.
+	dialAddr string
+}
+
+func newRouteState(r *config.Route) *routeState {
+	rs := &routeState{policy: routePolicy(r)}
+	rs.upstream, rs.upstreamErr = url.ParseRequestURI("ws://" + r.Upstream.Address)
+	if rs.upstreamErr == nil {
+		rs.dialAddr = rs.upstream.Host
+		if strings.LastIndexByte(rs.dialAddr, ':') <= strings.IndexByte(rs.dialAddr, ']') {
+			rs.dialAddr += ":80"
+		}
+	}
+	return rs
 }
 
 func handshakeTimeout(r *config.Route) time.Duration {
@@ -243,6 +274,15 @@ func (s *Server) trackConn(c net.Conn) bool {
 	s.handshaking[c] = struct{}{}
 	s.inflight.Add(1)
 	return true
+}
+
+// trackHandshakeConn adds an upstream connection to the set Shutdown may
+// close. Unlike trackConn it succeeds while Shutdown waits: the handshake
+// it belongs to is already in flight.
+func (s *Server) trackHandshakeConn(c net.Conn) {
+	s.mu.Lock()
+	s.handshaking[c] = struct{}{}
+	s.mu.Unlock()
 }
 
 // releaseConn removes c from the set Shutdown may close. It is called

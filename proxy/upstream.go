@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
@@ -54,7 +55,7 @@ type upstreamConn struct {
 	buffered []byte
 	hs       ws.Handshake
 	// header holds the upstream's other 101 headers (Set-Cookie, …), minus
-	// hop-by-hop ones.
+	// hop-by-hop ones; nil when there are none.
 	header http.Header
 }
 
@@ -94,58 +95,145 @@ func offeredExtensions(route *config.Route, offered []httphead.Option) []httphea
 	return kept
 }
 
+// upstreamDialer is the per-handshake state of an upstream handshake: a
+// ws.Dialer whose callbacks are bound to it, and what they collect. It is
+// pooled so that the callbacks are bound once, not made anew (with the
+// variables they capture) on every handshake.
+type upstreamDialer struct {
+	d    ws.Dialer
+	conn limitedConn
+	// header collects the 101's other headers; nil until there is one.
+	header     http.Header
+	errResp    *upstreamResponse
+	errRespErr error
+}
+
+var upstreamDialers = sync.Pool{New: func() any {
+	u := new(upstreamDialer)
+	u.d.OnHeader = u.onHeader
+	u.d.OnStatusError = u.onStatusError
+	return u
+}}
+
+// onHeader sees every 101 header gobwas does not check itself; the
+// arguments are only valid during the call, hence the copies. gobwas does
+// not validate names, and a name with a bare CR in it would be written to
+// the client as is: such lines are dropped. (Header.Write already
+// neutralizes CR and LF in values.)
+func (u *upstreamDialer) onHeader(k, v []byte) error {
+	if name := string(k); isToken(name) {
+		if u.header == nil {
+			u.header = http.Header{}
+		}
+		u.header.Add(name, string(v))
+	}
+	return nil
+}
+
+// onStatusError gets the whole non-101 answer, status line first, and runs
+// before Upgrade returns, so the body read is bounded by the same deadline
+// as the rest of the handshake.
+func (u *upstreamDialer) onStatusError(_ int, _ []byte, r io.Reader) {
+	u.errResp, u.errRespErr = readUpstreamResponse(r)
+}
+
+// release returns u to the pool without what it referred to.
+func (u *upstreamDialer) release() {
+	u.d.Protocols, u.d.Extensions, u.d.Header = nil, nil, nil
+	u.conn = limitedConn{}
+	u.header, u.errResp, u.errRespErr = nil, nil, nil
+	upstreamDialers.Put(u)
+}
+
 // dialUpstream dials the route's upstream and performs the client side of
 // the WebSocket handshake on behalf of the client, bounded by ctx.
-func dialUpstream(ctx context.Context, route *config.Route, req *http.Request, up *clientUpgrade, clientIP string) (*upstreamConn, *upstreamError) {
-	var (
-		respHeader = http.Header{}
-		errResp    *upstreamResponse
-		errRespErr error
-	)
-	d := ws.Dialer{
-		Protocols:  up.protocols,
-		Extensions: offeredExtensions(route, up.extensions),
-		Header:     ws.HandshakeHeaderHTTP(forwardHeader(req, clientIP)),
-		// OnHeader sees every 101 header gobwas does not check itself; the
-		// arguments are only valid during the call, hence the copies.
-		// gobwas does not validate names, and a name with a bare CR in it
-		// would be written to the client as is: such lines are dropped.
-		// (Header.Write already neutralizes CR and LF in values.)
-		OnHeader: func(k, v []byte) error {
-			if name := string(k); isToken(name) {
-				respHeader.Add(name, string(v))
-			}
-			return nil
-		},
-		// OnStatusError gets the whole non-101 answer, status line first,
-		// and runs before Dial returns, so the body read is bounded by the
-		// same deadline as the rest of the handshake.
-		OnStatusError: func(_ int, _ []byte, r io.Reader) {
-			errResp, errRespErr = readUpstreamResponse(r)
-		},
-		WrapConn: func(c net.Conn) net.Conn {
-			return &limitedConn{Conn: c, left: maxUpstreamHandshake}
-		},
+//
+// It does what ws.Dialer.Dial would, minus what that costs per call: the
+// upstream URL is parsed once per route, and the handshake is bounded by a
+// deadline on the connection rather than by a goroutine that watches ctx.
+// Shutdown aborts it by closing the connection, as it does the client's.
+// req's header is consumed: it is edited into the upstream request's.
+func (s *Server) dialUpstream(ctx context.Context, route *config.Route, rs *routeState, req *http.Request, up *clientUpgrade, clientIP string) (upstreamConn, *upstreamError) {
+	if rs.upstreamErr != nil {
+		return upstreamConn{}, &upstreamError{status: http.StatusBadGateway, err: rs.upstreamErr}
 	}
-	target := "ws://" + route.Upstream.Address + upstreamTarget(req.URL, route.PathPrefix, route.Upstream.Path)
-	conn, br, hs, err := d.Dial(ctx, target)
+	// The Dialer only reads the URL's host and RequestURI(). Without an
+	// upstream path the target is the client's own, unchanged
+	// (upstreamTarget(u, …) is u.RequestURI() then), so the client's
+	// parsed URL serves; req is not used for anything else afterwards.
+	// Otherwise the mapped target is parsed, whose RequestURI() gives it
+	// back as it is.
+	u := req.URL
+	if route.Upstream.Path != "" {
+		var err error
+		u, err = url.ParseRequestURI(upstreamTarget(req.URL, route.PathPrefix, route.Upstream.Path))
+		if err != nil {
+			return upstreamConn{}, &upstreamError{status: http.StatusBadGateway, err: err}
+		}
+	}
+	// What parsing "ws://" + address + target gave: the target starts
+	// with "/", so the address is the URL's whole authority.
+	u.Scheme, u.Host = rs.upstream.Scheme, rs.upstream.Host
+
+	var nd net.Dialer
+	conn, err := nd.DialContext(ctx, "tcp", rs.dialAddr)
 	if err != nil {
+		return upstreamConn{}, &upstreamError{status: upstreamErrorStatus(err), err: err}
+	}
+	uc, uerr := s.upgradeUpstream(ctx, conn, u, route, req, up, clientIP)
+	if uerr != nil {
+		_ = conn.Close()
+	}
+	return uc, uerr
+}
+
+// upgradeUpstream performs the WebSocket handshake on conn, the upstream
+// connection just dialed.
+func (s *Server) upgradeUpstream(ctx context.Context, conn net.Conn, u *url.URL, route *config.Route, req *http.Request, up *clientUpgrade, clientIP string) (upstreamConn, *upstreamError) {
+	deadline, _ := ctx.Deadline()
+	if err := conn.SetDeadline(deadline); err != nil {
+		return upstreamConn{}, &upstreamError{status: upstreamErrorStatus(err), err: err}
+	}
+	// Registered like the client's connection, conn is closed by a
+	// Shutdown that runs out of time. If that already happened, ctx is
+	// canceled: Shutdown cancels before it closes.
+	s.trackHandshakeConn(conn)
+	defer s.releaseConn(conn)
+	if err := ctx.Err(); err != nil {
+		return upstreamConn{}, &upstreamError{status: upstreamErrorStatus(err), err: err}
+	}
+
+	ud := upstreamDialers.Get().(*upstreamDialer)
+	defer ud.release()
+	ud.d.Protocols = up.protocols
+	ud.d.Extensions = offeredExtensions(route, up.extensions)
+	ud.d.Header = ws.HandshakeHeaderHTTP(forwardHeader(req, clientIP))
+	ud.conn = limitedConn{Conn: conn, left: maxUpstreamHandshake}
+
+	br, hs, err := ud.d.Upgrade(&ud.conn, u)
+	if err != nil {
+		// What ended the handshake is reported as ctx's error, as
+		// ws.Dialer.Dial did: Shutdown closes conn after canceling ctx, and
+		// conn's deadline is ctx's, which may pass a moment before ctx's
+		// own timer fires.
+		if cerr := ctx.Err(); cerr != nil && (isTimeout(err) || errors.Is(err, net.ErrClosed)) {
+			err = cerr
+		} else if isTimeout(err) {
+			err = context.DeadlineExceeded
+		}
 		var se ws.StatusError
 		if errors.As(err, &se) {
 			switch {
-			case errRespErr == nil && errResp != nil:
-				return nil, &upstreamError{resp: errResp, err: err}
-			case errRespErr != nil:
-				err = fmt.Errorf("upstream answered %d: reading it: %w", int(se), errRespErr)
+			case ud.errRespErr == nil && ud.errResp != nil:
+				return upstreamConn{}, &upstreamError{resp: ud.errResp, err: err}
+			case ud.errRespErr != nil:
+				err = fmt.Errorf("upstream answered %d: reading it: %w", int(se), ud.errRespErr)
 			}
 		}
-		return nil, &upstreamError{status: upstreamErrorStatus(err), err: err}
+		return upstreamConn{}, &upstreamError{status: upstreamErrorStatus(err), err: err}
 	}
 
-	uc := &upstreamConn{conn: conn, hs: hs, header: respHeader}
-	if lc, ok := conn.(*limitedConn); ok {
-		uc.conn = lc.Conn
-	}
+	uc := upstreamConn{conn: conn, hs: hs, header: ud.header}
 	if br != nil {
 		if n := br.Buffered(); n > 0 {
 			b, _ := br.Peek(n)
@@ -155,8 +243,8 @@ func dialUpstream(ctx context.Context, route *config.Route, req *http.Request, u
 	}
 	// A 101 carries no body; a length or coding here would describe the
 	// upstream's connection, not anything the client should see.
-	removeHopByHop(respHeader)
-	respHeader.Del("Content-Length")
+	removeHopByHop(uc.header)
+	uc.header.Del("Content-Length")
 	return uc, nil
 }
 
@@ -217,8 +305,12 @@ func readUpstreamResponse(r io.Reader) (*upstreamResponse, error) {
 // client's end-to-end headers (cookies, authorization, origin, custom ones)
 // plus X-Forwarded-For/-Proto/-Host. What the Dialer writes itself and what
 // is hop-by-hop is left out.
+//
+// It edits req.Header in place and returns it: the client's header is not
+// needed afterwards, and a copy would be the largest allocation of the
+// handshake after the request itself.
 func forwardHeader(req *http.Request, clientIP string) http.Header {
-	h := req.Header.Clone()
+	h := req.Header
 	removeHopByHop(h)
 	for _, name := range dialerWritten {
 		h.Del(name)
