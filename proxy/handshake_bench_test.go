@@ -2,10 +2,8 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha1"
 	"encoding/base64"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -169,24 +167,10 @@ func BenchmarkProxiedHandshake(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			served := make(chan error, 1)
-			go func() { served <- srv.Serve(ln, config.Listener{}) }()
-			defer func() {
-				ctx, cancel := context.WithTimeout(context.Background(), waitBound)
-				defer cancel()
-				if err := srv.Shutdown(ctx); err != nil {
-					b.Errorf("Shutdown: %v", err)
-				}
-				if err := <-served; !errors.Is(err, ErrServerClosed) {
-					b.Errorf("Serve = %v", err)
-				}
-			}()
+			s := serveOn(b, srv, config.Listener{})
+			defer s.shutdown(b)
 
-			addr := ln.Addr().String()
+			addr := s.addr
 			buf := make([]byte, 4096)
 			benchClient(b, addr, buf) // warm the pools
 			b.ReportAllocs()

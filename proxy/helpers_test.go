@@ -96,11 +96,9 @@ func (f *fakeRelay) waitHandoff(t *testing.T) relay.Handoff {
 
 // testProxy is a Server serving on 127.0.0.1:0.
 type testProxy struct {
-	addr   string
-	srv    *Server
-	relay  *fakeRelay
-	served chan error
-	once   sync.Once
+	*servedServer
+	relay *fakeRelay
+	once  sync.Once
 }
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -114,34 +112,54 @@ func startProxy(t *testing.T, routes []*config.Route, lcfg config.Listener, pipe
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &testProxy{addr: ln.Addr().String(), srv: srv, relay: fr, served: make(chan error, 1)}
-	go func() { p.served <- srv.Serve(ln, lcfg) }()
+	p := &testProxy{servedServer: serveOn(t, srv, lcfg), relay: fr}
 	t.Cleanup(func() { p.stop(t) })
 	return p
 }
 
-// stop shuts the server down, which waits for every in-flight handshake,
-// so afterwards the relay has seen every handoff there will be.
+// servedServer is a Server serving on a fresh 127.0.0.1 listener.
+type servedServer struct {
+	addr   string
+	srv    *Server
+	served chan error // what Serve returned
+}
+
+func serveOn(tb testing.TB, srv *Server, lcfg config.Listener) *servedServer {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := &servedServer{addr: ln.Addr().String(), srv: srv, served: make(chan error, 1)}
+	go func() { s.served <- srv.Serve(ln, lcfg) }()
+	return s
+}
+
+// shutdown shuts the server down, which waits for every in-flight
+// handshake, and checks that Serve returned as it should.
+func (s *servedServer) shutdown(tb testing.TB) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
+	defer cancel()
+	if err := s.srv.Shutdown(ctx); err != nil {
+		tb.Errorf("Shutdown: %v", err)
+	}
+	select {
+	case err := <-s.served:
+		if !errors.Is(err, ErrServerClosed) {
+			tb.Errorf("Serve returned %v, want ErrServerClosed", err)
+		}
+	case <-time.After(waitBound):
+		tb.Error("Serve did not return after Shutdown")
+	}
+}
+
+// stop shuts the server down, so afterwards the relay has seen every
+// handoff there will be.
 func (p *testProxy) stop(t *testing.T) {
 	t.Helper()
 	p.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitBound)
-		defer cancel()
-		if err := p.srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		select {
-		case err := <-p.served:
-			if !errors.Is(err, ErrServerClosed) {
-				t.Errorf("Serve returned %v, want ErrServerClosed", err)
-			}
-		case <-time.After(waitBound):
-			t.Error("Serve did not return after Shutdown")
-		}
+		p.shutdown(t)
 		p.relay.closeAll()
 	})
 }

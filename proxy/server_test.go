@@ -458,22 +458,10 @@ func TestAttachFailureClosesBoth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln, config.Listener{}) }()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitBound)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		<-served
-	}()
+	s := serveOn(t, srv, config.Listener{})
+	defer s.shutdown(t)
 
-	ex := roundTrip(t, ln.Addr().String(), upgradeRequest("/", "x", ""))
+	ex := roundTrip(t, s.addr, upgradeRequest("/", "x", ""))
 	if ex.resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("status %d, want 101", ex.resp.StatusCode)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/gobwas/ws"
 	"golang.org/x/sys/unix"
 )
 
@@ -69,16 +70,6 @@ func segs(b ...[]byte) *batch {
 	return &out
 }
 
-func readAll(t *testing.T, c net.Conn, n int) []byte {
-	t.Helper()
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	b := make([]byte, n)
-	if _, err := io.ReadFull(c, b); err != nil {
-		t.Fatalf("reading %d bytes: %v", n, err)
-	}
-	return b
-}
-
 func bothWays(t *testing.T, f func(t *testing.T, useRing bool)) {
 	t.Run("io_uring", func(t *testing.T) { f(t, true) })
 	t.Run("syscalls", func(t *testing.T) { f(t, false) })
@@ -122,7 +113,7 @@ func TestStageFlushesManyPairsInOrder(t *testing.T) {
 			t.Fatalf("stage not empty after flush: %d writes, arena %d, ctl %d", len(l.stage), l.used, len(l.ctl))
 		}
 		for i, pr := range peers {
-			if got := readAll(t, pr.ups, len(pr.want)); !bytes.Equal(got, pr.want) {
+			if got := readExactly(t, pr.ups, len(pr.want)); !bytes.Equal(got, pr.want) {
 				t.Fatalf("socket %d got %q, want %q", i, got, pr.want)
 			}
 			if pr.p.ep[upstream].staged || pr.p.dir[client].pending != nil {
@@ -158,7 +149,7 @@ func TestStageShortWriteKeepsTheRest(t *testing.T) {
 			t.Fatalf("buffered %d, pending %d", got, d.pendingLen())
 		}
 		done := make(chan []byte)
-		go func() { done <- readAll(t, ups, len(big)) }()
+		go func() { done <- readExactly(t, ups, len(big)) }()
 		for d.pending != nil {
 			// Wait for room as the loop would, then flush as the
 			// EPOLLOUT edge makes it do.
@@ -172,7 +163,7 @@ func TestStageShortWriteKeepsTheRest(t *testing.T) {
 		if got := <-done; !bytes.Equal(got, big) {
 			t.Fatal("bytes lost or reordered across the short write")
 		}
-		if got := readAll(t, ups2, 1); string(got) != "x" {
+		if got := readExactly(t, ups2, 1); string(got) != "x" {
 			t.Fatalf("other socket got %q", got)
 		}
 	})
@@ -194,7 +185,7 @@ func TestStageFailedWriteBreaksThePair(t *testing.T) {
 			t.Fatal("the failed write did not mark the upstream dead")
 		}
 		expectClose(t, cli, 1001, "upstream gone")
-		if got := readAll(t, okUps, 4); string(got) != "fine" {
+		if got := readExactly(t, okUps, 4); string(got) != "fine" {
 			t.Fatalf("the healthy pair got %q", got)
 		}
 		if ok.ep[upstream].dead || ok.done {
@@ -221,4 +212,71 @@ func TestTeardownWritesStagedFirst(t *testing.T) {
 		}
 		l.flushStage() // nothing left for the dead pair's closed socket
 	})
+}
+
+// TestReadBatch reads many sockets in one batch: small messages go through
+// whole, a message larger than a batch read is finished by pump with the
+// full buffer, and a socket at EOF ends its pair with the other side told.
+func TestReadBatch(t *testing.T) {
+	l := stageLoop(t, true)
+	const n = 40
+	type peer struct {
+		p        *pair
+		cli, ups net.Conn
+		want     []byte
+	}
+	peers := make([]peer, n)
+	for i := range peers {
+		p, cli, ups := stagePair(t, l)
+		size := 100 + i
+		if i == 7 {
+			size = 10 * batchReadSize // more than one batch read takes
+		}
+		msg := clientFrame(ws.OpBinary, true, bytes.Repeat([]byte{byte(i)}, size))
+		if i != 13 {
+			if _, err := cli.Write(msg); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			cli.Close() // FIN: the batch read finds EOF
+			msg = nil
+		}
+		p.ep[client].readable = true // what the epoll edge does
+		peers[i] = peer{p: p, cli: cli, ups: ups, want: msg}
+	}
+	// Loopback writes land in the receiving socket before Write returns,
+	// so every socket now has its bytes (or its FIN) waiting.
+	ready := make([]*pair, n)
+	for i := range peers {
+		ready[i] = peers[i].p
+	}
+	l.readBatch(ready)
+	if l.used < n*batchReadSize {
+		t.Fatalf("arena used %d after the batch, want >= %d: the reads were not batched", l.used, n*batchReadSize)
+	}
+	if !peers[7].p.ep[client].bulk || !peers[7].p.ep[client].readable {
+		t.Fatal("the large message's socket is not marked bulk and still readable after its batch read filled")
+	}
+	for _, pr := range peers {
+		if !pr.p.done {
+			l.service(pr.p) // pump goes on where the batch stopped
+		}
+	}
+	for len(l.ready) > 0 { // the rounds that follow, for what is left
+		l.flushStage()
+		l.serveReady()
+	}
+	l.flushStage()
+	for i, pr := range peers {
+		if i == 13 {
+			if !pr.p.ep[client].dead {
+				t.Fatal("EOF in the batch did not mark the client gone")
+			}
+			expectClose(t, pr.ups, ws.StatusGoingAway, "client gone")
+			continue
+		}
+		if got := readExactly(t, pr.ups, len(pr.want)); !bytes.Equal(got, pr.want) {
+			t.Fatalf("upstream %d got %d bytes that differ from the %d sent", i, len(got), len(pr.want))
+		}
+	}
 }
