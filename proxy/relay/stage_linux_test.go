@@ -280,3 +280,37 @@ func TestReadBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestYieldBacksOff: a long yield after which little was ready turns
+// yielding off for a while; a long one that brought work does not.
+func TestYieldBacksOff(t *testing.T) {
+	l := stageLoop(t, false)
+	l.now = int64(time.Hour)
+
+	l.yieldTook = int64(2 * yieldTooLong)
+	l.yielded(yieldBelow + 1) // it ran the loop's own traffic: worth it
+	if l.noYieldUntil != 0 || l.yieldTook != 0 {
+		t.Fatalf("a productive yield turned yielding off (until %d) or was not cleared (%d)", l.noYieldUntil, l.yieldTook)
+	}
+
+	l.yieldTook = int64(yieldTooLong / 2)
+	l.yielded(0) // short: nothing else wanted the CPU for long
+	if l.noYieldUntil != 0 {
+		t.Fatal("a short yield turned yielding off")
+	}
+
+	l.yieldTook = int64(2 * yieldTooLong)
+	l.yielded(1) // long, and little came of it: something CPU-bound
+	if want := l.now + int64(yieldBackoff); l.noYieldUntil != want {
+		t.Fatalf("noYieldUntil %d, want %d", l.noYieldUntil, want)
+	}
+	l.yield()
+	if l.yieldTook != 0 {
+		t.Fatal("yielded while backing off")
+	}
+	l.now = l.noYieldUntil
+	l.yield()
+	if l.yieldTook == 0 {
+		t.Fatal("did not yield after the backoff ended")
+	}
+}
