@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wsalive/wsalive/config"
@@ -62,6 +63,9 @@ type Server struct {
 
 	shutdownOnce sync.Once
 	done         chan struct{} // closed when Shutdown starts
+
+	// accepted counts the connections taken for a handshake.
+	accepted atomic.Uint64
 
 	mu        sync.Mutex
 	closing   bool
@@ -299,5 +303,10 @@ func (s *Server) releaseConn(c net.Conn) {
 func (s *Server) handle(c net.Conn, maxHeader int) {
 	defer s.inflight.Done()
 	defer s.releaseConn(c)
+	s.accepted.Add(1)
 	s.handshake(c, maxHeader)
 }
+
+// Accepted returns how many client connections the server has taken for
+// a handshake, across all its listeners.
+func (s *Server) Accepted() uint64 { return s.accepted.Load() }

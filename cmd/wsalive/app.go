@@ -24,6 +24,8 @@ type app struct {
 	listeners []net.Listener
 	admin     *http.Server
 	serveErr  chan error
+	// stopRelease ends releaseAfterBursts.
+	stopRelease context.CancelFunc
 }
 
 // startApp listens on every configured address and starts serving. On
@@ -73,6 +75,9 @@ func startApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 		go func() { a.serveErr <- srv.Serve(ln, lcfg) }()
 		logger.Info("listening", "address", ln.Addr().String())
 	}
+	var ctx context.Context
+	ctx, a.stopRelease = context.WithCancel(context.Background())
+	go releaseAfterBursts(ctx, srv.Accepted)
 	return a, nil
 }
 
@@ -94,6 +99,7 @@ func (a *app) abort() {
 // stop stops accepting, waits for handshakes in flight, then closes every
 // pair with 1001 and its close handshake, all within ctx.
 func (a *app) stop(ctx context.Context) error {
+	a.stopRelease()
 	errServer := a.server.Shutdown(ctx)
 	errEngine := a.engine.Close(ctx)
 	var errAdmin error
