@@ -31,8 +31,10 @@ func AdminHandler(e *relay.Engine) http.Handler {
 			Pairs         int64             `json:"pairs"`
 			BufferedBytes int64             `json:"buffered_bytes"`
 			Goroutines    int               `json:"goroutines"`
+			Loops         int               `json:"loops"`
+			IOUringLoops  int               `json:"io_uring_loops"`
 			ClosedPairs   map[string]uint64 `json:"closed_pairs"`
-		}{st.Pairs, st.BufferedBytes, runtime.NumGoroutine(), closed})
+		}{st.Pairs, st.BufferedBytes, runtime.NumGoroutine(), st.Loops, st.IOUringLoops, closed})
 	})
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)

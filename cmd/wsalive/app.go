@@ -23,6 +23,7 @@ type app struct {
 	server    *proxy.Server
 	listeners []net.Listener
 	admin     *http.Server
+	adminAddr net.Addr
 	serveErr  chan error
 	// stopRelease ends releaseAfterBursts.
 	stopRelease context.CancelFunc
@@ -63,6 +64,7 @@ func startApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 			return nil, fmt.Errorf("admin %s: %w", cfg.Admin.Address, err)
 		}
 		a.admin = &http.Server{Handler: proxy.AdminHandler(eng), ReadHeaderTimeout: 10 * time.Second}
+		a.adminAddr = ln.Addr()
 		go func() {
 			if err := a.admin.Serve(ln); err != nil && err != http.ErrServerClosed {
 				a.serveErr <- fmt.Errorf("admin: %w", err)

@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,8 +80,15 @@ func TestLoadConfigFlagsOverrideFile(t *testing.T) {
 }
 
 // TestAppRelaysAndStops runs the whole program's assembly (engine, server,
-// admin) in front of the legacy backend, relays one message, and stops.
+// admin) in front of the legacy backend, relays one message, and stops;
+// with the engine's io_uring batching and without.
 func TestAppRelaysAndStops(t *testing.T) {
+	for _, ring := range []bool{true, false} {
+		t.Run(fmt.Sprintf("io_uring=%v", ring), func(t *testing.T) { testAppRelaysAndStops(t, ring) })
+	}
+}
+
+func testAppRelaysAndStops(t *testing.T, ioUring bool) {
 	bln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -92,6 +102,7 @@ func TestAppRelaysAndStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Admin = &config.Admin{Address: "127.0.0.1:0"}
+	cfg.Engine.IOUring = ioUring
 	a, err := startApp(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -108,6 +119,31 @@ func TestAppRelaysAndStops(t *testing.T) {
 	typ, msg, err := c.Read(ctx)
 	if err != nil || typ != websocket.MessageText || string(msg) != "hello" {
 		t.Fatalf("echo: %v %q %v", typ, msg, err)
+	}
+	// The admin endpoint tells the pair and whether the loops batch.
+	resp, err := http.Get("http://" + a.adminAddr.String() + "/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Pairs        int64 `json:"pairs"`
+		Loops        int   `json:"loops"`
+		IOUringLoops int   `json:"io_uring_loops"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case st.Pairs != 1 || st.Loops < 1:
+		t.Fatalf("stats %+v, want 1 pair and at least one loop", st)
+	case !ioUring && st.IOUringLoops != 0:
+		t.Fatalf("io_uring is off, yet %d loops use it", st.IOUringLoops)
+	case ioUring && st.IOUringLoops == 0:
+		t.Log("the kernel refused io_uring here: the loops run without batching")
+	case ioUring && st.IOUringLoops != st.Loops:
+		t.Fatalf("%d of %d loops use io_uring, want all or none", st.IOUringLoops, st.Loops)
 	}
 	// Stopping sends the live pair 1001 going away.
 	stopped := make(chan error, 1)

@@ -35,4 +35,7 @@ type Stats struct {
 	// across all pairs (bytes read from one side not yet accepted by the
 	// other's socket).
 	BufferedBytes int64
+	// Loops is the number of event loops; IOUringLoops how many of them
+	// batch their reads and writes through io_uring.
+	Loops, IOUringLoops int
 }

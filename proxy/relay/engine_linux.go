@@ -27,6 +27,8 @@ type Engine struct {
 	ids      atomic.Uint64
 	pairs    atomic.Int64
 	buffered atomic.Int64
+	// ringLoops counts the loops that still use io_uring.
+	ringLoops atomic.Int32
 	closed   atomic.Bool
 	stopOnce sync.Once
 	byReason [numReasons]atomic.Uint64
@@ -57,6 +59,11 @@ func New(opts Options) (*Engine, error) {
 		}
 		e.loops = append(e.loops, l)
 	}
+	for _, l := range e.loops {
+		if l.ring != nil {
+			e.ringLoops.Add(1)
+		}
+	}
 	if l := e.loops[0]; !opts.DisableIOUring && l.ringErr != nil {
 		e.logger.Info("relay: io_uring unavailable; each socket write is its own system call", "err", l.ringErr)
 	}
@@ -78,7 +85,8 @@ func (e *Engine) report(st PairStats) {
 
 // Stats returns engine-wide gauges.
 func (e *Engine) Stats() Stats {
-	return Stats{Pairs: e.pairs.Load(), BufferedBytes: e.buffered.Load()}
+	return Stats{Pairs: e.pairs.Load(), BufferedBytes: e.buffered.Load(),
+		Loops: len(e.loops), IOUringLoops: int(e.ringLoops.Load())}
 }
 
 // Closed returns how many pairs have ended with reason r.

@@ -186,11 +186,17 @@ func (l *loop) writeStage(st []stagedWrite, iov []unix.Iovec) {
 // carried as not attempted, which settle retries one system call each.
 func (l *loop) submit() {
 	if err := l.ring.submit(l.results); err != nil {
-		l.e.logger.Warn("relay: io_uring failed; writing one system call each from now on", "err", err)
-		l.ring.close()
-		l.ring = nil
+		l.e.logger.Warn("relay: io_uring failed; one system call per read and write from now on", "err", err)
+		l.dropRing()
 	}
 	l.msgs = l.msgs[:0]
+}
+
+// dropRing stops using io_uring on this loop.
+func (l *loop) dropRing() {
+	l.ring.close()
+	l.ring = nil
+	l.e.ringLoops.Add(-1)
 }
 
 // target returns the socket w goes to, unless nothing may go there now.
