@@ -29,9 +29,9 @@ type Engine struct {
 	buffered atomic.Int64
 	// ringLoops counts the loops that still use io_uring.
 	ringLoops atomic.Int32
-	closed   atomic.Bool
-	stopOnce sync.Once
-	byReason [numReasons]atomic.Uint64
+	closed    atomic.Bool
+	stopOnce  sync.Once
+	byReason  [numReasons]atomic.Uint64
 }
 
 // New starts an engine's event loops.

@@ -175,7 +175,9 @@ func (l *loop) writeStage(st []stagedWrite, iov []unix.Iovec) {
 			l.ring.sendmsg(fd, m, uint64(i))
 		}
 		if l.ring.full() || len(l.msgs) == cap(l.msgs) {
-			l.submit()
+			if l.submit(); l.ring == nil {
+				return // settle writes what was not sent the plain way
+			}
 		}
 	}
 	l.submit()

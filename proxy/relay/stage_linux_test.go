@@ -314,3 +314,36 @@ func TestYieldBacksOff(t *testing.T) {
 		t.Fatal("did not yield after the backoff ended")
 	}
 }
+
+// TestRingFailureFallsBack: when io_uring_enter fails in the middle of a
+// flush, the loop drops the ring and writes everything staged the plain
+// way; no peer loses a byte.
+func TestRingFailureFallsBack(t *testing.T) {
+	l := stageLoop(t, true)
+	fd := l.ring.fd
+	t.Cleanup(func() { unix.Close(fd) })
+	const n = ringEntries + 50
+	type peer struct {
+		p   *pair
+		ups net.Conn
+	}
+	peers := make([]peer, n)
+	for i := range peers {
+		p, _, ups := stagePair(t, l)
+		peers[i] = peer{p, ups}
+		l.send(p, upstream, segs([]byte{byte(i), byte(i >> 8), 0xAB}))
+	}
+	l.ring.fd = -1 // every io_uring_enter now fails with EBADF
+	l.flushStage()
+	if l.ring != nil {
+		t.Fatal("the loop kept a ring that failed")
+	}
+	for i, pr := range peers {
+		if got := readExactly(t, pr.ups, 3); got[0] != byte(i) || got[1] != byte(i>>8) || got[2] != 0xAB {
+			t.Fatalf("peer %d got %x", i, got)
+		}
+		if pr.p.done || pr.p.ep[upstream].dead {
+			t.Fatalf("peer %d's pair was ended by the ring's failure", i)
+		}
+	}
+}
