@@ -439,6 +439,12 @@ func (l *loop) pump(p *pair, s side) bool {
 			return false
 		}
 	}
+	if p.ep[to].staged {
+		// Bytes toward the sink already wait for this round's flush (a
+		// batched read's, or injected frames): read after it, so that a
+		// blocked sink leaves at most one read's worth pending.
+		return src.readable && !src.dead
+	}
 	for {
 		if !src.readable || src.dead {
 			return false

@@ -347,3 +347,35 @@ func TestRingFailureFallsBack(t *testing.T) {
 		}
 	}
 }
+
+// TestBlockedSinkHoldsOneRead: a batched read that fills its slot is not
+// followed by a second read in the same round, so a sink that turns out
+// to be blocked leaves at most one read's worth pending.
+func TestBlockedSinkHoldsOneRead(t *testing.T) {
+	l := stageLoop(t, true)
+	p, cli, _ := stagePair(t, l)
+	other, otherCli, _ := stagePair(t, l) // so that the batch has two reads
+	// Fill the socket toward the upstream, which never reads: the next
+	// write to it will fail with EAGAIN, which the loop does not know yet.
+	junk := make([]byte, 64<<10)
+	for {
+		if _, err := unix.Write(p.ep[upstream].sock(), junk); err != nil {
+			break
+		}
+	}
+	big := clientFrame(ws.OpBinary, true, make([]byte, 40<<10))
+	if _, err := cli.Write(big); err != nil {
+		t.Fatal(err)
+	}
+	otherCli.Write(clientFrame(ws.OpText, true, []byte("hi")))
+	p.ep[client].readable, other.ep[client].readable = true, true
+	for _, q := range []*pair{p, other} {
+		l.enqueue(q)
+	}
+	l.serveReady()
+	l.flushStage()
+	readSize := l.slotSize - carryRoom
+	if got := p.dir[client].pendingLen(); got == 0 || got > readSize {
+		t.Fatalf("%d bytes pending for the blocked sink, want 1..%d (one read)", got, readSize)
+	}
+}
