@@ -391,7 +391,11 @@ func (r *runner) runEcho(ctx context.Context, sc Scenario, target string, run *R
 	if run.Round == profileRound && st.proxy != nil {
 		prof = r.startProfile(ctx, sc, st.proxy, sc.Duration)
 	}
-	if err := sleepCtx(ctx, sc.Duration); err != nil {
+	// The CPU window closes before wsload's traffic ends: sampled later,
+	// wsload may already have exited (its CPU then read as zero, and the
+	// machine's "other CPU" as everything it used), and the proxy's CPU
+	// would include closing every pair.
+	if err := sleepCtx(ctx, sc.Duration*9/10); err != nil {
 		return err
 	}
 	b, err := r.sample(st, []*proc{lp})
