@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# A/B two wsalive builds, alternating A B A B ..., on loopback, with the
+# engine as the harness runs it (GOMAXPROCS=1, one loop). Prints, per run,
+# the proxy's CPU (utime+stime from /proc) over a window and what the load
+# did in it. Every process it starts is stopped by its PID on exit.
+#
+#   bench/scripts/ab.sh echo BIN_A BIN_B [ROUNDS] [N] [SIZE]   # wsload echo, 4 s window
+#   bench/scripts/ab.sh idle BIN_A BIN_B [ROUNDS] [N]          # N idle pairs, heartbeats 5 s both sides, 10 s window
+#
+# BIN_A and BIN_B are wsalive binaries (go build -o DIR/ ./cmd/wsalive at
+# two commits). Needs: go (builds wsload and legacy-echo), root for the
+# idle mode's open-file limit. Ports: PORT_BASE (default 19180) to +2.
+set -euo pipefail
+MODE=$1 A=$2 B=$3 ROUNDS=${4:-3}
+if [ "$MODE" = echo ]; then N=${5:-200}; else N=${5:-9000}; fi
+SIZE=${6:-1024}
+TOOLS=${TOOLS:-$(mktemp -d)}
+PORT_BASE=${PORT_BASE:-19180}
+cd "$(dirname "$0")/../.."
+go build -o "$TOOLS/" ./bench/cmd/wsload ./examples/legacyecho/cmd/legacy-echo
+LISTEN=127.0.0.1:$PORT_BASE ADMIN=127.0.0.1:$((PORT_BASE + 1)) BACKEND=127.0.0.1:$((PORT_BASE + 2))
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
+trap cleanup EXIT
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+config() {
+  local hb=""
+  if [ "$MODE" = idle ]; then
+    hb='heartbeat "client" {
+    interval   = "5s"
+    timeout    = "3s"
+    max_missed = 1
+  }
+  heartbeat "upstream" {
+    interval   = "5s"
+    timeout    = "3s"
+    max_missed = 1
+  }'
+  fi
+  cat > "$TOOLS/ab.hcl" <<HCL
+listener {
+  address = "$LISTEN"
+}
+admin {
+  address = "$ADMIN"
+}
+engine {
+  loops = 1
+}
+route "ab" {
+  upstream = "ws://$BACKEND"
+  $hb
+}
+HCL
+}
+
+one() { # one run of build $1
+  local bin=$1
+  "$TOOLS/legacy-echo" -listen "$BACKEND" >/dev/null 2>&1 & pids+=($!)
+  GOMAXPROCS=1 "$bin" run -config "$TOOLS/ab.hcl" -log-level warn & local proxy=$!; pids+=($proxy)
+  for _ in $(seq 50); do curl -sf "http://$ADMIN/healthz" >/dev/null && break; sleep 0.1; done
+  local hz; hz=$(getconf CLK_TCK)
+  if [ "$MODE" = echo ]; then
+    "$TOOLS/wsload" -mode echo -n "$N" -size "$SIZE" -inflight 1 -duration 8s -rate -1 -url "ws://$LISTEN/" >"$TOOLS/load.out" 2>&1 &
+    local load=$!; pids+=($load)
+    sleep 2; local t0; t0=$(ticks "$proxy"); sleep 4; local t1; t1=$(ticks "$proxy")
+    wait "$load" || true
+    local rate; rate=$(awk '/^messages:/ {print $4}' "$TOOLS/load.out")
+    echo "$(basename "$(dirname "$bin")"): proxy CPU $(( (t1 - t0) * 1000 / hz )) ms over 4 s; $rate msg/s (whole run); $(grep '^round trip' "$TOOLS/load.out" | cut -c1-40)"
+  else
+    local half=$((N / 2))
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    rm -f "$TOOLS/r1" "$TOOLS/r2"
+    "$TOOLS/wsload" -mode idle -n "$half" -rate 3000 -src-ips 2-125 -hold 120s -url "ws://$LISTEN/" -ready-file "$TOOLS/r1" >/dev/null 2>&1 & pids+=($!)
+    "$TOOLS/wsload" -mode idle -n "$((N - half))" -rate 3000 -src-ips 126-250 -hold 120s -url "ws://$LISTEN/" -ready-file "$TOOLS/r2" >/dev/null 2>&1 & pids+=($!)
+    for _ in $(seq 300); do [ -s "$TOOLS/r1" ] && [ -s "$TOOLS/r2" ] && break; sleep 0.2; done
+    sleep 6
+    local t0; t0=$(ticks "$proxy"); sleep 10; local t1; t1=$(ticks "$proxy")
+    local rss; rss=$(awk '/VmRSS/ {print $2}' "/proc/$proxy/status")
+    echo "$(basename "$(dirname "$bin")"): proxy CPU $(awk -v t=$((t1 - t0)) -v hz="$hz" 'BEGIN {printf "%.2f", t / hz / 10 * 100}') % of a core over 10 s with $N idle pairs; RSS ${rss} KiB"
+  fi
+  cleanup
+}
+
+config
+for _ in $(seq "$ROUNDS"); do
+  one "$A"
+  one "$B"
+done
