@@ -62,6 +62,9 @@ type loop struct {
 	rng    *rand.ChaCha8
 	now    int64
 	done   chan struct{}
+	// forwarded: this round relayed bytes between peers, not only
+	// wsalive's own control frames (see yield).
+	forwarded bool
 	// yieldTook is how long the last yield took (0: none since the last
 	// wait); after one that did not pay, none until noYieldUntil.
 	yieldTook    int64
@@ -163,9 +166,10 @@ func (l *loop) run() {
 	for {
 		var n int
 		var err error
-		if last <= yieldBelow && len(l.ready) == 0 {
+		if l.wantsYield(last) {
 			l.yield()
 		}
+		l.forwarded = false
 		if len(l.ready) > 0 {
 			n, err = l.poll.poll(l.events) // work is waiting: never park
 		} else {
@@ -221,17 +225,26 @@ func (l *loop) run() {
 }
 
 // yield gives the CPU to whatever else is runnable on it before the loop
-// looks for events again, after a round that found only a few: the peers
-// a sidecar shares its CPUs with (the backend, local clients) then get to
-// write more, the next round finds more to do with the same system calls,
-// and the loop parks and wakes less. Measured on the 2-core benchmark
-// machine: 10-15 % less CPU per echoed message and a quarter less
-// heartbeat CPU at 9,000 idle pairs (bench/notes.md).
+// looks for events again, after a round that found only a few events and
+// relayed nothing between the peers: typically a heartbeat round, a few
+// pongs absorbed. The peers that are still answering pings get to write
+// more of their pongs first, the next round absorbs more with the same
+// system calls, and the loop parks and wakes less: at 9,000 idle pairs
+// with 5 s heartbeats both sides, a quarter less CPU (bench/notes.md).
 //
-// A yield pays when what ran meanwhile was the loop's own traffic. When
-// something CPU-bound shares the CPU, a yield costs a time slice of
-// latency and brings nothing: a long yield after which there is still
-// little to do turns yielding off for yieldBackoff (see yielded).
+// A round that relayed application bytes never yields: yielding there
+// also saved CPU on the benchmark machine, where the proxy shares its
+// cores with its own clients and backend, but next to anything CPU-bound
+// it cost up to a time slice per round, and halved echo throughput with
+// a busy loop pinned on the proxy's core. Data latency is not traded for
+// CPU. A long yield after which there is still little to do turns
+// yielding off for yieldBackoff (see yielded).
+// wantsYield reports whether, after a wait that returned events, the
+// round that followed was one to yield after.
+func (l *loop) wantsYield(events int) bool {
+	return events <= yieldBelow && !l.forwarded && len(l.ready) == 0
+}
+
 func (l *loop) yield() {
 	if l.now < l.noYieldUntil {
 		return
@@ -493,6 +506,9 @@ func (l *loop) feed(p *pair, s side, buf []byte) {
 	}
 	l.out.reset()
 	v := d.process(buf, &l.out, p)
+	if l.out.total > 0 {
+		l.forwarded = true
+	}
 	l.send(p, s.other(), &l.out)
 	if !v.ok() {
 		l.violation(p, s, v)

@@ -379,3 +379,31 @@ func TestBlockedSinkHoldsOneRead(t *testing.T) {
 		t.Fatalf("%d bytes pending for the blocked sink, want 1..%d (one read)", got, readSize)
 	}
 }
+
+// TestYieldOnlyAfterControlRounds: the loop yields after a round with few
+// events that relayed nothing between the peers, never after one that
+// carried their bytes, and never with pairs still waiting.
+func TestYieldOnlyAfterControlRounds(t *testing.T) {
+	l := stageLoop(t, false)
+	p, cli, _ := stagePair(t, l)
+	if !l.wantsYield(1) {
+		t.Fatal("no yield after a quiet round")
+	}
+	if l.wantsYield(yieldBelow + 1) {
+		t.Fatal("yield after a busy round")
+	}
+	// A round that relays a client's message.
+	cli.Write(clientFrame(ws.OpText, true, []byte("data")))
+	p.ep[client].readable = true
+	l.enqueue(p)
+	l.serveReady()
+	l.flushStage()
+	if !l.forwarded || l.wantsYield(1) {
+		t.Fatal("yield after a round that relayed application bytes")
+	}
+	l.forwarded = false
+	l.enqueue(p)
+	if l.wantsYield(1) {
+		t.Fatal("yield with a pair waiting to be served")
+	}
+}
