@@ -6,13 +6,19 @@
 #
 #   bench/scripts/ab.sh echo BIN_A BIN_B [ROUNDS] [N] [SIZE]   # wsload echo, 4 s window
 #   bench/scripts/ab.sh idle BIN_A BIN_B [ROUNDS] [N]          # N idle pairs, heartbeats 5 s both sides, 10 s window
+#   bench/scripts/ab.sh hog  BIN_A BIN_B [ROUNDS] [N] [SIZE]   # echo with a busy loop pinned on the proxy's core
 #
 # BIN_A and BIN_B are wsalive binaries (go build -o DIR/ ./cmd/wsalive at
 # two commits). Needs: go (builds wsload and legacy-echo), root for the
 # idle mode's open-file limit. Ports: PORT_BASE (default 19180) to +2.
 set -euo pipefail
 MODE=$1 A=$2 B=$3 ROUNDS=${4:-3}
-if [ "$MODE" = echo ]; then N=${5:-200}; else N=${5:-9000}; fi
+case $MODE in
+  echo) N=${5:-200} ;;
+  hog) N=${5:-50} ;;
+  idle) N=${5:-9000} ;;
+  *) echo "mode must be echo, idle or hog" >&2; exit 2 ;;
+esac
 SIZE=${6:-1024}
 TOOLS=${TOOLS:-$(mktemp -d)}
 PORT_BASE=${PORT_BASE:-19180}
@@ -58,11 +64,20 @@ HCL
 
 one() { # one run of build $1
   local bin=$1
-  "$TOOLS/legacy-echo" -listen "$BACKEND" >/dev/null 2>&1 & pids+=($!)
-  GOMAXPROCS=1 "$bin" run -config "$TOOLS/ab.hcl" -log-level warn & local proxy=$!; pids+=($proxy)
+  # In hog mode the proxy and a busy loop share CPU 0; everything else
+  # runs on CPU 1.
+  local on0="" on1=""
+  if [ "$MODE" = hog ]; then on0="taskset -c 0" on1="taskset -c 1"; fi
+  $on1 "$TOOLS/legacy-echo" -listen "$BACKEND" >/dev/null 2>&1 & pids+=($!)
+  GOMAXPROCS=1 $on0 "$bin" run -config "$TOOLS/ab.hcl" -log-level warn & local proxy=$!; pids+=($proxy)
   for _ in $(seq 50); do curl -sf "http://$ADMIN/healthz" >/dev/null && break; sleep 0.1; done
   local hz; hz=$(getconf CLK_TCK)
-  if [ "$MODE" = echo ]; then
+  if [ "$MODE" = hog ]; then
+    # What the engine does next to something CPU-bound.
+    $on0 sh -c 'while :; do :; done' & pids+=($!)
+    $on1 "$TOOLS/wsload" -mode echo -n "$N" -size "$SIZE" -inflight 1 -duration 5s -rate -1 -url "ws://$LISTEN/" >"$TOOLS/load.out" 2>&1 || true
+    echo "$(basename "$(dirname "$bin")"): $(awk '/^messages:/ {print $4}' "$TOOLS/load.out") msg/s next to a CPU hog; $(grep '^round trip' "$TOOLS/load.out" | cut -c1-40)"
+  elif [ "$MODE" = echo ]; then
     "$TOOLS/wsload" -mode echo -n "$N" -size "$SIZE" -inflight 1 -duration 8s -rate -1 -url "ws://$LISTEN/" >"$TOOLS/load.out" 2>&1 &
     local load=$!; pids+=($load)
     sleep 2; local t0; t0=$(ticks "$proxy"); sleep 4; local t1; t1=$(ticks "$proxy")
