@@ -20,7 +20,8 @@ case $MODE in
   *) echo "mode must be echo, idle or hog" >&2; exit 2 ;;
 esac
 SIZE=${6:-1024}
-TOOLS=${TOOLS:-$(mktemp -d)}
+OWN_TOOLS=
+if [ -z "${TOOLS:-}" ]; then TOOLS=$(mktemp -d); OWN_TOOLS=$TOOLS; fi
 PORT_BASE=${PORT_BASE:-19180}
 cd "$(dirname "$0")/../.."
 go build -o "$TOOLS/" ./bench/cmd/wsload ./examples/legacyecho/cmd/legacy-echo
@@ -28,38 +29,16 @@ LISTEN=127.0.0.1:$PORT_BASE ADMIN=127.0.0.1:$((PORT_BASE + 1)) BACKEND=127.0.0.1
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
-trap cleanup EXIT
+trap 'cleanup; [ -n "$OWN_TOOLS" ] && rm -rf "$OWN_TOOLS"' EXIT
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
+# config writes the harness's own wsalive configuration for the mode
+# (bench/configs): heartbeats every 5 s both sides for idle pairs, the
+# defaults otherwise; one event loop either way.
 config() {
-  local hb=""
-  if [ "$MODE" = idle ]; then
-    hb='heartbeat "client" {
-    interval   = "5s"
-    timeout    = "3s"
-    max_missed = 1
-  }
-  heartbeat "upstream" {
-    interval   = "5s"
-    timeout    = "3s"
-    max_missed = 1
-  }'
-  fi
-  cat > "$TOOLS/ab.hcl" <<HCL
-listener {
-  address = "$LISTEN"
-}
-admin {
-  address = "$ADMIN"
-}
-engine {
-  loops = 1
-}
-route "ab" {
-  upstream = "ws://$BACKEND"
-  $hb
-}
-HCL
+  local tmpl=bench/configs/wsalive-throughput.hcl
+  if [ "$MODE" = idle ]; then tmpl=bench/configs/wsalive-heartbeat.hcl; fi
+  sed -e "s|{{listen}}|$LISTEN|" -e "s|{{admin}}|$ADMIN|" -e "s|{{upstream}}|ws://$BACKEND|" "$tmpl" >"$TOOLS/ab.hcl"
 }
 
 one() { # one run of build $1
