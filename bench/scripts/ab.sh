@@ -31,6 +31,8 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
 trap 'cleanup; [ -n "$OWN_TOOLS" ] && rm -rf "$OWN_TOOLS"' EXIT
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# switches: voluntary and involuntary context switches of every thread of $1.
+switches() { cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {n += $2} END {print n}'; }
 
 # config writes the harness's own wsalive configuration for the mode
 # (bench/configs): heartbeats every 5 s both sides for idle pairs, the
@@ -71,9 +73,10 @@ one() { # one run of build $1
     "$TOOLS/wsload" -mode idle -n "$((N - half))" -rate 3000 -src-ips 126-250 -hold 120s -url "ws://$LISTEN/" -ready-file "$TOOLS/r2" >/dev/null 2>&1 & pids+=($!)
     for _ in $(seq 300); do [ -s "$TOOLS/r1" ] && [ -s "$TOOLS/r2" ] && break; sleep 0.2; done
     sleep 6
-    local t0; t0=$(ticks "$proxy"); sleep 10; local t1; t1=$(ticks "$proxy")
+    local t0 c0; t0=$(ticks "$proxy"); c0=$(switches "$proxy"); sleep 10
+    local t1 c1; t1=$(ticks "$proxy"); c1=$(switches "$proxy")
     local rss; rss=$(awk '/VmRSS/ {print $2}' "/proc/$proxy/status")
-    echo "$(basename "$(dirname "$bin")"): proxy CPU $(awk -v t=$((t1 - t0)) -v hz="$hz" 'BEGIN {printf "%.2f", t / hz / 10 * 100}') % of a core over 10 s with $N idle pairs; RSS ${rss} KiB"
+    echo "$(basename "$(dirname "$bin")"): proxy CPU $(awk -v t=$((t1 - t0)) -v hz="$hz" 'BEGIN {printf "%.2f", t / hz / 10 * 100}') % of a core over 10 s with $N idle pairs; $(( (c1 - c0) / 10 )) context switches/s; RSS ${rss} KiB"
   fi
   cleanup
 }

@@ -63,8 +63,7 @@ func (l *loop) readBatch(ready []*pair) {
 		}
 		l.readRes = l.readRes[:len(l.reads)]
 		if err := l.ring.submit(l.readRes); err != nil {
-			l.e.logger.Warn("relay: io_uring failed; one system call per read and write from now on", "err", err)
-			l.dropRing()
+			l.dropRing(err)
 			return // pump reads them the plain way
 		}
 		for i, r := range l.reads {

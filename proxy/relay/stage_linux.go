@@ -188,14 +188,14 @@ func (l *loop) writeStage(st []stagedWrite, iov []unix.Iovec) {
 // carried as not attempted, which settle retries one system call each.
 func (l *loop) submit() {
 	if err := l.ring.submit(l.results); err != nil {
-		l.e.logger.Warn("relay: io_uring failed; one system call per read and write from now on", "err", err)
-		l.dropRing()
+		l.dropRing(err)
 	}
 	l.msgs = l.msgs[:0]
 }
 
-// dropRing stops using io_uring on this loop.
-func (l *loop) dropRing() {
+// dropRing stops using io_uring on this loop, after it failed with err.
+func (l *loop) dropRing(err error) {
+	l.e.logger.Warn("relay: io_uring failed; one system call per read and write from now on", "err", err)
 	l.ring.close()
 	l.ring = nil
 	l.e.ringLoops.Add(-1)
