@@ -317,7 +317,7 @@ func TestRenderSynthetic(t *testing.T) {
 		for _, sc := range []string{ScenarioEcho1K, ScenarioEcho64, ScenarioEcho16K} {
 			add(sc, TargetDirect, round, map[string]float64{MetricMsgsPerSec: 40000, MetricRTTP50: 4, MetricRTTP99: 20}, nil)
 			add(sc, TargetNginx, round, map[string]float64{MetricMsgsPerSec: 25000, MetricRTTP50: 7, MetricRTTP99: 30, MetricCPUPerMsg: 20}, nil)
-			add(sc, TargetWsalive, round, map[string]float64{MetricMsgsPerSec: 33000, MetricRTTP50: 5, MetricRTTP99: 25, MetricCPUPerMsg: 14}, nil)
+			add(sc, TargetWsalive, round, map[string]float64{MetricMsgsPerSec: 33000, MetricRTTP50: 5, MetricRTTP99: 25, MetricRTTP999: 41.5, MetricCPUPerMsg: 14}, nil)
 		}
 		add(ScenarioIdle, TargetNginx, round, map[string]float64{MetricRSSPerPair: 18000, MetricIdleCPU: 0}, nil)
 		add(ScenarioIdle, TargetWsalive, round, map[string]float64{MetricRSSPerPair: 3000, MetricIdleCPU: 1.5}, nil)
@@ -343,6 +343,7 @@ func TestRenderSynthetic(t *testing.T) {
 		"6 of 6 (slowest 8.10 s) | met |",
 		"4 of 6 (slowest 9.50 s) | **missed** |",
 		"](bench/charts/throughput.png)",
+		"| 5.00 ms | 25.00 ms | 41.50 ms | 14.0 µs |", // wsalive's echo row: RTT p50, p99, p99.9
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the report lacks %q", want)

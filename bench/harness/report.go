@@ -400,7 +400,7 @@ func renderMarkdown(res *Results, chartsRel string, charts []string, notes strin
 	for _, info := range res.scenariosOf(KindEcho) {
 		w("## %s\n\n%s.\n\n", info.Title, info.Params)
 		t := mdTable{head: []string{"target", "messages/s", "× nginx", "× direct", "RTT p50", "RTT p99",
-			"proxy CPU / msg", "CPU/msg × nginx", "proxy CPU", "other CPU", "messages/s by round"}}
+			"RTT p99.9", "proxy CPU / msg", "CPU/msg × nginx", "proxy CPU", "other CPU", "messages/s by round"}}
 		for _, tg := range info.Targets {
 			t.add(tg,
 				res.cell(info.Name, tg, MetricMsgsPerSec, f0),
@@ -408,6 +408,7 @@ func renderMarkdown(res *Results, chartsRel string, charts []string, notes strin
 				res.ratioCell(info.Name, tg, referenceDirect, MetricMsgsPerSec),
 				res.cell(info.Name, tg, MetricRTTP50, ms),
 				res.cell(info.Name, tg, MetricRTTP99, ms),
+				res.cell(info.Name, tg, MetricRTTP999, ms),
 				res.cell(info.Name, tg, MetricCPUPerMsg, us),
 				ratioOrDash(res, info.Name, tg, referenceNginx, MetricCPUPerMsg),
 				res.cell(info.Name, tg, MetricProxyCPU, pct),

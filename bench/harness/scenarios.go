@@ -27,6 +27,7 @@ const (
 	MetricRTTP50      = "rtt_p50_ms"        // round trip of one message
 	MetricRTTP90      = "rtt_p90_ms"        //
 	MetricRTTP99      = "rtt_p99_ms"        //
+	MetricRTTP999     = "rtt_p99_9_ms"      //
 	MetricRTTMean     = "rtt_mean_ms"       //
 	MetricProxyCPU    = "proxy_cpu_pct"     // proxy CPU over the window, % of one core
 	MetricCPUPerMsg   = "cpu_per_msg_us"    // proxy CPU per echoed message (two frames relayed)
@@ -418,6 +419,7 @@ func (r *runner) runEcho(ctx context.Context, sc Scenario, target string, run *R
 	m[MetricRTTP50] = e.RTT.P50Ms
 	m[MetricRTTP90] = e.RTT.P90Ms
 	m[MetricRTTP99] = e.RTT.P99Ms
+	m[MetricRTTP999] = e.RTT.P999Ms
 	m[MetricRTTMean] = e.RTT.MeanMs
 	if st.proxy != nil && e.MessagesPerSec > 0 {
 		msgs := e.MessagesPerSec * m[MetricWindow]
