@@ -63,6 +63,24 @@ func expectDead(t *testing.T, s *Side, p *Policy, now int64) {
 	}
 }
 
+// newSide returns a side started at hbT0 under p.
+func newSide(p *Policy) *Side {
+	s := new(Side)
+	s.Start(p, hbT0)
+	return s
+}
+
+// firstPing returns a side started at hbT0 under p that has just sent its
+// first ping, one interval of silence later, and the time it sent it. Most
+// cases start from there: a ping outstanding, nothing missed yet.
+func firstPing(t *testing.T, p *Policy) (*Side, int64) {
+	t.Helper()
+	s := newSide(p)
+	sent := hbT0 + int64(p.Interval)
+	expect(t, s, p, sent, SendPing, sent+int64(p.Timeout))
+	return s, sent
+}
+
 // payload returns the payload of the side's latest ping, as a peer would
 // echo it in its pong.
 func payload(s *Side) []byte {
@@ -125,59 +143,51 @@ func TestCheckPingDue(t *testing.T) {
 	iv, to := int64(p.Interval), int64(p.Timeout)
 
 	t.Run("wait at start", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
-		expect(t, &s, p, hbT0, Wait, hbT0+iv)
+		s := newSide(p)
+		expect(t, s, p, hbT0, Wait, hbT0+iv)
 	})
 	t.Run("not due before interval of silence", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
+		s := newSide(p)
 		for _, now := range []int64{hbT0 + 1, hbT0 + iv/2, hbT0 + iv - hbMs, hbT0 + iv - 1} {
-			expect(t, &s, p, now, Wait, hbT0+iv)
+			expect(t, s, p, now, Wait, hbT0+iv)
 		}
 		if st := s.Stats(); st.PingsSent != 0 {
 			t.Fatalf("%d pings sent before the interval", st.PingsSent)
 		}
 	})
 	t.Run("due exactly at lastRx+interval", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
-		expect(t, &s, p, hbT0+iv, SendPing, hbT0+iv+to)
-		if got := sentAtOf(payload(&s)); got != hbT0+iv {
+		s := newSide(p)
+		expect(t, s, p, hbT0+iv, SendPing, hbT0+iv+to)
+		if got := sentAtOf(payload(s)); got != hbT0+iv {
 			t.Fatalf("ping payload carries t0%+v, want the send time t0%+v",
 				time.Duration(got-hbT0), time.Duration(iv))
 		}
 	})
 	t.Run("late check pings at once with deadline now+timeout", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
+		s := newSide(p)
 		now := hbT0 + iv + 3*hbSec // the timer fired late
-		expect(t, &s, p, now, SendPing, now+to)
-		if got := sentAtOf(payload(&s)); got != now {
+		expect(t, s, p, now, SendPing, now+to)
+		if got := sentAtOf(payload(s)); got != now {
 			t.Fatalf("ping payload carries t0%+v, want t0%+v", time.Duration(got-hbT0), time.Duration(now-hbT0))
 		}
 	})
 	t.Run("outstanding ping waits for its timeout", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
-		sent := hbT0 + iv
-		expect(t, &s, p, sent, SendPing, sent+to)
+		s, sent := firstPing(t, p)
 		for _, now := range []int64{sent, sent + 1, sent + to/2, sent + to - 1} {
-			expect(t, &s, p, now, Wait, sent+to)
+			expect(t, s, p, now, Wait, sent+to)
 		}
 		if st := s.Stats(); st.PingsSent != 1 || st.Missed != 0 {
 			t.Fatalf("stats %+v, want 1 ping and no miss", st)
 		}
 	})
 	t.Run("deadlines through a full cycle", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
-		expect(t, &s, p, hbT0, Wait, hbT0+iv)
-		expect(t, &s, p, hbT0+iv, SendPing, hbT0+iv+to)
+		s := newSide(p)
+		expect(t, s, p, hbT0, Wait, hbT0+iv)
+		expect(t, s, p, hbT0+iv, SendPing, hbT0+iv+to)
 		pong := hbT0 + iv + 40*hbMs
-		s.Pong(p, payload(&s), pong)
-		expect(t, &s, p, hbT0+iv+to, Wait, pong+iv) // the old deadline
-		expect(t, &s, p, pong+iv, SendPing, pong+iv+to)
+		s.Pong(p, payload(s), pong)
+		expect(t, s, p, hbT0+iv+to, Wait, pong+iv) // the old deadline
+		expect(t, s, p, pong+iv, SendPing, pong+iv+to)
 	})
 }
 
@@ -186,38 +196,35 @@ func TestCheckTrafficPostponesPing(t *testing.T) {
 	iv, to := int64(p.Interval), int64(p.Timeout)
 
 	t.Run("received moves the ping to t+interval", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
+		s := newSide(p)
 		rx := hbT0 + 7*hbSec
 		s.Received(rx)
 		if s.LastReceived() != rx {
 			t.Fatalf("LastReceived() = t0%+v, want t0%+v", time.Duration(s.LastReceived()-hbT0), time.Duration(rx-hbT0))
 		}
-		expect(t, &s, p, rx, Wait, rx+iv)
-		expect(t, &s, p, rx+iv-1, Wait, rx+iv)
-		expect(t, &s, p, rx+iv, SendPing, rx+iv+to)
+		expect(t, s, p, rx, Wait, rx+iv)
+		expect(t, s, p, rx+iv-1, Wait, rx+iv)
+		expect(t, s, p, rx+iv, SendPing, rx+iv+to)
 	})
 	t.Run("check at the old deadline waits for the new one", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
-		expect(t, &s, p, hbT0, Wait, hbT0+iv) // the owner arms its timer here
+		s := newSide(p)
+		expect(t, s, p, hbT0, Wait, hbT0+iv) // the owner arms its timer here
 		rx := hbT0 + 15*hbSec
 		s.Received(rx) // traffic only stores a timestamp
-		expect(t, &s, p, hbT0+iv, Wait, rx+iv)
+		expect(t, s, p, hbT0+iv, Wait, rx+iv)
 		if st := s.Stats(); st.PingsSent != 0 {
 			t.Fatalf("pinged a side that talked %v ago", time.Duration(hbT0+iv-rx))
 		}
 	})
 	t.Run("steady traffic never pings", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
+		s := newSide(p)
 		now := hbT0
 		for i := range 1000 {
 			now += iv - hbMs // just under the interval each time
-			expect(t, &s, p, now, Wait, now-(iv-hbMs)+iv)
+			expect(t, s, p, now, Wait, now-(iv-hbMs)+iv)
 			s.Received(now)
 			if i%7 == 0 {
-				expect(t, &s, p, now, Wait, now+iv)
+				expect(t, s, p, now, Wait, now+iv)
 			}
 		}
 		if st := s.Stats(); st.PingsSent != 0 || st.Missed != 0 {
@@ -225,10 +232,9 @@ func TestCheckTrafficPostponesPing(t *testing.T) {
 		}
 	})
 	t.Run("traffic at the deadline itself", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
+		s := newSide(p)
 		s.Received(hbT0 + iv)
-		expect(t, &s, p, hbT0+iv, Wait, hbT0+2*iv)
+		expect(t, s, p, hbT0+iv, Wait, hbT0+2*iv)
 	})
 }
 
@@ -237,12 +243,9 @@ func TestPongInTime(t *testing.T) {
 	iv, to := int64(p.Interval), int64(p.Timeout)
 
 	t.Run("no miss and rtt recorded", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
-		sent := hbT0 + iv
-		expect(t, &s, p, sent, SendPing, sent+to)
+		s, sent := firstPing(t, p)
 		now := sent + 35*hbMs
-		s.Pong(p, payload(&s), now)
+		s.Pong(p, payload(s), now)
 		st := s.Stats()
 		if st.Missed != 0 || st.PongsReceived != 1 || st.PingsSent != 1 {
 			t.Fatalf("stats %+v, want 1 ping, 1 pong, no miss", st)
@@ -254,18 +257,15 @@ func TestPongInTime(t *testing.T) {
 			t.Fatalf("a pong is a receipt: LastReceived t0%+v, want t0%+v",
 				time.Duration(s.LastReceived()-hbT0), time.Duration(now-hbT0))
 		}
-		expect(t, &s, p, sent+to, Wait, now+iv)
+		expect(t, s, p, sent+to, Wait, now+iv)
 		if st := s.Stats(); st.Missed != 0 {
 			t.Fatalf("a pong in time counted as a miss: %+v", st)
 		}
 	})
 	t.Run("pong at the last nanosecond", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
-		sent := hbT0 + iv
-		expect(t, &s, p, sent, SendPing, sent+to)
-		s.Pong(p, payload(&s), sent+to-1)
-		expect(t, &s, p, sent+to, Wait, sent+to-1+iv)
+		s, sent := firstPing(t, p)
+		s.Pong(p, payload(s), sent+to-1)
+		expect(t, s, p, sent+to, Wait, sent+to-1+iv)
 		if st := s.Stats(); st.Missed != 0 || st.LastRTT != time.Duration(to-1) {
 			t.Fatalf("stats %+v", st)
 		}
@@ -273,28 +273,24 @@ func TestPongInTime(t *testing.T) {
 	t.Run("pong after the timeout but before the check", func(t *testing.T) {
 		// The timer fired late: the pong still answers the outstanding
 		// ping, so it is no miss.
-		var s Side
-		s.Start(p, hbT0)
-		sent := hbT0 + iv
-		expect(t, &s, p, sent, SendPing, sent+to)
-		s.Pong(p, payload(&s), sent+to+hbSec)
-		expect(t, &s, p, sent+to+2*hbSec, Wait, sent+to+hbSec+iv)
+		s, sent := firstPing(t, p)
+		s.Pong(p, payload(s), sent+to+hbSec)
+		expect(t, s, p, sent+to+2*hbSec, Wait, sent+to+hbSec+iv)
 		if st := s.Stats(); st.Missed != 0 || st.PongsReceived != 1 || st.LastRTT != time.Duration(to+hbSec) {
 			t.Fatalf("stats %+v", st)
 		}
 	})
 	t.Run("smoothed rtt follows 7/8 smoothing", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
+		s := newSide(p)
 		rtts := []int64{80 * hbMs, 160 * hbMs, 40 * hbMs, 40 * hbMs, 1000 * hbMs, 3, 120 * hbMs, 120 * hbMs, 77777}
 		var srtt float64 // the exact 7/8 smoothing, without rounding
 		now := hbT0
 		for i, rtt := range rtts {
 			now += iv
-			expect(t, &s, p, now, SendPing, now+to)
+			expect(t, s, p, now, SendPing, now+to)
 			sent := now
 			now += rtt
-			s.Pong(p, payload(&s), now)
+			s.Pong(p, payload(s), now)
 			if i == 0 {
 				srtt = float64(rtt)
 			} else {
@@ -315,14 +311,13 @@ func TestPongInTime(t *testing.T) {
 		}
 	})
 	t.Run("smoothed rtt converges", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
+		s := newSide(p)
 		now := hbT0
 		pong := func(rtt int64) {
 			now += iv
-			expect(t, &s, p, now, SendPing, now+to)
+			expect(t, s, p, now, SendPing, now+to)
 			now += rtt
-			s.Pong(p, payload(&s), now)
+			s.Pong(p, payload(s), now)
 		}
 		pong(800 * hbMs)
 		pong(0 + 1)
@@ -338,11 +333,8 @@ func TestPongInTime(t *testing.T) {
 		}
 	})
 	t.Run("duplicate pong counts once", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
-		sent := hbT0 + iv
-		expect(t, &s, p, sent, SendPing, sent+to)
-		pl := payload(&s)
+		s, sent := firstPing(t, p)
+		pl := payload(s)
 		s.Pong(p, pl, sent+10*hbMs)
 		s.Pong(p, pl, sent+90*hbMs)
 		st := s.Stats()
@@ -360,13 +352,10 @@ func TestLatePong(t *testing.T) {
 	iv, to := int64(p.Interval), int64(p.Timeout)
 
 	t.Run("pong for an older ping proves life without rtt", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
-		first := hbT0 + iv
-		expect(t, &s, p, first, SendPing, first+to)
-		old := payload(&s)
+		s, first := firstPing(t, p)
+		old := payload(s)
 		second := first + to
-		expect(t, &s, p, second, SendPing, second+to) // miss 1, ping again
+		expect(t, s, p, second, SendPing, second+to) // miss 1, ping again
 		if st := s.Stats(); st.Missed != 1 {
 			t.Fatalf("stats %+v, want 1 miss", st)
 		}
@@ -379,19 +368,16 @@ func TestLatePong(t *testing.T) {
 		if s.LastReceived() != now {
 			t.Fatalf("a late pong does not prove life")
 		}
-		expect(t, &s, p, second+to, Wait, now+iv)
+		expect(t, s, p, second+to, Wait, now+iv)
 		if st := s.Stats(); st.Missed != 0 {
 			t.Fatalf("stats %+v, want the misses forgiven", st)
 		}
 	})
 	t.Run("pong when no ping is outstanding", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
-		sent := hbT0 + iv
-		expect(t, &s, p, sent, SendPing, sent+to)
-		pl := payload(&s)
+		s, sent := firstPing(t, p)
+		pl := payload(s)
 		s.Received(sent + hbMs)
-		expect(t, &s, p, sent+to, Wait, sent+hbMs+iv) // data cleared the ping
+		expect(t, s, p, sent+to, Wait, sent+hbMs+iv) // data cleared the ping
 		s.Pong(p, pl, sent+to+hbMs)
 		if st := s.Stats(); st.PongsReceived != 0 || st.LastRTT != 0 {
 			t.Fatalf("a pong without outstanding ping gave an rtt: %+v", st)
@@ -401,10 +387,7 @@ func TestLatePong(t *testing.T) {
 		}
 	})
 	t.Run("foreign pong proves life without rtt", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
-		sent := hbT0 + iv
-		expect(t, &s, p, sent, SendPing, sent+to)
+		s, sent := firstPing(t, p)
 		foreign := []byte("client's own heartbeat")
 		if IsOwnPong(foreign) {
 			t.Fatalf("IsOwnPong(%q) = true", foreign)
@@ -413,16 +396,13 @@ func TestLatePong(t *testing.T) {
 		if st := s.Stats(); st.PongsReceived != 0 || st.LastRTT != 0 {
 			t.Fatalf("a foreign pong gave an rtt: %+v", st)
 		}
-		expect(t, &s, p, sent+to, Wait, sent+hbSec+iv)
+		expect(t, s, p, sent+to, Wait, sent+hbSec+iv)
 		if st := s.Stats(); st.Missed != 0 {
 			t.Fatalf("stats %+v, want no miss", st)
 		}
 	})
 	t.Run("pong with a forged send time", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
-		sent := hbT0 + iv
-		expect(t, &s, p, sent, SendPing, sent+to)
+		s, sent := firstPing(t, p)
 		forged := binary.BigEndian.AppendUint64(append([]byte(nil), PingTag...), uint64(sent-hbSec))
 		if !IsOwnPong(forged) {
 			t.Fatalf("IsOwnPong rejects a well-formed payload")
@@ -435,11 +415,8 @@ func TestLatePong(t *testing.T) {
 }
 
 func TestIsOwnPong(t *testing.T) {
-	var s Side
-	p := fixedPolicy(time.Second, time.Second, 1)
-	s.Start(p, hbT0)
-	s.Check(p, hbT0+hbSec)
-	own := payload(&s)
+	s, _ := firstPing(t, fixedPolicy(time.Second, time.Second, 1))
+	own := payload(s)
 	long := append(append([]byte(nil), own...), 0)
 	badTag := bytes.Clone(own)
 	badTag[0] = 'W'
@@ -469,13 +446,10 @@ func TestIsOwnPong(t *testing.T) {
 
 func TestPingPayload(t *testing.T) {
 	p := fixedPolicy(time.Second, time.Second, 2)
-	var s Side
-	s.Start(p, hbT0)
-	sent := hbT0 + hbSec
-	expect(t, &s, p, sent, SendPing, sent+hbSec)
+	s, sent := firstPing(t, p)
 
 	t.Run("format", func(t *testing.T) {
-		pl := payload(&s)
+		pl := payload(s)
 		if len(pl) != PingPayloadSize || len(PingTag)+8 != PingPayloadSize {
 			t.Fatalf("payload %d bytes, want %d", len(pl), PingPayloadSize)
 		}
@@ -490,7 +464,7 @@ func TestPingPayload(t *testing.T) {
 			t.Fatalf("PingPayload allocated instead of using dst")
 		}
 		dirty := []byte("leftover bytes that must go")
-		if pl := s.PingPayload(dirty); !bytes.Equal(pl, payload(&s)) {
+		if pl := s.PingPayload(dirty); !bytes.Equal(pl, payload(s)) {
 			t.Fatalf("PingPayload kept dst's contents: %q", pl)
 		}
 	})
@@ -501,9 +475,9 @@ func TestPingPayload(t *testing.T) {
 		}
 	})
 	t.Run("each ping has its own payload", func(t *testing.T) {
-		first := payload(&s)
-		expect(t, &s, p, sent+hbSec, SendPing, sent+2*hbSec) // a miss, then a new ping
-		if bytes.Equal(first, payload(&s)) {
+		first := payload(s)
+		expect(t, s, p, sent+hbSec, SendPing, sent+2*hbSec) // a miss, then a new ping
+		if bytes.Equal(first, payload(s)) {
 			t.Fatalf("two pings share the payload %q", first)
 		}
 	})
@@ -511,39 +485,30 @@ func TestPingPayload(t *testing.T) {
 
 func TestMiss(t *testing.T) {
 	p := fixedPolicy(20*time.Second, 10*time.Second, 3)
-	iv, to := int64(p.Interval), int64(p.Timeout)
+	to := int64(p.Timeout)
 
 	t.Run("no pong within timeout pings again at once", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
-		sent := hbT0 + iv
-		expect(t, &s, p, sent, SendPing, sent+to)
-		expect(t, &s, p, sent+to, SendPing, sent+2*to)
+		s, sent := firstPing(t, p)
+		expect(t, s, p, sent+to, SendPing, sent+2*to)
 		st := s.Stats()
 		if st.Missed != 1 || st.PingsSent != 2 {
 			t.Fatalf("stats %+v, want 1 miss and 2 pings", st)
 		}
-		if got := sentAtOf(payload(&s)); got != sent+to {
+		if got := sentAtOf(payload(s)); got != sent+to {
 			t.Fatalf("the new ping carries t0%+v, want t0%+v", time.Duration(got-hbT0), time.Duration(sent+to-hbT0))
 		}
 	})
 	t.Run("late check still counts one miss", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
-		sent := hbT0 + iv
-		expect(t, &s, p, sent, SendPing, sent+to)
+		s, sent := firstPing(t, p)
 		now := sent + 5*to // the loop stalled for several timeouts
-		expect(t, &s, p, now, SendPing, now+to)
+		expect(t, s, p, now, SendPing, now+to)
 		if st := s.Stats(); st.Missed != 1 {
 			t.Fatalf("stats %+v, want exactly 1 miss for 1 unanswered ping", st)
 		}
 	})
 	t.Run("the fixed interval survives a miss", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
-		sent := hbT0 + iv
-		expect(t, &s, p, sent, SendPing, sent+to)
-		expect(t, &s, p, sent+to, SendPing, sent+2*to)
+		s, sent := firstPing(t, p)
+		expect(t, s, p, sent+to, SendPing, sent+2*to)
 		if st := s.Stats(); st.Interval != p.Interval {
 			t.Fatalf("interval %v after a miss, want %v", st.Interval, p.Interval)
 		}
@@ -611,9 +576,8 @@ func TestMaxMissed(t *testing.T) {
 		p := fixedPolicy(20*time.Second, 10*time.Second, m)
 		iv, to := int64(p.Interval), int64(p.Timeout)
 		t.Run(fmt.Sprintf("max_missed=%d", m), func(t *testing.T) {
-			var s Side
-			s.Start(p, hbT0)
-			dead := silentDeath(t, &s, p, rng, 0)
+			s := newSide(p)
+			dead := silentDeath(t, s, p, rng, 0)
 			if want := hbT0 + iv + int64(m)*to; dead != want {
 				t.Fatalf("dead at t0%+v, want t0%+v = interval + %d×timeout", time.Duration(dead-hbT0),
 					time.Duration(want-hbT0), m)
@@ -628,8 +592,7 @@ func TestMaxMissed(t *testing.T) {
 		t.Run(fmt.Sprintf("max_missed=%d never earlier", m), func(t *testing.T) {
 			// Check at every millisecond around each deadline: Dead can
 			// only come at the last one.
-			var s Side
-			s.Start(p, hbT0)
+			s := newSide(p)
 			deadAt := hbT0 + iv + int64(m)*to
 			for now := hbT0; now <= deadAt; now += 250 * hbMs {
 				act, _ := s.Check(p, now)
@@ -644,27 +607,25 @@ func TestMaxMissed(t *testing.T) {
 			t.Fatalf("not dead at t0%+v", time.Duration(deadAt-hbT0))
 		})
 		t.Run(fmt.Sprintf("max_missed=%d with stray checks", m), func(t *testing.T) {
-			var s Side
-			s.Start(p, hbT0)
-			if dead := silentDeath(t, &s, p, rng, 50); dead != hbT0+iv+int64(m)*to {
+			s := newSide(p)
+			if dead := silentDeath(t, s, p, rng, 50); dead != hbT0+iv+int64(m)*to {
 				t.Fatalf("dead at t0%+v, want t0%+v", time.Duration(dead-hbT0), time.Duration(iv+int64(m)*to))
 			}
 		})
 		t.Run(fmt.Sprintf("max_missed=%d repeated checks at one instant", m), func(t *testing.T) {
-			var s Side
-			s.Start(p, hbT0)
+			s := newSide(p)
 			now := hbT0 + iv
 			for i := 1; i <= m; i++ {
-				expect(t, &s, p, now, SendPing, now+to)
+				expect(t, s, p, now, SendPing, now+to)
 				for range 10 {
-					expect(t, &s, p, now, Wait, now+to)
+					expect(t, s, p, now, Wait, now+to)
 				}
 				if st := s.Stats(); st.Missed != i-1 {
 					t.Fatalf("ping %d: %d misses, want %d", i, st.Missed, i-1)
 				}
 				now += to
 			}
-			expectDead(t, &s, p, now)
+			expectDead(t, s, p, now)
 		})
 	}
 }
@@ -694,7 +655,7 @@ func TestMaxMissedProperty(t *testing.T) {
 			name += fmt.Sprintf("/adaptive=%v-%v", p.MinInterval, p.MaxInterval)
 		}
 		t.Run(name, func(t *testing.T) {
-			var s Side
+			s := new(Side)
 			s.Start(p, start)
 			// Some answered pings first, so the interval may have moved.
 			now := start
@@ -708,12 +669,12 @@ func TestMaxMissedProperty(t *testing.T) {
 					t.Fatalf("Check at the ping time = %s", actionName(act))
 				}
 				now += rng.Int64N(at - now) // answered within the timeout
-				s.Pong(p, payload(&s), now)
+				s.Pong(p, payload(s), now)
 			}
 			iv := int64(s.Stats().Interval)
 			last := s.LastReceived()
 			pings := s.Stats().PingsSent
-			dead := silentDeath(t, &s, p, rng, spurious)
+			dead := silentDeath(t, s, p, rng, spurious)
 			if want := last + iv + int64(p.MaxMissed)*int64(p.Timeout); dead != want {
 				t.Fatalf("dead %v after the last receipt, want %v = interval %v + %d×%v",
 					time.Duration(dead-last), time.Duration(want-last), time.Duration(iv), p.MaxMissed, p.Timeout)
@@ -732,19 +693,18 @@ func TestMissesReset(t *testing.T) {
 	p := fixedPolicy(20*time.Second, 10*time.Second, 3)
 	iv, to := int64(p.Interval), int64(p.Timeout)
 
-	// twoMisses leaves s with 2 misses and a third ping outstanding, sent
-	// at the returned time.
-	twoMisses := func(t *testing.T, s *Side) int64 {
+	// twoMisses returns a side with 2 misses and a third ping outstanding,
+	// the payload of its first ping, and the time it sent the third.
+	twoMisses := func(t *testing.T) (*Side, []byte, int64) {
 		t.Helper()
-		s.Start(p, hbT0)
-		sent := hbT0 + iv
-		expect(t, s, p, sent, SendPing, sent+to)
+		s, sent := firstPing(t, p)
+		first := payload(s)
 		expect(t, s, p, sent+to, SendPing, sent+2*to)
 		expect(t, s, p, sent+2*to, SendPing, sent+3*to)
 		if st := s.Stats(); st.Missed != 2 {
 			t.Fatalf("stats %+v, want 2 misses", st)
 		}
-		return sent + 2*to
+		return s, first, sent + 2*to
 	}
 	// survives checks that s, last heard from at rx, takes another full
 	// max_missed misses to die.
@@ -758,47 +718,38 @@ func TestMissesReset(t *testing.T) {
 	}
 
 	t.Run("pong after misses", func(t *testing.T) {
-		var s Side
-		sent := twoMisses(t, &s)
+		s, _, sent := twoMisses(t)
 		rx := sent + to - 1
-		s.Pong(p, payload(&s), rx)
+		s.Pong(p, payload(s), rx)
 		if st := s.Stats(); st.Missed != 0 || st.PongsReceived != 1 {
 			t.Fatalf("stats %+v, want the misses reset by the pong", st)
 		}
-		survives(t, &s, rx)
+		survives(t, s, rx)
 	})
 	t.Run("data after misses", func(t *testing.T) {
-		var s Side
-		sent := twoMisses(t, &s)
+		s, _, sent := twoMisses(t)
 		rx := sent + hbSec
 		s.Received(rx)
-		expect(t, &s, p, sent+to, Wait, rx+iv)
+		expect(t, s, p, sent+to, Wait, rx+iv)
 		if st := s.Stats(); st.Missed != 0 {
 			t.Fatalf("stats %+v, want the misses reset by data", st)
 		}
-		survives(t, &s, rx)
+		survives(t, s, rx)
 	})
 	t.Run("late pong after misses", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
-		sent := hbT0 + iv
-		expect(t, &s, p, sent, SendPing, sent+to)
-		first := payload(&s)
-		expect(t, &s, p, sent+to, SendPing, sent+2*to)
-		expect(t, &s, p, sent+2*to, SendPing, sent+3*to)
-		rx := sent + 2*to + hbMs
+		s, first, sent := twoMisses(t)
+		rx := sent + hbMs
 		s.Pong(p, first, rx) // answers the first ping, two pings late
-		expect(t, &s, p, sent+3*to, Wait, rx+iv)
+		expect(t, s, p, sent+to, Wait, rx+iv)
 		if st := s.Stats(); st.Missed != 0 {
 			t.Fatalf("stats %+v, want the misses reset by a late pong", st)
 		}
-		survives(t, &s, rx)
+		survives(t, s, rx)
 	})
 	t.Run("misses are consecutive only", func(t *testing.T) {
 		// Miss, answer, miss, answer, ... never dies even though the
 		// total of misses passes max_missed many times over.
-		var s Side
-		s.Start(p, hbT0)
+		s := newSide(p)
 		now := hbT0
 		for round := range 20 {
 			act, at := s.Check(p, now)
@@ -816,7 +767,7 @@ func TestMissesReset(t *testing.T) {
 				}
 			}
 			now += to / 2
-			s.Pong(p, payload(&s), now)
+			s.Pong(p, payload(s), now)
 		}
 		if st := s.Stats(); st.Missed != 0 || st.PongsReceived != 20 || int(st.PingsSent) != 20*p.MaxMissed {
 			t.Fatalf("stats %+v", st)
@@ -829,57 +780,42 @@ func TestDataWhileWaiting(t *testing.T) {
 	iv, to := int64(p.Interval), int64(p.Timeout)
 
 	t.Run("data without pong counts as alive", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
-		sent := hbT0 + iv
-		expect(t, &s, p, sent, SendPing, sent+to)
+		s, sent := firstPing(t, p)
 		rx := sent + 1
 		s.Received(rx) // the peer talks but never answers the ping
-		expect(t, &s, p, sent+to, Wait, rx+iv)
+		expect(t, s, p, sent+to, Wait, rx+iv)
 		if st := s.Stats(); st.Missed != 0 || st.PongsReceived != 0 {
 			t.Fatalf("stats %+v, want no miss and no pong", st)
 		}
 	})
 	t.Run("data just before the deadline", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
-		sent := hbT0 + iv
-		expect(t, &s, p, sent, SendPing, sent+to)
+		s, sent := firstPing(t, p)
 		s.Received(sent + to - 1)
-		expect(t, &s, p, sent+to, Wait, sent+to-1+iv)
+		expect(t, s, p, sent+to, Wait, sent+to-1+iv)
 	})
 	t.Run("data after the deadline but before the check", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
-		sent := hbT0 + iv
-		expect(t, &s, p, sent, SendPing, sent+to)
+		s, sent := firstPing(t, p)
 		s.Received(sent + to + hbMs)
-		expect(t, &s, p, sent+to+2*hbMs, Wait, sent+to+hbMs+iv)
+		expect(t, s, p, sent+to+2*hbMs, Wait, sent+to+hbMs+iv)
 	})
 	t.Run("data at a stray check does not end the wait early", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
-		sent := hbT0 + iv
-		expect(t, &s, p, sent, SendPing, sent+to)
+		s, sent := firstPing(t, p)
 		s.Received(sent + hbSec)
 		// Alive: the next ping is due an interval after the data.
-		expect(t, &s, p, sent+2*hbSec, Wait, sent+hbSec+iv)
-		expect(t, &s, p, sent+hbSec+iv, SendPing, sent+hbSec+iv+to)
+		expect(t, s, p, sent+2*hbSec, Wait, sent+hbSec+iv)
+		expect(t, s, p, sent+hbSec+iv, SendPing, sent+hbSec+iv+to)
 	})
 	t.Run("long silence after data", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
-		sent := hbT0 + iv
-		expect(t, &s, p, sent, SendPing, sent+to)
+		s, sent := firstPing(t, p)
 		rx := sent + hbSec
 		s.Received(rx)
 		// Checked only much later: ping again now, no miss counted.
 		now := rx + 3*iv
-		expect(t, &s, p, now, SendPing, now+to)
+		expect(t, s, p, now, SendPing, now+to)
 		if st := s.Stats(); st.Missed != 0 || st.PingsSent != 2 {
 			t.Fatalf("stats %+v", st)
 		}
-		expectDead(t, &s, p, now+to)
+		expectDead(t, s, p, now+to)
 	})
 }
 
@@ -906,28 +842,26 @@ func TestAdaptiveInterval(t *testing.T) {
 
 	t.Run("grows by a quarter per fast pong", func(t *testing.T) {
 		p := adaptivePolicy(16*time.Second, 8*time.Second, 60*time.Second, timeout, 2)
-		var s Side
-		s.Start(p, hbT0)
+		s := newSide(p)
 		now := hbT0
 		want := int64(p.Interval)
 		for i := range 5 {
 			if got := int64(s.Stats().Interval); got != want {
 				t.Fatalf("pong %d: interval %v, want %v", i, time.Duration(got), time.Duration(want))
 			}
-			rx := answer(t, &s, p, now, 10*hbMs)
+			rx := answer(t, s, p, now, 10*hbMs)
 			want = min(want+want/4, int64(p.MaxInterval))
 			// The grown interval decides the next ping.
-			expect(t, &s, p, rx, Wait, rx+want)
+			expect(t, s, p, rx, Wait, rx+want)
 			now = rx
 		}
 	})
 	t.Run("capped at max_interval", func(t *testing.T) {
 		p := adaptivePolicy(16*time.Second, 8*time.Second, 60*time.Second, timeout, 2)
-		var s Side
-		s.Start(p, hbT0)
+		s := newSide(p)
 		now := hbT0
 		for i := range 40 {
-			now = answer(t, &s, p, now, 10*hbMs)
+			now = answer(t, s, p, now, 10*hbMs)
 			if got := s.Stats().Interval; got > p.MaxInterval {
 				t.Fatalf("pong %d: interval %v above max_interval %v", i, got, p.MaxInterval)
 			}
@@ -935,24 +869,22 @@ func TestAdaptiveInterval(t *testing.T) {
 		if got := s.Stats().Interval; got != p.MaxInterval {
 			t.Fatalf("interval %v after 40 fast pongs, want max_interval %v", got, p.MaxInterval)
 		}
-		expect(t, &s, p, now, Wait, now+int64(p.MaxInterval))
+		expect(t, s, p, now, Wait, now+int64(p.MaxInterval))
 	})
 	t.Run("rtt of exactly timeout/4 is fast", func(t *testing.T) {
 		p := adaptivePolicy(16*time.Second, 8*time.Second, 60*time.Second, timeout, 2)
-		var s Side
-		s.Start(p, hbT0)
-		answer(t, &s, p, hbT0, fast)
+		s := newSide(p)
+		answer(t, s, p, hbT0, fast)
 		if got := s.Stats().Interval; got != 20*time.Second {
 			t.Fatalf("interval %v, want 20s", got)
 		}
 	})
 	t.Run("slow pong does not grow", func(t *testing.T) {
 		p := adaptivePolicy(16*time.Second, 8*time.Second, 60*time.Second, timeout, 2)
-		var s Side
-		s.Start(p, hbT0)
+		s := newSide(p)
 		now := hbT0
 		for _, rtt := range []int64{fast + 1, to / 2, to - 1} {
-			now = answer(t, &s, p, now, rtt)
+			now = answer(t, s, p, now, rtt)
 			if got := s.Stats().Interval; got != p.Interval {
 				t.Fatalf("rtt %v: interval %v, want %v", time.Duration(rtt), got, p.Interval)
 			}
@@ -963,12 +895,11 @@ func TestAdaptiveInterval(t *testing.T) {
 	})
 	t.Run("late pong does not grow", func(t *testing.T) {
 		p := adaptivePolicy(16*time.Second, 8*time.Second, 60*time.Second, timeout, 3)
-		var s Side
-		s.Start(p, hbT0)
+		s := newSide(p)
 		sent := hbT0 + int64(p.Interval)
-		expect(t, &s, p, sent, SendPing, sent+to)
-		old := payload(&s)
-		expect(t, &s, p, sent+to, SendPing, sent+2*to)
+		expect(t, s, p, sent, SendPing, sent+to)
+		old := payload(s)
+		expect(t, s, p, sent+to, SendPing, sent+2*to)
 		s.Pong(p, old, sent+to+hbMs) // fast after the second ping, but for the first
 		if got := s.Stats().Interval; got != p.MinInterval {
 			t.Fatalf("interval %v, want min_interval %v", got, p.MinInterval)
@@ -976,29 +907,28 @@ func TestAdaptiveInterval(t *testing.T) {
 	})
 	t.Run("miss drops to min_interval", func(t *testing.T) {
 		p := adaptivePolicy(16*time.Second, 8*time.Second, 60*time.Second, timeout, 2)
-		var s Side
-		s.Start(p, hbT0)
+		s := newSide(p)
 		now := hbT0
 		for range 4 {
-			now = answer(t, &s, p, now, hbMs)
+			now = answer(t, s, p, now, hbMs)
 		}
 		grown := int64(s.Stats().Interval)
 		if grown <= int64(p.Interval) {
 			t.Fatalf("interval %v did not grow", time.Duration(grown))
 		}
 		sent := now + grown
-		expect(t, &s, p, now, Wait, sent)
-		expect(t, &s, p, sent, SendPing, sent+to)
-		expect(t, &s, p, sent+to, SendPing, sent+2*to) // miss: ping again at once
+		expect(t, s, p, now, Wait, sent)
+		expect(t, s, p, sent, SendPing, sent+to)
+		expect(t, s, p, sent+to, SendPing, sent+2*to) // miss: ping again at once
 		if got := s.Stats().Interval; got != p.MinInterval {
 			t.Fatalf("interval %v after a miss, want min_interval %v", got, p.MinInterval)
 		}
 		// Answered (slowly): the next ping comes min_interval later.
 		rx := sent + to + to/2
-		s.Pong(p, payload(&s), rx)
-		expect(t, &s, p, rx, Wait, rx+int64(p.MinInterval))
+		s.Pong(p, payload(s), rx)
+		expect(t, s, p, rx, Wait, rx+int64(p.MinInterval))
 		// And fast pongs grow it again from there.
-		answer(t, &s, p, rx, hbMs)
+		answer(t, s, p, rx, hbMs)
 		if got := s.Stats().Interval; got != p.MinInterval+p.MinInterval/4 {
 			t.Fatalf("interval %v, want %v", got, p.MinInterval+p.MinInterval/4)
 		}
@@ -1009,15 +939,14 @@ func TestAdaptiveInterval(t *testing.T) {
 			{Interval: 16 * time.Second, Timeout: timeout, MaxMissed: 2, MaxInterval: time.Minute},
 			{Interval: 16 * time.Second, Timeout: timeout, MaxMissed: 2, MinInterval: time.Minute, MaxInterval: time.Minute},
 		} {
-			var s Side
-			s.Start(p, hbT0)
+			s := newSide(p)
 			now := hbT0
 			for range 10 {
-				now = answer(t, &s, p, now, hbMs)
+				now = answer(t, s, p, now, hbMs)
 			}
 			sent := now + int64(p.Interval)
-			expect(t, &s, p, sent, SendPing, sent+to)
-			expect(t, &s, p, sent+to, SendPing, sent+2*to)
+			expect(t, s, p, sent, SendPing, sent+to)
+			expect(t, s, p, sent+to, SendPing, sent+2*to)
 			if got := s.Stats().Interval; got != p.Interval {
 				t.Fatalf("policy %+v: interval %v, want %v", *p, got, p.Interval)
 			}
@@ -1028,13 +957,12 @@ func TestAdaptiveInterval(t *testing.T) {
 		if got, want := p.DetectionBound(), p.MaxInterval+3*timeout; got != want {
 			t.Fatalf("DetectionBound %v, want %v", got, want)
 		}
-		var s Side
-		s.Start(p, hbT0)
+		s := newSide(p)
 		now := hbT0
 		for range 40 {
-			now = answer(t, &s, p, now, hbMs)
+			now = answer(t, s, p, now, hbMs)
 		}
-		dead := silentDeath(t, &s, p, rand.New(rand.NewPCG(1, 1)), 5)
+		dead := silentDeath(t, s, p, rand.New(rand.NewPCG(1, 1)), 5)
 		if d := time.Duration(dead - now); d != p.DetectionBound() {
 			t.Fatalf("dead %v after the last receipt, DetectionBound %v", d, p.DetectionBound())
 		}
@@ -1049,13 +977,12 @@ func TestHeartbeatOff(t *testing.T) {
 		{Timeout: time.Second, MaxMissed: 1, MinInterval: time.Second, MaxInterval: time.Minute},
 	} {
 		t.Run(fmt.Sprintf("%+v", *p), func(t *testing.T) {
-			var s Side
-			s.Start(p, hbT0)
+			s := newSide(p)
 			for now := hbT0; now < hbT0+24*3600*hbSec; now += 997 * hbSec {
-				expect(t, &s, p, now, Wait, 0)
+				expect(t, s, p, now, Wait, 0)
 			}
 			s.Received(hbT0 + 5)
-			expect(t, &s, p, hbT0+48*3600*hbSec, Wait, 0)
+			expect(t, s, p, hbT0+48*3600*hbSec, Wait, 0)
 			if st := s.Stats(); st.PingsSent != 0 || st.Missed != 0 {
 				t.Fatalf("stats %+v with the heartbeat off", st)
 			}
@@ -1068,8 +995,7 @@ func TestStart(t *testing.T) {
 	iv, to := int64(p.Interval), int64(p.Timeout)
 
 	t.Run("resets all state", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
+		s := newSide(p)
 		now := hbT0
 		for range 5 { // grow the interval, collect rtts
 			act, at := s.Check(p, now)
@@ -1078,11 +1004,11 @@ func TestStart(t *testing.T) {
 				s.Check(p, now)
 			}
 			now += hbMs
-			s.Pong(p, payload(&s), now)
+			s.Pong(p, payload(s), now)
 		}
 		sent := now + int64(s.Stats().Interval)
-		expect(t, &s, p, sent, SendPing, sent+to)
-		expect(t, &s, p, sent+to, SendPing, sent+2*to) // one miss, a ping outstanding
+		expect(t, s, p, sent, SendPing, sent+to)
+		expect(t, s, p, sent+to, SendPing, sent+2*to) // one miss, a ping outstanding
 		if st := s.Stats(); st == (Stats{}) || st.Missed != 1 {
 			t.Fatalf("stats %+v before the restart", st)
 		}
@@ -1097,57 +1023,55 @@ func TestStart(t *testing.T) {
 			t.Fatalf("LastReceived t0%+v, want t0%+v", time.Duration(s.LastReceived()-hbT0), time.Duration(restart-hbT0))
 		}
 		// The old ping is forgotten: its deadline passes without a miss.
-		expect(t, &s, p, sent+2*to, Wait, restart+iv)
-		expect(t, &s, p, restart+iv, SendPing, restart+iv+to)
+		expect(t, s, p, sent+2*to, Wait, restart+iv)
+		expect(t, s, p, restart+iv, SendPing, restart+iv+to)
 	})
 	t.Run("zero side after start", func(t *testing.T) {
-		var s Side
+		s := new(Side)
 		s.Start(fixedPolicy(20*time.Second, 10*time.Second, 2), 0)
 		want := Stats{Interval: 20 * time.Second}
 		if st := s.Stats(); st != want {
 			t.Fatalf("stats %+v, want %+v", st, want)
 		}
-		expect(t, &s, fixedPolicy(20*time.Second, 10*time.Second, 2), 0, Wait, int64(20*time.Second))
+		expect(t, s, fixedPolicy(20*time.Second, 10*time.Second, 2), 0, Wait, int64(20*time.Second))
 	})
 	t.Run("restart with another policy", func(t *testing.T) {
-		var s Side
-		s.Start(p, hbT0)
+		s := newSide(p)
 		q := fixedPolicy(5*time.Second, time.Second, 1)
 		s.Start(q, hbT0+1)
 		if got := s.Stats().Interval; got != q.Interval {
 			t.Fatalf("interval %v, want %v", got, q.Interval)
 		}
-		expect(t, &s, q, hbT0+1, Wait, hbT0+1+int64(q.Interval))
+		expect(t, s, q, hbT0+1, Wait, hbT0+1+int64(q.Interval))
 	})
 }
 
 func TestStats(t *testing.T) {
 	p := fixedPolicy(20*time.Second, 10*time.Second, 4)
 	iv, to := int64(p.Interval), int64(p.Timeout)
-	var s Side
-	s.Start(p, hbT0)
+	s := newSide(p)
 	now := hbT0
 	// Three answered pings, then three missed ones, then an answer.
 	for i := range 3 {
 		now += iv
-		expect(t, &s, p, now, SendPing, now+to)
+		expect(t, s, p, now, SendPing, now+to)
 		now += int64(i+1) * 100 * hbMs
-		s.Pong(p, payload(&s), now)
+		s.Pong(p, payload(s), now)
 	}
 	st := s.Stats()
 	if st.PingsSent != 3 || st.PongsReceived != 3 || st.Missed != 0 || st.LastRTT != 300*time.Millisecond {
 		t.Fatalf("stats %+v after 3 pongs", st)
 	}
 	now += iv
-	expect(t, &s, p, now, SendPing, now+to)
+	expect(t, s, p, now, SendPing, now+to)
 	for i := 1; i <= 3; i++ {
 		now += to
-		expect(t, &s, p, now, SendPing, now+to)
+		expect(t, s, p, now, SendPing, now+to)
 		if st := s.Stats(); st.Missed != i || st.PingsSent != uint32(4+i) {
 			t.Fatalf("after miss %d: stats %+v", i, st)
 		}
 	}
-	s.Pong(p, payload(&s), now+50*hbMs)
+	s.Pong(p, payload(s), now+50*hbMs)
 	st = s.Stats()
 	if st.PingsSent != 7 || st.PongsReceived != 4 || st.Missed != 0 || st.LastRTT != 50*time.Millisecond {
 		t.Fatalf("stats %+v at the end", st)
@@ -1238,13 +1162,9 @@ func TestSideRegressions(t *testing.T) {
 		// coarse clock, a fake one. Check requires lastRx > pingAt and
 		// counts a miss for a side that talked. Fix: s.lastRx >= s.pingAt.
 		p := fixedPolicy(20*time.Second, 10*time.Second, 2)
-		iv, to := int64(p.Interval), int64(p.Timeout)
-		var s Side
-		s.Start(p, hbT0)
-		sent := hbT0 + iv
-		expect(t, &s, p, sent, SendPing, sent+to)
+		s, sent := firstPing(t, p)
 		s.Received(sent)
-		if act, _ := s.Check(p, sent+to); act != Wait || s.Stats().Missed != 0 {
+		if act, _ := s.Check(p, sent+int64(p.Timeout)); act != Wait || s.Stats().Missed != 0 {
 			t.Fatalf("Check = %s with %d misses after data received at the ping's instant; want Wait and no miss",
 				actionName(act), s.Stats().Missed)
 		}
@@ -1255,14 +1175,11 @@ func TestSideRegressions(t *testing.T) {
 		// second sample replaces it instead of being smoothed. Fix: seed
 		// srtt when s.pongs == 1 (after the increment), not when it is 0.
 		p := fixedPolicy(20*time.Second, 10*time.Second, 2)
-		var s Side
-		s.Start(p, hbT0)
-		now := hbT0 + int64(p.Interval)
-		expect(t, &s, p, now, SendPing, now+int64(p.Timeout))
-		s.Pong(p, payload(&s), now) // rtt 0
+		s, now := firstPing(t, p)
+		s.Pong(p, payload(s), now) // rtt 0
 		now += int64(p.Interval)
-		expect(t, &s, p, now, SendPing, now+int64(p.Timeout))
-		s.Pong(p, payload(&s), now+800*hbMs)
+		expect(t, s, p, now, SendPing, now+int64(p.Timeout))
+		s.Pong(p, payload(s), now+800*hbMs)
 		if got, want := s.Stats().SmoothedRTT, 100*time.Millisecond; got != want {
 			t.Fatalf("SmoothedRTT %v after rtts 0 and 800ms, want %v (0 + 800ms/8)", got, want)
 		}

@@ -131,6 +131,48 @@ func serveRaw(t *testing.T, handle func(c net.Conn)) string {
 	return "ws://" + ln.Addr().String() + "/"
 }
 
+// readClientFrame reads one frame a client sent and unmasks its payload,
+// for serveRaw handlers that check what the client answered.
+func readClientFrame(c net.Conn) (ws.OpCode, []byte, error) {
+	h, err := ws.ReadHeader(c)
+	if err != nil {
+		return 0, nil, err
+	}
+	p := make([]byte, h.Length)
+	if _, err := io.ReadFull(c, p); err != nil {
+		return 0, nil, err
+	}
+	ws.Cipher(p, h.Mask, 0)
+	return h.OpCode, p, nil
+}
+
+// runOneIdle holds one idle connection to url until READY, waits there
+// (within the test timeout) for what the raw server reports on got, and
+// then ends the hold the way SIGINT would. It returns the report, zero if
+// none came, and the run's summary.
+func runOneIdle[T any](t *testing.T, url string, got <-chan T) (T, *Summary) {
+	t.Helper()
+	var v T
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	sum, err := Run(ctx, Config{
+		Mode: ModeIdle,
+		URL:  url,
+		N:    1,
+		Ready: func(int, int) {
+			select {
+			case v = <-got:
+			case <-ctx.Done():
+			}
+			cancel()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v, sum
+}
+
 func run(t *testing.T, cfg Config) *Summary {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
@@ -240,16 +282,11 @@ func TestIdleAnswersPings(t *testing.T) {
 		// Ping, expect the pong, then answer the client's close.
 		ws.WriteFrame(c, ws.NewPingFrame([]byte("hb-1")))
 		for {
-			h, err := ws.ReadHeader(c)
+			op, p, err := readClientFrame(c)
 			if err != nil {
 				return
 			}
-			p := make([]byte, h.Length)
-			if _, err := io.ReadFull(c, p); err != nil {
-				return
-			}
-			ws.Cipher(p, h.Mask, 0)
-			switch h.OpCode {
+			switch op {
 			case ws.OpPong:
 				pongs <- string(p)
 			case ws.OpClose:
@@ -259,24 +296,7 @@ func TestIdleAnswersPings(t *testing.T) {
 		}
 	})
 
-	var pong string
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	sum, err := Run(ctx, Config{
-		Mode: ModeIdle,
-		URL:  url,
-		N:    1,
-		Ready: func(int, int) {
-			select {
-			case pong = <-pongs:
-			case <-ctx.Done():
-			}
-			cancel()
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pong, sum := runOneIdle(t, url, pongs)
 	if pong != "hb-1" {
 		t.Fatalf(
 			"pong payload %q, want %q",
@@ -297,38 +317,12 @@ func TestIdleCountsServerClose(t *testing.T) {
 		// Going away right after the handshake, as a restarting backend
 		// would; then expect the client's answer.
 		ws.WriteFrame(c, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, "restart")))
-		h, err := ws.ReadHeader(c)
-		if err != nil {
-			return
-		}
-		p := make([]byte, h.Length)
-		if _, err := io.ReadFull(c, p); err != nil {
-			return
-		}
-		ws.Cipher(p, h.Mask, 0)
-		if h.OpCode == ws.OpClose {
+		if op, p, err := readClientFrame(c); err == nil && op == ws.OpClose {
 			answered <- closeCodeOf(p)
 		}
 	})
 
-	var code ws.StatusCode
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	sum, err := Run(ctx, Config{
-		Mode: ModeIdle,
-		URL:  url,
-		N:    1,
-		Ready: func(int, int) {
-			select {
-			case code = <-answered:
-			case <-ctx.Done():
-			}
-			cancel()
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	code, sum := runOneIdle(t, url, answered)
 	if code != ws.StatusGoingAway {
 		t.Fatalf(
 			"client answered the close with %d, want %d",

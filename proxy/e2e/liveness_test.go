@@ -65,6 +65,11 @@ func heartbeatHCL(side string, interval, timeout time.Duration, maxMissed int) s
 		side, interval, timeout, maxMissed)
 }
 
+// bothHeartbeatsHCL is the same heartbeat block toward each side.
+func bothHeartbeatsHCL(interval, timeout time.Duration, maxMissed int) string {
+	return heartbeatHCL("client", interval, timeout, maxMissed) + heartbeatHCL("upstream", interval, timeout, maxMissed)
+}
+
 // isWsalivePayload reports whether a ping or pong payload is wsalive's
 // own: its tag and a timestamp.
 func isWsalivePayload(p []byte) bool { return liveness.IsOwnPong(p) }
@@ -393,12 +398,65 @@ type rawServer struct {
 	ln     net.Listener
 	answer bool
 	peers  chan *framePeer
+	conns  connSet
 
 	mu       sync.Mutex
-	closed   bool
-	conns    []net.Conn
 	problems []string
-	wg       sync.WaitGroup
+}
+
+// connSet holds the connections a test server accepted or dialed and
+// counts its goroutines. Cleanup closes the listener and every connection
+// first, which ends each goroutine's blocked accept or read, and only then
+// waits for the goroutines.
+type connSet struct {
+	mu     sync.Mutex
+	closed bool
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+// track registers c for cleanup; once cleanup has started it closes c
+// instead and reports false.
+func (cs *connSet) track(c net.Conn) bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.closed {
+		_ = c.Close()
+		return false
+	}
+	cs.conns = append(cs.conns, c)
+	return true
+}
+
+// serve accepts on ln, in a goroutine of the set, until ln is closed or
+// cleanup has started: it tracks each connection and hands it to handle,
+// which reports whether to go on accepting.
+func (cs *connSet) serve(ln net.Listener, handle func(c net.Conn) bool) {
+	cs.wg.Add(1)
+	go func() {
+		defer cs.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil || !cs.track(c) || !handle(c) {
+				return
+			}
+		}
+	}()
+}
+
+// shutdown closes ln and every tracked connection, then waits for the
+// goroutines; what names the server in the failure.
+func (cs *connSet) shutdown(t *testing.T, ln net.Listener, what string) {
+	_ = ln.Close()
+	cs.mu.Lock()
+	cs.closed = true
+	for _, c := range cs.conns {
+		_ = c.Close()
+	}
+	cs.mu.Unlock()
+	if !waitGroupWithin(&cs.wg, waitBound) {
+		t.Errorf("%s goroutines still running %v after cleanup", what, waitBound)
+	}
 }
 
 // newRawServer serves raw upstream peers on a fresh loopback listener.
@@ -415,19 +473,13 @@ func newRawServer(t *testing.T, answer bool) *rawServer {
 // connection, and waits for their goroutines.
 func serveRaw(t *testing.T, ln net.Listener, answer bool) *rawServer {
 	s := &rawServer{ln: ln, answer: answer, peers: make(chan *framePeer, 64)}
-	s.wg.Add(1)
-	go s.accept()
+	s.conns.serve(ln, func(c net.Conn) bool {
+		s.conns.wg.Add(1)
+		go s.serveConn(c)
+		return true
+	})
 	t.Cleanup(func() {
-		_ = ln.Close()
-		s.mu.Lock()
-		s.closed = true
-		for _, c := range s.conns {
-			_ = c.Close()
-		}
-		s.mu.Unlock()
-		if !waitGroupWithin(&s.wg, waitBound) {
-			t.Errorf("raw upstream goroutines still running %v after cleanup", waitBound)
-		}
+		s.conns.shutdown(t, ln, "raw upstream")
 		s.mu.Lock()
 		for _, p := range s.problems {
 			t.Errorf("raw upstream: %s", p)
@@ -439,42 +491,26 @@ func serveRaw(t *testing.T, ln net.Listener, answer bool) *rawServer {
 
 func (s *rawServer) addr() string { return s.ln.Addr().String() }
 
-func (s *rawServer) accept() {
-	defer s.wg.Done()
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			return
-		}
+// serveConn hands c out as a peer once its handshake is done, and lives as
+// long as the peer reads.
+func (s *rawServer) serveConn(c net.Conn) {
+	defer s.conns.wg.Done()
+	p, err := s.handshake(c)
+	if err != nil {
 		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			_ = c.Close()
-			return
-		}
-		s.conns = append(s.conns, c)
+		s.problems = append(s.problems, err.Error())
 		s.mu.Unlock()
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			p, err := s.handshake(c)
-			if err != nil {
-				s.mu.Lock()
-				s.problems = append(s.problems, err.Error())
-				s.mu.Unlock()
-				_ = c.Close()
-				return
-			}
-			select {
-			case s.peers <- p:
-			default:
-				s.mu.Lock()
-				s.problems = append(s.problems, "too many upstream connections")
-				s.mu.Unlock()
-			}
-			<-p.done
-		}()
+		_ = c.Close()
+		return
 	}
+	select {
+	case s.peers <- p:
+	default:
+		s.mu.Lock()
+		s.problems = append(s.problems, "too many upstream connections")
+		s.mu.Unlock()
+	}
+	<-p.done
 }
 
 func (s *rawServer) handshake(c net.Conn) (*framePeer, error) {
@@ -501,6 +537,18 @@ func (s *rawServer) handshake(c net.Conn) (*framePeer, error) {
 func (s *rawServer) next(t *testing.T) *framePeer {
 	t.Helper()
 	return recv(t, s.peers, "upstream connection")
+}
+
+// rawFixture runs wsalive with the liveness settings hcl in front of raw
+// upstream peers, which answer pings if answer, under the prefix "/raw".
+func rawFixture(t *testing.T, answer bool, hcl string) (*fixture, *rawServer) {
+	t.Helper()
+	srv := newRawServer(t, answer)
+	f := newFixture(t, fixtureOptions{
+		routes: map[string]string{"/raw": srv.addr()},
+		route:  withLiveness(t, hcl),
+	})
+	return f, srv
 }
 
 // rawPair dials a raw client through the fixture to the raw server behind
@@ -608,10 +656,7 @@ type freezer struct {
 	mu     sync.RWMutex // held for writing by Freeze, for reading by each forwarded write
 	frozen bool
 
-	cmu    sync.Mutex
-	closed bool
-	conns  []net.Conn
-	wg     sync.WaitGroup
+	conns connSet
 }
 
 // newFreezer listens on loopback; connections are forwarded to the
@@ -623,20 +668,8 @@ func newFreezer(t *testing.T) *freezer {
 		t.Fatal(err)
 	}
 	fr := &freezer{ln: ln}
-	fr.wg.Add(1)
-	go fr.accept()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		fr.cmu.Lock()
-		fr.closed = true
-		for _, c := range fr.conns {
-			_ = c.Close()
-		}
-		fr.cmu.Unlock()
-		if !waitGroupWithin(&fr.wg, waitBound) {
-			t.Errorf("freezer goroutines still running %v after cleanup", waitBound)
-		}
-	})
+	fr.conns.serve(ln, fr.forward)
+	t.Cleanup(func() { fr.conns.shutdown(t, ln, "freezer") })
 	return fr
 }
 
@@ -651,46 +684,26 @@ func (fr *freezer) Freeze() {
 	fr.mu.Unlock()
 }
 
-// track registers c for cleanup; once cleanup has started it closes c
-// instead and reports false.
-func (fr *freezer) track(c net.Conn) bool {
-	fr.cmu.Lock()
-	defer fr.cmu.Unlock()
-	if fr.closed {
-		_ = c.Close()
+// forward connects an accepted connection a to the target and relays
+// both ways; it reports false once cleanup has started.
+func (fr *freezer) forward(a net.Conn) bool {
+	target := fr.target.Load()
+	if target == nil {
+		_ = a.Close()
+		return true
+	}
+	b, err := net.DialTimeout("tcp", *target, waitBound)
+	if err != nil {
+		_ = a.Close()
+		return true
+	}
+	if !fr.conns.track(b) {
 		return false
 	}
-	fr.conns = append(fr.conns, c)
+	fr.conns.wg.Add(2)
+	go fr.copy(b, a)
+	go fr.copy(a, b)
 	return true
-}
-
-func (fr *freezer) accept() {
-	defer fr.wg.Done()
-	for {
-		a, err := fr.ln.Accept()
-		if err != nil {
-			return
-		}
-		if !fr.track(a) {
-			return
-		}
-		target := fr.target.Load()
-		if target == nil {
-			_ = a.Close()
-			continue
-		}
-		b, err := net.DialTimeout("tcp", *target, waitBound)
-		if err != nil {
-			_ = a.Close()
-			continue
-		}
-		if !fr.track(b) {
-			return
-		}
-		fr.wg.Add(2)
-		go fr.copy(b, a)
-		go fr.copy(a, b)
-	}
 }
 
 // copy forwards src to dst until src ends. Frozen, it reads and drops:
@@ -698,7 +711,7 @@ func (fr *freezer) accept() {
 // write blocked on a full dst would hold up Freeze; the tests' traffic is
 // far too small for that.)
 func (fr *freezer) copy(dst, src net.Conn) {
-	defer fr.wg.Done()
+	defer fr.conns.wg.Done()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
@@ -744,11 +757,7 @@ func TestHeartbeatFrozenPeer(t *testing.T) {
 				hcl := heartbeatHCL(side, interval, timeout, maxMissed) +
 					heartbeatHCL(other, interval, time.Second, 2)
 				pol := liveness.Policy{Interval: interval, Timeout: timeout, MaxMissed: maxMissed}
-				if side == "client" {
-					testFrozenClient(t, withLiveness(t, hcl), pol)
-				} else {
-					testFrozenUpstream(t, withLiveness(t, hcl), pol)
-				}
+				testFrozen(t, side, withLiveness(t, hcl), pol)
 			})
 		}
 	}
@@ -774,21 +783,41 @@ func checkDetection(t *testing.T, took time.Duration, pol liveness.Policy) {
 	}
 }
 
-func testFrozenClient(t *testing.T, route func(*config.Route), pol liveness.Policy) {
-	ended := make(chan endEvent, 1)
-	f := newFixture(t, fixtureOptions{handler: endingEcho(ended), route: route})
-	fr := newFreezer(t)
-	fr.forwardTo(f.proxyAddr)
-
+// testFrozen runs a pair with a freezer between wsalive and side, has the
+// pair prove a round trip, freezes, and checks that wsalive detects the
+// frozen side in time and closes the other one, which stayed alive.
+func testFrozen(t *testing.T, side string, route func(*config.Route), pol liveness.Policy) {
+	ended := make(chan endEvent, 1) // the upstream's end
+	var f *fixture
+	var fr *freezer
+	var c *websocket.Conn
 	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, "ws://"+fr.addr()+"/frozen-client", nil)
-	if err != nil {
-		t.Fatalf("dial through the freezer: %v", err)
+	if side == "client" {
+		// The client dials the freezer, which forwards to wsalive.
+		f = newFixture(t, fixtureOptions{handler: endingEcho(ended), route: route})
+		fr = newFreezer(t)
+		fr.forwardTo(f.proxyAddr)
+		var err error
+		c, _, err = websocket.Dial(ctx, "ws://"+fr.addr()+"/frozen-client", nil)
+		if err != nil {
+			t.Fatalf("dial through the freezer: %v", err)
+		}
+		t.Cleanup(func() { c.CloseNow() })
+	} else {
+		// wsalive's route leads to the freezer, which forwards to the
+		// upstream.
+		fr = newFreezer(t)
+		f = newFixture(t, fixtureOptions{
+			handler: endingEcho(ended),
+			routes:  map[string]string{"/frozen": fr.addr()},
+			route:   route,
+		})
+		fr.forwardTo(f.upstreamAddr)
+		c, _ = f.dial(t, "/frozen/upstream", nil)
 	}
-	t.Cleanup(func() { c.CloseNow() })
 	rd := readCoder(t, c)
-	// A round trip just before the freeze: the client was heard from then.
+	// A round trip just before the freeze: both sides were heard from then.
 	if err := c.Write(ctx, websocket.MessageText, []byte("before the freeze")); err != nil {
 		t.Fatalf("write: %v", err)
 	}
@@ -798,56 +827,28 @@ func testFrozenClient(t *testing.T, route func(*config.Route), pol liveness.Poli
 	fr.Freeze()
 	frozenAt := time.Now()
 
-	ev := recv(t, ended, "end of the upstream's connection")
-	expectGoingAway(t, "upstream", ev, "client heartbeat timeout")
+	// The frozen side hears nothing any more: the other side, its
+	// witness, is the one that sees wsalive's close.
+	witness, witnessEnded := "upstream", ended
+	if side == "upstream" {
+		witness, witnessEnded = "client", rd.ended
+	}
+	ev := recv(t, witnessEnded, "end of the "+witness+"'s connection")
+	expectGoingAway(t, witness, ev, side+" heartbeat timeout")
 	checkDetection(t, ev.at.Sub(frozenAt), pol)
 	st := f.nextClosed(t)
-	if st.Reason != relay.ReasonClientHeartbeatTimeout {
-		t.Errorf("pair ended with %v, want client_heartbeat_timeout", st.Reason)
+	want, frozenHB, witnessHB := relay.ReasonClientHeartbeatTimeout, st.ClientHeartbeat, st.UpstreamHeartbeat
+	if side == "upstream" {
+		want, frozenHB, witnessHB = relay.ReasonUpstreamHeartbeatTimeout, st.UpstreamHeartbeat, st.ClientHeartbeat
 	}
-	if hb := st.ClientHeartbeat; hb.Missed != pol.MaxMissed || int(hb.PingsSent) < pol.MaxMissed {
-		t.Errorf("client heartbeat %+v, want %d misses of as many pings at least", hb, pol.MaxMissed)
+	if st.Reason != want {
+		t.Errorf("pair ended with %v, want %v", st.Reason, want)
 	}
-	if hb := st.UpstreamHeartbeat; hb.Missed != 0 {
-		t.Errorf("upstream heartbeat %+v, want no miss: the upstream was alive", hb)
+	if frozenHB.Missed != pol.MaxMissed || int(frozenHB.PingsSent) < pol.MaxMissed {
+		t.Errorf("%s heartbeat %+v, want %d misses of as many pings at least", side, frozenHB, pol.MaxMissed)
 	}
-}
-
-func testFrozenUpstream(t *testing.T, route func(*config.Route), pol liveness.Policy) {
-	ended := make(chan endEvent, 1)
-	fr := newFreezer(t)
-	f := newFixture(t, fixtureOptions{
-		handler: endingEcho(ended),
-		routes:  map[string]string{"/frozen": fr.addr()},
-		route:   route,
-	})
-	fr.forwardTo(f.upstreamAddr)
-
-	c, _ := f.dial(t, "/frozen/upstream", nil)
-	rd := readCoder(t, c)
-	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
-	defer cancel()
-	if err := c.Write(ctx, websocket.MessageText, []byte("before the freeze")); err != nil {
-		t.Fatalf("write: %v", err)
-	}
-	if got := recv(t, rd.msgs, "echo"); string(got) != "before the freeze" {
-		t.Fatalf("echo %q", got)
-	}
-	fr.Freeze()
-	frozenAt := time.Now()
-
-	ev := recv(t, rd.ended, "end of the client's connection")
-	expectGoingAway(t, "client", ev, "upstream heartbeat timeout")
-	checkDetection(t, ev.at.Sub(frozenAt), pol)
-	st := f.nextClosed(t)
-	if st.Reason != relay.ReasonUpstreamHeartbeatTimeout {
-		t.Errorf("pair ended with %v, want upstream_heartbeat_timeout", st.Reason)
-	}
-	if hb := st.UpstreamHeartbeat; hb.Missed != pol.MaxMissed || int(hb.PingsSent) < pol.MaxMissed {
-		t.Errorf("upstream heartbeat %+v, want %d misses of as many pings at least", hb, pol.MaxMissed)
-	}
-	if hb := st.ClientHeartbeat; hb.Missed != 0 {
-		t.Errorf("client heartbeat %+v, want no miss: the client was alive", hb)
+	if witnessHB.Missed != 0 {
+		t.Errorf("%s heartbeat %+v, want no miss: the %s was alive", witness, witnessHB, witness)
 	}
 }
 
@@ -863,12 +864,7 @@ func TestHeartbeatPongsAbsorbed(t *testing.T) {
 		interval = 200 * time.Millisecond
 		pings    = 4
 	)
-	srv := newRawServer(t, true)
-	f := newFixture(t, fixtureOptions{
-		routes: map[string]string{"/raw": srv.addr()},
-		route: withLiveness(t, heartbeatHCL("client", interval, 2*interval, 2)+
-			heartbeatHCL("upstream", interval, 2*interval, 2)),
-	})
+	f, srv := rawFixture(t, true, bothHeartbeatsHCL(interval, 2*interval, 2))
 	cli, up := rawPair(t, f, srv, "/raw", true)
 	start := time.Now()
 	for i := range pings {
@@ -971,11 +967,7 @@ func TestHeartbeatInterval(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			const gaps = 2
-			srv := newRawServer(t, true)
-			f := newFixture(t, fixtureOptions{
-				routes: map[string]string{"/raw": srv.addr()},
-				route:  withLiveness(t, heartbeatHCL("client", interval, c.timeout, 2)),
-			})
+			f, srv := rawFixture(t, true, heartbeatHCL("client", interval, c.timeout, 2))
 			cli, _ := rawPair(t, f, srv, "/raw", true)
 			var sent []time.Duration
 			for len(sent) <= gaps {
@@ -1006,12 +998,7 @@ func TestHeartbeatInterval(t *testing.T) {
 // control frames there) and must not go inside one.
 func TestHeartbeatBetweenFragments(t *testing.T) {
 	const interval = 200 * time.Millisecond
-	srv := newRawServer(t, true)
-	f := newFixture(t, fixtureOptions{
-		routes: map[string]string{"/raw": srv.addr()},
-		route: withLiveness(t, heartbeatHCL("client", interval, time.Second, 2)+
-			heartbeatHCL("upstream", interval, time.Second, 2)),
-	})
+	f, srv := rawFixture(t, true, bothHeartbeatsHCL(interval, time.Second, 2))
 	for _, toward := range []string{"client", "upstream"} {
 		t.Run("toward-"+toward, func(t *testing.T) {
 			cli, up := rawPair(t, f, srv, "/raw", true)
@@ -1051,26 +1038,26 @@ func TestHeartbeatBetweenFragments(t *testing.T) {
 // wsalive's, cross too.
 func TestOwnPingsCross(t *testing.T) {
 	const interval = 200 * time.Millisecond
-	srv := newRawServer(t, true)
-	f := newFixture(t, fixtureOptions{
-		routes: map[string]string{"/raw": srv.addr()},
-		route: withLiveness(t, heartbeatHCL("client", interval, time.Second, 2)+
-			heartbeatHCL("upstream", interval, time.Second, 2)),
-	})
+	f, srv := rawFixture(t, true, bothHeartbeatsHCL(interval, time.Second, 2))
+
+	// pingAcross has from ping to with payload p, and checks that the ping
+	// crosses with its payload and that to's answer comes back.
+	pingAcross := func(t *testing.T, from, to *framePeer, p string) {
+		t.Helper()
+		from.mustSend(t, ws.OpPing, true, p)
+		to.expect(t, ws.OpPing, p)
+		from.expect(t, ws.OpPong, p)
+	}
 
 	t.Run("client-pings", func(t *testing.T) {
 		cli, up := rawPair(t, f, srv, "/raw", true)
-		cli.mustSend(t, ws.OpPing, true, "hello")
-		up.expect(t, ws.OpPing, "hello")
-		cli.expect(t, ws.OpPong, "hello")
+		pingAcross(t, cli, up, "hello")
 		cli.closeNormally(t, f, relay.ReasonClientClosed)
 	})
 
 	t.Run("upstream-pings", func(t *testing.T) {
 		cli, up := rawPair(t, f, srv, "/raw", true)
-		up.mustSend(t, ws.OpPing, true, "hello")
-		cli.expect(t, ws.OpPing, "hello")
-		up.expect(t, ws.OpPong, "hello")
+		pingAcross(t, up, cli, "hello")
 		cli.closeNormally(t, f, relay.ReasonClientClosed)
 	})
 
@@ -1080,12 +1067,8 @@ func TestOwnPingsCross(t *testing.T) {
 		cli, up := rawPair(t, f, srv, "/raw", true)
 		cli.waitFor(t, "a wsalive ping at the client", peerFrame.heartbeat)
 		up.waitFor(t, "a wsalive ping at the upstream", peerFrame.heartbeat)
-		cli.mustSend(t, ws.OpPing, true, "still there?")
-		up.expect(t, ws.OpPing, "still there?")
-		cli.expect(t, ws.OpPong, "still there?")
-		up.mustSend(t, ws.OpPing, true, "and you?")
-		cli.expect(t, ws.OpPing, "and you?")
-		up.expect(t, ws.OpPong, "and you?")
+		pingAcross(t, cli, up, "still there?")
+		pingAcross(t, up, cli, "and you?")
 		cli.closeNormally(t, f, relay.ReasonClientClosed)
 	})
 
@@ -1113,58 +1096,34 @@ func TestOwnPingsCross(t *testing.T) {
 // with answer_pings on the other side, wsalive answers that side's pings
 // itself, with the same payload, and never forwards them.
 func TestAnswerPings(t *testing.T) {
-	t.Run("client", func(t *testing.T) {
-		srv := newRawServer(t, false) // a legacy upstream that ignores pings
-		f := newFixture(t, fixtureOptions{
-			routes: map[string]string{"/raw": srv.addr()},
-			route: withLiveness(t, `heartbeat "client" {
-  answer_pings = true
-}
-heartbeat "upstream" {
-  enabled = false
-}`),
-		})
-		cli, up := rawPair(t, f, srv, "/raw", false)
-		cli.mustSend(t, ws.OpPing, true, "are you there?")
-		cli.expect(t, ws.OpPong, "are you there?")
-		cli.mustSend(t, ws.OpText, true, "after the ping")
-		// The upstream's first frame is the text: the ping stopped at
-		// wsalive.
-		up.expect(t, ws.OpText, "after the ping")
-		// The upstream's own pings still reach the client.
-		up.mustSend(t, ws.OpPing, true, "from the upstream")
-		cli.expect(t, ws.OpPing, "from the upstream")
-		cli.closeNormally(t, f, relay.ReasonClientClosed)
-		for _, fr := range up.ended(t) {
-			if fr.op == ws.OpPing {
-				t.Errorf("upstream read %v; with answer_pings the client's pings stop at wsalive", fr)
+	for _, side := range []string{"client", "upstream"} {
+		t.Run(side, func(t *testing.T) {
+			other := map[string]string{"client": "upstream", "upstream": "client"}[side]
+			// Raw peers on both ends that ignore pings, as legacy peers do.
+			f, srv := rawFixture(t, false, fmt.Sprintf("heartbeat %q {\n  answer_pings = true\n}\nheartbeat %q {\n  enabled = false\n}\n", side, other))
+			cli, up := rawPair(t, f, srv, "/raw", false)
+			pinger, peer := cli, up // pinger is the side whose pings wsalive answers
+			if side == "upstream" {
+				pinger, peer = up, cli
 			}
-		}
-	})
-
-	t.Run("upstream", func(t *testing.T) {
-		srv := newRawServer(t, false)
-		f := newFixture(t, fixtureOptions{
-			routes: map[string]string{"/raw": srv.addr()},
-			route: withLiveness(t, `heartbeat "client" {
-  enabled = false
-}
-heartbeat "upstream" {
-  answer_pings = true
-}`),
-		})
-		cli, up := rawPair(t, f, srv, "/raw", false) // a client that ignores pings
-		up.mustSend(t, ws.OpPing, true, "client?")
-		up.expect(t, ws.OpPong, "client?") // masked: wsalive is the upstream's client
-		up.mustSend(t, ws.OpText, true, "after the ping")
-		cli.expect(t, ws.OpText, "after the ping")
-		cli.closeNormally(t, f, relay.ReasonClientClosed)
-		for _, fr := range cli.ended(t) {
-			if fr.op == ws.OpPing {
-				t.Errorf("client read %v; with answer_pings the upstream's pings stop at wsalive", fr)
+			pinger.mustSend(t, ws.OpPing, true, "are you there?")
+			// Toward the upstream the pong is masked: wsalive is its client.
+			pinger.expect(t, ws.OpPong, "are you there?")
+			pinger.mustSend(t, ws.OpText, true, "after the ping")
+			// The peer's first frame is the text: the ping stopped at
+			// wsalive.
+			peer.expect(t, ws.OpText, "after the ping")
+			// The peer's own pings still reach the pinger.
+			peer.mustSend(t, ws.OpPing, true, "from the "+other)
+			pinger.expect(t, ws.OpPing, "from the "+other)
+			cli.closeNormally(t, f, relay.ReasonClientClosed)
+			for _, fr := range peer.ended(t) {
+				if fr.op == ws.OpPing {
+					t.Errorf("%s read %v; with answer_pings the %s's pings stop at wsalive", other, fr, side)
+				}
 			}
-		}
-	})
+		})
+	}
 }
 
 // ---------------------------------------------------------------------
@@ -1178,14 +1137,10 @@ func TestAppPing(t *testing.T) {
 		match = `{"type":"ping"}`
 		reply = `{"type":"pong"}`
 	)
-	srv := newRawServer(t, true)
-	f := newFixture(t, fixtureOptions{
-		routes: map[string]string{"/raw": srv.addr()},
-		route: withLiveness(t, `app_ping {
+	f, srv := rawFixture(t, true, `app_ping {
   match = "{\"type\":\"ping\"}"
   reply = "{\"type\":\"pong\"}"
-}`),
-	})
+}`)
 
 	// checkNoReply ends the pair and checks the client got no reply.
 	checkNoReply := func(t *testing.T, cli *framePeer) {
@@ -1295,9 +1250,7 @@ func TestIdleTimeout(t *testing.T) {
 	f := newFixture(t, fixtureOptions{
 		handler: endingEcho(ended),
 		routes:  map[string]string{"/raw": srv.addr()},
-		route: withLiveness(t, fmt.Sprintf("idle_timeout = %q\n", idle)+
-			heartbeatHCL("client", interval, time.Second, 2)+
-			heartbeatHCL("upstream", interval, time.Second, 2)),
+		route:   withLiveness(t, fmt.Sprintf("idle_timeout = %q\n", idle)+bothHeartbeatsHCL(interval, time.Second, 2)),
 	})
 
 	// checkClosed checks how both peers saw the end and returns the
@@ -1342,49 +1295,57 @@ func TestIdleTimeout(t *testing.T) {
 		count = 6
 	)
 
-	t.Run("client-data-postpones", func(t *testing.T) {
-		c, _ := f.dial(t, "/client-data", nil)
-		rd := readCoder(t, c)
-		ctx, cancel := context.WithTimeout(context.Background(), waitBound)
-		defer cancel()
+	// paced calls send count times, gap apart, and returns when it began.
+	paced := func(send func(i int)) time.Time {
 		start := time.Now()
 		tick := time.NewTicker(gap)
 		defer tick.Stop()
-		var lastSent time.Time
 		for i := range count {
 			if i > 0 {
 				<-tick.C // paces the traffic; nothing waits on it
 			}
-			lastSent = time.Now()
-			if err := c.Write(ctx, websocket.MessageText, []byte("data")); err != nil {
-				t.Fatalf("write %d: %v", i, err)
-			}
-			recv(t, rd.msgs, "echo")
+			send(i)
 		}
-		st, cliEnd := checkClosed(t, rd)
-		quiet := cliEnd.at.Sub(lastSent)
-		t.Logf("closed %v after the last data frame, %v after the first", quiet.Round(time.Millisecond), cliEnd.at.Sub(start).Round(time.Millisecond))
-		if quiet < idle || quiet > idle+engineTick+timingSlack {
+		return start
+	}
+	// checkPostponed checks that a pair that carried paced data closed
+	// idle_timeout after the last data frame, quiet, which is no less
+	// than lowest, and so lasted longer than idle_timeout.
+	checkPostponed := func(t *testing.T, st relay.PairStats, quiet, sinceFirst, lowest time.Duration) {
+		t.Helper()
+		t.Logf("closed %v after the last data frame, %v after the first", quiet.Round(time.Millisecond), sinceFirst.Round(time.Millisecond))
+		if quiet < lowest || quiet > idle+engineTick+timingSlack {
 			t.Errorf("closed %v after the last data frame, want idle_timeout %v after it", quiet, idle)
 		}
 		if st.Duration < idle+gap*(count-1) {
 			t.Errorf("pair lasted %v: the data frames did not postpone idle_timeout %v", st.Duration, idle)
 		}
+	}
+
+	t.Run("client-data-postpones", func(t *testing.T) {
+		c, _ := f.dial(t, "/client-data", nil)
+		rd := readCoder(t, c)
+		ctx, cancel := context.WithTimeout(context.Background(), waitBound)
+		defer cancel()
+		var lastSent time.Time
+		start := paced(func(i int) {
+			lastSent = time.Now()
+			if err := c.Write(ctx, websocket.MessageText, []byte("data")); err != nil {
+				t.Fatalf("write %d: %v", i, err)
+			}
+			recv(t, rd.msgs, "echo")
+		})
+		st, cliEnd := checkClosed(t, rd)
+		checkPostponed(t, st, cliEnd.at.Sub(lastSent), cliEnd.at.Sub(start), idle)
 	})
 
 	t.Run("upstream-data-postpones", func(t *testing.T) {
 		cli, up := rawPair(t, f, srv, "/raw", true)
-		start := time.Now()
-		tick := time.NewTicker(gap)
-		defer tick.Stop()
 		var lastRecv time.Time
-		for i := range count {
-			if i > 0 {
-				<-tick.C
-			}
+		start := paced(func(int) {
 			up.mustSend(t, ws.OpBinary, true, "data")
 			lastRecv = cli.expect(t, ws.OpBinary, "data").at
-		}
+		})
 		fr := cli.next(t, "the close")
 		closedAt := fr.at
 		if code, reason := closeFrameOf(fr); fr.op != ws.OpClose || code != ws.StatusGoingAway || reason != "idle timeout" {
@@ -1399,15 +1360,8 @@ func TestIdleTimeout(t *testing.T) {
 		if st.Reason != relay.ReasonIdleTimeout {
 			t.Errorf("pair ended with %v, want idle_timeout", st.Reason)
 		}
-		quiet := closedAt.Sub(lastRecv)
-		t.Logf("closed %v after the last data frame, %v after the first", quiet.Round(time.Millisecond), closedAt.Sub(start).Round(time.Millisecond))
 		// The last frame left wsalive just before the client read it.
-		if quiet < idle-engineTick || quiet > idle+engineTick+timingSlack {
-			t.Errorf("closed %v after the last data frame, want idle_timeout %v after it", quiet, idle)
-		}
-		if st.Duration < idle+gap*(count-1) {
-			t.Errorf("pair lasted %v: the data frames did not postpone idle_timeout %v", st.Duration, idle)
-		}
+		checkPostponed(t, st, closedAt.Sub(lastRecv), closedAt.Sub(start), idle-engineTick)
 	})
 
 	t.Run("long-frame-in-progress", func(t *testing.T) {
@@ -1415,30 +1369,8 @@ func TestIdleTimeout(t *testing.T) {
 		// bytes of a data frame are crossing the whole time, so the pair
 		// is in use and must not be closed as idle.
 		const chunks = 20 // × 50 ms = 1 s, two idle timeouts
-		msg := payload(websocket.MessageBinary, chunks*512, 7)
 		cli, up := rawPair(t, f, srv, "/raw", true)
-		frame := cli.frame(ws.OpBinary, true, msg)
-		head := len(frame) - len(msg)
-		if err := cli.sendRaw(frame[:head]); err != nil {
-			t.Fatal(err)
-		}
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		start := time.Now()
-		for i := range chunks {
-			<-tick.C // paces the bytes
-			if fr, ok := closeIn(cli.record()); ok {
-				t.Fatalf("client read %v %v into a data frame that was still arriving (%d of %d bytes sent)",
-					fr, time.Since(start).Round(time.Millisecond), i*512, len(msg))
-			}
-			if err := cli.sendRaw(frame[head+i*512 : head+(i+1)*512]); err != nil {
-				t.Fatalf("chunk %d: %v", i, err)
-			}
-		}
-		fr := up.next(t, "the long frame")
-		if fr.op != ws.OpBinary || !bytes.Equal(fr.payload, msg) {
-			t.Errorf("upstream read %v, want the %d-byte binary frame", fr, len(msg))
-		}
+		sendSlowly(t, cli, up, payload(websocket.MessageBinary, chunks*512, 7), "its bytes were still crossing: the pair was not idle")
 		f.noPairClosed(t)
 		cli.closeNormally(t, f, relay.ReasonClientClosed)
 	})
@@ -1492,6 +1424,37 @@ func TestMaxLifetime(t *testing.T) {
 // ---------------------------------------------------------------------
 // Heartbeats and long frames
 
+// sendSlowly sends msg, a multiple of 512 bytes, from sender to receiver as
+// one binary frame: its header at once, then 512 payload bytes every 50 ms.
+// Until the last chunk is sent the frame is still arriving, and sender
+// must read no close meanwhile; why says why not. Then receiver must read
+// the frame whole.
+func sendSlowly(t *testing.T, sender, receiver *framePeer, msg []byte, why string) {
+	t.Helper()
+	frame := sender.frame(ws.OpBinary, true, msg)
+	head := len(frame) - len(msg)
+	if err := sender.sendRaw(frame[:head]); err != nil {
+		t.Fatal(err)
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	start := time.Now()
+	for i := range len(msg) / 512 {
+		<-tick.C // paces the bytes
+		if fr, ok := closeIn(sender.record()); ok {
+			t.Fatalf("%s read %v %v into its frame toward the %s (%d of %d bytes sent), while %s",
+				sender.name, fr, time.Since(start).Round(time.Millisecond), receiver.name, i*512, len(msg), why)
+		}
+		if err := sender.sendRaw(frame[head+i*512 : head+(i+1)*512]); err != nil {
+			t.Fatalf("chunk %d: %v", i, err)
+		}
+	}
+	fr := receiver.next(t, "the long frame")
+	if fr.op != ws.OpBinary || !bytes.Equal(fr.payload, msg) {
+		t.Errorf("%s read %v, want the %d-byte binary frame", receiver.name, fr, len(msg))
+	}
+}
+
 // TestHeartbeatBehindLongFrame has one peer send the other a data frame
 // slowly, over several heartbeat bounds, while the receiving peer (which
 // answers every ping) sends nothing. wsalive cannot put its ping inside
@@ -1506,39 +1469,13 @@ func TestHeartbeatBehindLongFrame(t *testing.T) {
 	)
 	for _, toward := range []string{"client", "upstream"} {
 		t.Run("toward-"+toward, func(t *testing.T) {
-			srv := newRawServer(t, true)
-			f := newFixture(t, fixtureOptions{
-				routes: map[string]string{"/raw": srv.addr()},
-				route:  withLiveness(t, heartbeatHCL(toward, interval, timeout, 1)),
-			})
+			f, srv := rawFixture(t, true, heartbeatHCL(toward, interval, timeout, 1))
 			cli, up := rawPair(t, f, srv, "/raw", true)
 			sender, receiver := up, cli
 			if toward == "upstream" {
 				sender, receiver = cli, up
 			}
-			msg := payload(websocket.MessageBinary, chunks*512, 9)
-			frame := sender.frame(ws.OpBinary, true, msg)
-			head := len(frame) - len(msg)
-			if err := sender.sendRaw(frame[:head]); err != nil {
-				t.Fatal(err)
-			}
-			tick := time.NewTicker(50 * time.Millisecond)
-			defer tick.Stop()
-			start := time.Now()
-			for i := range chunks {
-				<-tick.C // paces the bytes
-				if fr, ok := closeIn(sender.record()); ok {
-					t.Fatalf("%s read %v %v into its frame toward the %s (%d of %d bytes sent), while the %s was alive and reading",
-						sender.name, fr, time.Since(start).Round(time.Millisecond), toward, i*512, len(msg), toward)
-				}
-				if err := sender.sendRaw(frame[head+i*512 : head+(i+1)*512]); err != nil {
-					t.Fatalf("chunk %d: %v", i, err)
-				}
-			}
-			fr := receiver.next(t, "the long frame")
-			if fr.op != ws.OpBinary || !bytes.Equal(fr.payload, msg) {
-				t.Errorf("%s read %v, want the %d-byte binary frame", toward, fr, len(msg))
-			}
+			sendSlowly(t, sender, receiver, payload(websocket.MessageBinary, chunks*512, 9), "the "+toward+" was alive and reading")
 			// The ping that waited comes right after the frame, and is
 			// answered.
 			receiver.waitFor(t, "a wsalive ping after the frame", peerFrame.heartbeat)
@@ -1564,30 +1501,19 @@ func TestNodeSilentPeers(t *testing.T) {
 		interval = 250 * time.Millisecond
 		pings    = 3
 	)
-	hcl := heartbeatHCL("client", interval, 2*interval, 2) + heartbeatHCL("upstream", interval, 2*interval, 2)
+	hcl := bothHeartbeatsHCL(interval, 2*interval, 2)
 
 	t.Run("client", func(t *testing.T) {
 		ended := make(chan endEvent, 1)
 		f := newFixture(t, fixtureOptions{handler: endingEcho(ended), route: withLiveness(t, hcl)})
 		cli := startNode(t, "silent-client.js", "ws://"+f.proxyAddr+"/silent", fmt.Sprint(pings))
 		cli.waitLine(t, "OPEN")
-		for i := range pings {
-			line := cli.waitLine(t, "PING ")
-			if line != fmt.Sprintf("PING %d", liveness.PingPayloadSize) {
-				t.Errorf("ping %d: node printed %q, want a %d-byte payload", i, line, liveness.PingPayloadSize)
-			}
-		}
-		if got := cli.waitLine(t, "CLOSED "); got != "CLOSED 1000 node-done pongs=0" {
-			t.Errorf("node printed %q, want CLOSED 1000 node-done pongs=0 (no pong it did not ask for)", got)
-		}
+		nodePings(t, cli, pings)
+		nodeClosed(t, cli, "CLOSED 1000 node-done pongs=0")
 		if code, _ := closeError(recv(t, ended, "end of the upstream's connection").err); code != websocket.StatusNormalClosure {
 			t.Errorf("upstream did not see the client's close 1000")
 		}
-		st := f.nextClosed(t)
-		if st.Reason != relay.ReasonClientClosed {
-			t.Errorf("pair ended with %v, want client_closed: the silent node client was alive", st.Reason)
-		}
-		checkNodeHeartbeat(t, st.ClientHeartbeat, pings)
+		checkNodePair(t, f, "client", pings)
 		select {
 		case <-cli.exited:
 		case <-time.After(waitBound):
@@ -1608,23 +1534,12 @@ func TestNodeSilentPeers(t *testing.T) {
 		c, _ := f.dial(t, "/node/silent", nil)
 		rd := readCoder(t, c) // answers the client-side pings
 		srv.waitLine(t, "CONNECTED")
-		for i := range pings {
-			line := srv.waitLine(t, "PING ")
-			if line != fmt.Sprintf("PING %d", liveness.PingPayloadSize) {
-				t.Errorf("ping %d: node printed %q, want a %d-byte payload", i, line, liveness.PingPayloadSize)
-			}
-		}
+		nodePings(t, srv, pings)
 		if err := c.Close(websocket.StatusNormalClosure, "go-done"); err != nil {
 			t.Errorf("close: %v", err)
 		}
-		if got := srv.waitLine(t, "CLOSED "); got != "CLOSED 1000 go-done pongs=0" {
-			t.Errorf("node printed %q, want CLOSED 1000 go-done pongs=0 (no pong it did not ask for)", got)
-		}
-		st := f.nextClosed(t)
-		if st.Reason != relay.ReasonClientClosed {
-			t.Errorf("pair ended with %v, want client_closed: the silent node upstream was alive", st.Reason)
-		}
-		checkNodeHeartbeat(t, st.UpstreamHeartbeat, pings)
+		nodeClosed(t, srv, "CLOSED 1000 go-done pongs=0")
+		checkNodePair(t, f, "upstream", pings)
 		select {
 		case <-rd.ended:
 		case <-time.After(waitBound):
@@ -1633,10 +1548,41 @@ func TestNodeSilentPeers(t *testing.T) {
 	})
 }
 
-// checkNodeHeartbeat checks the account of a side answered by node: at
-// least pings pings (the last pong may cross the close), no miss, an RTT.
-func checkNodeHeartbeat(t *testing.T, hb liveness.Stats, pings int) {
+// nodePings checks that node printed pings lines "PING <size>", each for
+// a ping whose payload is the size of wsalive's.
+func nodePings(t *testing.T, node *nodeProc, pings int) {
 	t.Helper()
+	for i := range pings {
+		line := node.waitLine(t, "PING ")
+		if line != fmt.Sprintf("PING %d", liveness.PingPayloadSize) {
+			t.Errorf("ping %d: node printed %q, want a %d-byte payload", i, line, liveness.PingPayloadSize)
+		}
+	}
+}
+
+// nodeClosed checks the line node printed when its connection closed:
+// want says the close it saw and that it got no pong it did not ask for.
+func nodeClosed(t *testing.T, node *nodeProc, want string) {
+	t.Helper()
+	if got := node.waitLine(t, "CLOSED "); got != want {
+		t.Errorf("node printed %q, want %s (no pong it did not ask for)", got, want)
+	}
+}
+
+// checkNodePair checks how a pair whose side was a silent node peer ended:
+// closed by the client, node having been alive all along; and the account
+// of that side: at least pings pings (the last pong may cross the close),
+// no miss, an RTT.
+func checkNodePair(t *testing.T, f *fixture, side string, pings int) {
+	t.Helper()
+	st := f.nextClosed(t)
+	if st.Reason != relay.ReasonClientClosed {
+		t.Errorf("pair ended with %v, want client_closed: the silent node %s was alive", st.Reason, side)
+	}
+	hb := st.ClientHeartbeat
+	if side == "upstream" {
+		hb = st.UpstreamHeartbeat
+	}
 	t.Logf("heartbeat: %+v", hb)
 	if int(hb.PingsSent) < pings || int(hb.PongsReceived) < pings-1 || hb.PongsReceived == 0 {
 		t.Errorf("heartbeat %+v, want %d pings sent and their pongs received", hb, pings)

@@ -45,10 +45,10 @@ func messageCases(big websocket.MessageType) []messageCase {
 	return append(cs, messageCase{big, bigMessage})
 }
 
-// echoOrDigest is an upstream handler that echoes messages up to 1 MiB and
-// answers bigger ones with "<type> <length> <sha256 hex>", so that a big
-// message crosses each direction once only.
-func echoOrDigest(w http.ResponseWriter, r *http.Request) {
+// serveMessages accepts the upgrade and hands each message the client
+// sends to answer, until the connection ends or answer returns an error.
+func serveMessages(w http.ResponseWriter, r *http.Request,
+	answer func(ctx context.Context, c *websocket.Conn, typ websocket.MessageType, msg []byte) error) {
 	c := accept(w, r, nil)
 	if c == nil {
 		return
@@ -60,13 +60,22 @@ func echoOrDigest(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return
 		}
-		if len(msg) > 1<<20 {
-			typ, msg = websocket.MessageText, []byte(digest(typ, msg))
-		}
-		if err := c.Write(ctx, typ, msg); err != nil {
+		if err := answer(ctx, c, typ, msg); err != nil {
 			return
 		}
 	}
+}
+
+// echoOrDigest is an upstream handler that echoes messages up to 1 MiB and
+// answers bigger ones with "<type> <length> <sha256 hex>", so that a big
+// message crosses each direction once only.
+func echoOrDigest(w http.ResponseWriter, r *http.Request) {
+	serveMessages(w, r, func(ctx context.Context, c *websocket.Conn, typ websocket.MessageType, msg []byte) error {
+		if len(msg) > 1<<20 {
+			typ, msg = websocket.MessageText, []byte(digest(typ, msg))
+		}
+		return c.Write(ctx, typ, msg)
+	})
 }
 
 func digest(typ websocket.MessageType, msg []byte) string {
@@ -78,19 +87,10 @@ func digest(typ websocket.MessageType, msg []byte) string {
 // case of messageCases(text) back to back, in order.
 func sendOnRequest(w http.ResponseWriter, r *http.Request) {
 	f := upstreamOf(r)
-	c := accept(w, r, nil)
-	if c == nil {
-		return
-	}
-	defer c.CloseNow()
-	ctx := r.Context()
-	for {
-		_, cmd, err := c.Read(ctx)
-		if err != nil {
-			return
-		}
+	serveMessages(w, r, func(ctx context.Context, c *websocket.Conn, _ websocket.MessageType, cmd []byte) error {
 		var cases []messageCase
 		var seed uint64
+		var err error
 		fields := strings.Fields(string(cmd))
 		switch {
 		case len(fields) == 2 && fields[0] == "all":
@@ -112,13 +112,38 @@ func sendOnRequest(w http.ResponseWriter, r *http.Request) {
 		}
 		if err != nil {
 			f.reportf("sendOnRequest: bad command %q: %v", cmd, err)
-			return
+			return err
 		}
 		for i, m := range cases {
 			if err := c.Write(ctx, m.typ, payload(m.typ, m.size, seed+uint64(i))); err != nil {
 				f.reportf("sendOnRequest: write %s: %v", m.name(), err)
-				return
+				return err
 			}
+		}
+		return nil
+	})
+}
+
+// messageCtx bounds one message case; it is cancelled when the test ends.
+func messageCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), messageBound)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// readInOrder reads one message per case from c and checks that the i-th
+// is the payload of cases[i] with seed base+i: messages sent back to back
+// must arrive whole and in the order they were sent. what names them in
+// failures ("echo", "message").
+func readInOrder(t *testing.T, ctx context.Context, c *websocket.Conn, cases []messageCase, base uint64, what string) {
+	t.Helper()
+	for i, m := range cases {
+		typ, got, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("read %s %d (%s): %v", what, i, m.name(), err)
+		}
+		if d := sameMessage(typ, got, m.typ, payload(m.typ, m.size, base+uint64(i))); d != "" {
+			t.Errorf("%s %d (%s): %s", what, i, m.name(), d)
 		}
 	}
 }
@@ -145,8 +170,7 @@ func TestMessages(t *testing.T) {
 		c, _ := f.dial(t, "/echo", nil)
 		for i, m := range messageCases(websocket.MessageBinary) {
 			t.Run(m.name(), func(t *testing.T) {
-				ctx, cancel := context.WithTimeout(context.Background(), messageBound)
-				defer cancel()
+				ctx := messageCtx(t)
 				want := payload(m.typ, m.size, uint64(i))
 				if err := c.Write(ctx, m.typ, want); err != nil {
 					t.Fatalf("write: %v", err)
@@ -171,8 +195,7 @@ func TestMessages(t *testing.T) {
 			// Every message written before any echo is read: the relay
 			// carries many frames per read and must keep their order.
 			cases := messageCases(websocket.MessageBinary)[:2*len(messageSizes)]
-			ctx, cancel := context.WithTimeout(context.Background(), messageBound)
-			defer cancel()
+			ctx := messageCtx(t)
 			wrote := make(chan error, 1)
 			go func() {
 				for i, m := range cases {
@@ -183,15 +206,7 @@ func TestMessages(t *testing.T) {
 				}
 				wrote <- nil
 			}()
-			for i, m := range cases {
-				typ, got, err := c.Read(ctx)
-				if err != nil {
-					t.Fatalf("read echo %d (%s): %v", i, m.name(), err)
-				}
-				if d := sameMessage(typ, got, m.typ, payload(m.typ, m.size, 1000+uint64(i))); d != "" {
-					t.Errorf("echo %d (%s): %s", i, m.name(), d)
-				}
-			}
+			readInOrder(t, ctx, c, cases, 1000, "echo")
 			if err := recv(t, wrote, "writer result"); err != nil {
 				t.Error(err)
 			}
@@ -203,8 +218,7 @@ func TestMessages(t *testing.T) {
 		c, _ := f.dial(t, "/send", nil)
 		for i, m := range messageCases(websocket.MessageText) {
 			t.Run(m.name(), func(t *testing.T) {
-				ctx, cancel := context.WithTimeout(context.Background(), messageBound)
-				defer cancel()
+				ctx := messageCtx(t)
 				cmd := fmt.Sprintf("%s %d %d", typeName(m.typ), m.size, i)
 				if err := c.Write(ctx, websocket.MessageText, []byte(cmd)); err != nil {
 					t.Fatalf("write request: %v", err)
@@ -219,20 +233,11 @@ func TestMessages(t *testing.T) {
 			})
 		}
 		t.Run("back-to-back-in-order", func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), messageBound)
-			defer cancel()
+			ctx := messageCtx(t)
 			if err := c.Write(ctx, websocket.MessageText, []byte("all 2000")); err != nil {
 				t.Fatalf("write request: %v", err)
 			}
-			for i, m := range messageCases(websocket.MessageText)[:2*len(messageSizes)] {
-				typ, got, err := c.Read(ctx)
-				if err != nil {
-					t.Fatalf("read message %d (%s): %v", i, m.name(), err)
-				}
-				if d := sameMessage(typ, got, m.typ, payload(m.typ, m.size, 2000+uint64(i))); d != "" {
-					t.Errorf("message %d (%s): %s", i, m.name(), d)
-				}
-			}
+			readInOrder(t, ctx, c, messageCases(websocket.MessageText)[:2*len(messageSizes)], 2000, "message")
 		})
 		closeNormally(t, f, c, relay.ReasonClientClosed)
 	})
@@ -326,20 +331,28 @@ func TestConcurrentPairs(t *testing.T) {
 		}()
 	}
 
-	failed := 0
-	for range pairs {
-		select {
-		case err := <-ready:
-			if err != nil {
-				failed++
-				if failed <= 5 {
-					t.Error(err)
+	// tally takes one result per pair from results and returns how many
+	// failed, reporting only the first five: when something breaks, a
+	// thousand pairs tend to fail alike.
+	tally := func(results <-chan error, stage string) int {
+		failed := 0
+		for range pairs {
+			select {
+			case err := <-results:
+				if err != nil {
+					failed++
+					if failed <= 5 {
+						t.Error(err)
+					}
 				}
+			case <-ctx.Done():
+				t.Fatalf("pairs not %s: %v", stage, ctx.Err())
 			}
-		case <-ctx.Done():
-			t.Fatalf("pairs not ready: %v", ctx.Err())
 		}
+		return failed
 	}
+
+	failed := tally(ready, "ready")
 	close(start)
 	if failed > 0 {
 		t.Fatalf("%d of %d pairs failed to start", failed, pairs)
@@ -349,21 +362,7 @@ func TestConcurrentPairs(t *testing.T) {
 	}
 	t.Logf("%d pairs live together after %v", pairs, time.Since(t0))
 
-	failed = 0
-	for range pairs {
-		select {
-		case err := <-done:
-			if err != nil {
-				failed++
-				if failed <= 5 {
-					t.Error(err)
-				}
-			}
-		case <-ctx.Done():
-			t.Fatalf("pairs not done: %v", ctx.Err())
-		}
-	}
-	if failed > 0 {
+	if failed := tally(done, "done"); failed > 0 {
 		t.Fatalf("%d of %d pairs failed", failed, pairs)
 	}
 	t.Logf("all traffic done after %v", time.Since(t0))
