@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -147,11 +148,16 @@ func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 		}
 	}
 
+	// WSALIVE_TEST_IO_URING=off runs the suite on the engine's fallback
+	// path, one system call per read and write: what wsalive does under
+	// Docker's default seccomp profile. .ci/run runs both.
+	ringOff := os.Getenv("WSALIVE_TEST_IO_URING") == "off"
 	f.engine, err = relay.New(relay.Options{
 		Loops:          2,
 		ReadBufferSize: opts.readBufferSize,
 		OnClose:        f.onClose,
 		Logger:         logger,
+		DisableIOUring: ringOff,
 	})
 	if err != nil {
 		up.Close()
@@ -159,6 +165,9 @@ func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 			t.Skipf("the relay engine runs on Linux only: %v", err)
 		}
 		t.Fatalf("relay.New: %v", err)
+	}
+	if ringOff && f.engine.Stats().IOUringLoops != 0 {
+		t.Fatal("io_uring is in use although WSALIVE_TEST_IO_URING=off")
 	}
 	f.server, err = proxy.NewServer(routes, f.engine, logger)
 	if err != nil {

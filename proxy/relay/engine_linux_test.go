@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -53,9 +54,15 @@ func newTestEngine(t *testing.T, opts Options) (*Engine, chan PairStats) {
 	t.Helper()
 	closed := make(chan PairStats, 100)
 	opts.OnClose = func(s PairStats) { closed <- s }
+	// WSALIVE_TEST_IO_URING=off runs these tests on the fallback path
+	// (.ci/run does, as Docker's default seccomp profile forces it).
+	opts.DisableIOUring = os.Getenv("WSALIVE_TEST_IO_URING") == "off"
 	e, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if opts.DisableIOUring && e.Stats().IOUringLoops != 0 {
+		t.Fatal("io_uring is in use although the test turned it off")
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
