@@ -270,10 +270,7 @@ func TestBackendRecordsEnds(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 
-	c1, _, _, err := ws.Dial(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c1 := dialWS(t, ctx, url)
 	defer c1.Close()
 	c1.Write(clientFrame(ws.OpPing, []byte("p")))
 	c1.Write(clientFrame(ws.OpText, []byte("hello")))
@@ -291,10 +288,7 @@ func TestBackendRecordsEnds(t *testing.T) {
 		t.Fatalf("close answer: %+v %v", f.Header, err)
 	}
 
-	c2, _, _, err := ws.Dial(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c2 := dialWS(t, ctx, url)
 	for b.upgraded.Load() < 2 {
 		time.Sleep(time.Millisecond)
 	}

@@ -73,10 +73,7 @@ func startEcho(t *testing.T) (*legacyecho.Server, *recordingListener, string) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	c, _, _, err := ws.Dial(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialWS(t, ctx, url)
 	defer c.Close()
 	if err := wsutil.WriteClientText(c, []byte("fixture")); err != nil {
 		t.Fatal(err)
@@ -88,6 +85,18 @@ func startEcho(t *testing.T) (*legacyecho.Server, *recordingListener, string) {
 		)
 	}
 	return srv, rl, url
+}
+
+// dialWS opens a WebSocket client connection to url, failing the test if
+// it cannot. The caller closes it: some tests need it open only briefly,
+// and some close it on purpose to see how the server records the end.
+func dialWS(t *testing.T, ctx context.Context, url string) net.Conn {
+	t.Helper()
+	c, _, _, err := ws.Dial(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // serveRaw runs handle on every upgraded connection of a listener on

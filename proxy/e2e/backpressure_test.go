@@ -240,16 +240,3 @@ func TestBackpressure(t *testing.T) {
 		closeNormally(t, f, c, relay.ReasonClientClosed)
 	})
 }
-
-// recvWithin is recv with its own bound.
-func recvWithin[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(d):
-		var zero T
-		t.Fatalf("no %s within %v", what, d)
-		return zero
-	}
-}

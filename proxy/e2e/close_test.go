@@ -14,24 +14,13 @@ import (
 )
 
 // watchEcho returns an upstream handler that echoes until its connection
-// ends, then sends the error that ended it on ended.
+// ends, then sends the error that ended it on ended: the close code and
+// reason the upstream saw are what the close tests check. A failed upgrade
+// sends nothing, as there was no connection to end.
 func watchEcho(ended chan<- error, opts *websocket.AcceptOptions) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		c := accept(w, r, opts)
-		if c == nil {
-			return
-		}
-		defer c.CloseNow()
-		ctx := r.Context()
-		for {
-			typ, msg, err := c.Read(ctx)
-			if err == nil {
-				err = c.Write(ctx, typ, msg)
-			}
-			if err != nil {
-				ended <- err
-				return
-			}
+		if err := serveMessages(w, r, opts, echoMessage); err != nil {
+			ended <- err
 		}
 	}
 }

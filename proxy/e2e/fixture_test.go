@@ -266,28 +266,47 @@ func accept(w http.ResponseWriter, r *http.Request, opts *websocket.AcceptOption
 	return c
 }
 
-// echo is an upstream handler that echoes every message until the
-// connection ends.
-func echo(w http.ResponseWriter, r *http.Request) {
-	echoWith(w, r, nil)
-}
-
-func echoWith(w http.ResponseWriter, r *http.Request, opts *websocket.AcceptOptions) {
+// serveMessages is the loop of every upstream handler that answers
+// messages: it accepts the upgrade with opts and hands each message the
+// client sends to answer, until the connection ends or answer fails. It
+// returns the error that ended the connection, for handlers that report how
+// it ended; that is never nil once the upgrade succeeded, so nil means the
+// upgrade failed (and accept has reported it already).
+func serveMessages(w http.ResponseWriter, r *http.Request, opts *websocket.AcceptOptions,
+	answer func(ctx context.Context, c *websocket.Conn, typ websocket.MessageType, msg []byte) error) error {
 	c := accept(w, r, opts)
 	if c == nil {
-		return
+		return nil
 	}
 	defer c.CloseNow()
 	ctx := r.Context()
 	for {
 		typ, msg, err := c.Read(ctx)
 		if err != nil {
-			return
+			return err
 		}
-		if err := c.Write(ctx, typ, msg); err != nil {
-			return
+		if err := answer(ctx, c, typ, msg); err != nil {
+			return err
 		}
 	}
+}
+
+// echoMessage is the answer of an echo: the message itself, as it came.
+func echoMessage(ctx context.Context, c *websocket.Conn, typ websocket.MessageType, msg []byte) error {
+	return c.Write(ctx, typ, msg)
+}
+
+// echo is an upstream handler that echoes every message until the
+// connection ends.
+func echo(w http.ResponseWriter, r *http.Request) {
+	echoWith(w, r, nil)
+}
+
+// echoWith is echo with the given accept options (compression,
+// subprotocols, ping hooks). How the connection ended does not matter to
+// its users, so the error is dropped.
+func echoWith(w http.ResponseWriter, r *http.Request, opts *websocket.AcceptOptions) {
+	_ = serveMessages(w, r, opts, echoMessage)
 }
 
 // dial connects a coder/websocket client to path through the proxy. The
@@ -368,12 +387,18 @@ func waitGroupWithin(wg *sync.WaitGroup, d time.Duration) bool {
 // recv waits for a value on ch, failing the test after waitBound.
 func recv[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
+	return recvWithin(t, ch, waitBound, what)
+}
+
+// recvWithin is recv with its own bound.
+func recvWithin[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
+	t.Helper()
 	select {
 	case v := <-ch:
 		return v
-	case <-time.After(waitBound):
+	case <-time.After(d):
 		var zero T
-		t.Fatalf("no %s within %v", what, waitBound)
+		t.Fatalf("no %s within %v", what, d)
 		return zero
 	}
 }

@@ -46,32 +46,11 @@ func messageCases(big websocket.MessageType) []messageCase {
 	return append(cs, messageCase{big, bigMessage})
 }
 
-// serveMessages accepts the upgrade and hands each message the client
-// sends to answer, until the connection ends or answer returns an error.
-func serveMessages(w http.ResponseWriter, r *http.Request,
-	answer func(ctx context.Context, c *websocket.Conn, typ websocket.MessageType, msg []byte) error) {
-	c := accept(w, r, nil)
-	if c == nil {
-		return
-	}
-	defer c.CloseNow()
-	ctx := r.Context()
-	for {
-		typ, msg, err := c.Read(ctx)
-		if err != nil {
-			return
-		}
-		if err := answer(ctx, c, typ, msg); err != nil {
-			return
-		}
-	}
-}
-
 // echoOrDigest is an upstream handler that echoes messages up to 1 MiB and
 // answers bigger ones with "<type> <length> <sha256 hex>", so that a big
 // message crosses each direction once only.
 func echoOrDigest(w http.ResponseWriter, r *http.Request) {
-	serveMessages(w, r, func(ctx context.Context, c *websocket.Conn, typ websocket.MessageType, msg []byte) error {
+	_ = serveMessages(w, r, nil, func(ctx context.Context, c *websocket.Conn, typ websocket.MessageType, msg []byte) error {
 		if len(msg) > 1<<20 {
 			typ, msg = websocket.MessageText, []byte(digest(typ, msg))
 		}
@@ -88,7 +67,7 @@ func digest(typ websocket.MessageType, msg []byte) string {
 // case of messageCases(text) back to back, in order.
 func sendOnRequest(w http.ResponseWriter, r *http.Request) {
 	f := upstreamOf(r)
-	serveMessages(w, r, func(ctx context.Context, c *websocket.Conn, _ websocket.MessageType, cmd []byte) error {
+	_ = serveMessages(w, r, nil, func(ctx context.Context, c *websocket.Conn, _ websocket.MessageType, cmd []byte) error {
 		var cases []messageCase
 		var seed uint64
 		var err error
