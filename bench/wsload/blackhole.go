@@ -289,16 +289,8 @@ func otherSide(side string) string {
 
 // bhClient is one client connection of a blackhole run.
 type bhClient struct {
-	conn net.Conn
-	r    io.Reader
-	wmu  sync.Mutex
-}
-
-func (c *bhClient) write(frame []byte, timeout time.Duration) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.conn.SetWriteDeadline(time.Now().Add(timeout))
-	c.conn.Write(frame)
+	clientConn
+	r io.Reader
 }
 
 // blackholeRun is the state of one blackhole run; teardown undoes it.
@@ -448,7 +440,7 @@ func runBlackhole(ctx context.Context, cfg Config, sum *Summary, errs *errorCoun
 				return
 			}
 		}
-		bc := &bhClient{conn: c, r: rd}
+		bc := &bhClient{clientConn: clientConn{conn: c}, r: rd}
 		r.mu.Lock()
 		r.clients = append(r.clients, bc)
 		r.mu.Unlock()
@@ -627,12 +619,12 @@ func (r *blackholeRun) holdClient(c *bhClient) {
 		case ws.OpPing:
 			if !r.frozen.Load() {
 				r.pings.Add(1)
-				c.write(clientFrame(ws.OpPong, p), r.cfg.CloseTimeout)
+				c.writeFrame(clientFrame(ws.OpPong, p), time.Now().Add(r.cfg.CloseTimeout))
 			}
 		case ws.OpClose:
 			ended(closeText(p))
 			if !r.frozen.Load() {
-				c.write(closeFrame(closeCodeOf(p)), r.cfg.CloseTimeout)
+				c.writeFrame(closeFrame(closeCodeOf(p)), time.Now().Add(r.cfg.CloseTimeout))
 				// Wait for the proxy to close TCP first.
 				c.conn.SetReadDeadline(time.Now().Add(r.cfg.CloseTimeout))
 				io.Copy(io.Discard, c.r)

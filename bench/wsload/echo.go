@@ -97,12 +97,10 @@ type echoRun struct {
 // Inflight messages outstanding, a reader goroutine matches echoes to them
 // in order. Writes from either (messages, pongs, the close) go under wmu.
 type echoConn struct {
-	run     *echoRun
-	id      uint32
-	conn    net.Conn
-	br      *bufio.Reader
-	wmu     sync.Mutex
-	closing atomic.Bool
+	run *echoRun
+	id  uint32
+	clientConn
+	br *bufio.Reader
 
 	// slots holds one token per message that may still be sent; pending
 	// holds the messages in flight, oldest first. Together they bound the
@@ -197,15 +195,15 @@ func runEcho(ctx context.Context, cfg Config, sum *Summary, errs *errorCounter) 
 func (r *echoRun) newConn(id uint32, c net.Conn, rd io.Reader, seed uint64) *echoConn {
 	k := r.cfg.Inflight
 	ec := &echoConn{
-		run:     r,
-		id:      id,
-		conn:    c,
-		br:      readerOf(rd, echoReadBuffer),
-		slots:   make(chan struct{}, k),
-		pending: make(chan inflightMsg, k),
-		dead:    make(chan struct{}),
-		rng:     rand.New(rand.NewPCG(seed, uint64(id))),
-		recv:    make([]byte, r.cfg.Size+1),
+		run:        r,
+		id:         id,
+		clientConn: clientConn{conn: c},
+		br:         readerOf(rd, echoReadBuffer),
+		slots:      make(chan struct{}, k),
+		pending:    make(chan inflightMsg, k),
+		dead:       make(chan struct{}),
+		rng:        rand.New(rand.NewPCG(seed, uint64(id))),
+		recv:       make([]byte, r.cfg.Size+1),
 	}
 	for range k {
 		ec.slots <- struct{}{}
@@ -305,21 +303,8 @@ func (ec *echoConn) write(ctx context.Context, writeDeadline time.Time) {
 }
 
 func (ec *echoConn) beginClose() {
-	deadline := time.Now().Add(ec.run.cfg.CloseTimeout)
-	if !ec.closing.CompareAndSwap(false, true) {
-		// The server began the close and the reader answered it.
-		return
-	}
-	ec.conn.SetReadDeadline(deadline)
-	ec.writeFrame(closeFrame(ws.StatusNormalClosure), deadline)
-}
-
-// writeFrame sends one whole control frame.
-func (ec *echoConn) writeFrame(frame []byte, deadline time.Time) {
-	ec.wmu.Lock()
-	defer ec.wmu.Unlock()
-	ec.conn.SetWriteDeadline(deadline)
-	ec.conn.Write(frame)
+	// If the server began the close, the reader has answered it.
+	ec.sendClose(ws.StatusNormalClosure, time.Now().Add(ec.run.cfg.CloseTimeout))
 }
 
 // errCloseReceived ends the read loop once the close frame is handled.
@@ -406,17 +391,15 @@ func (ec *echoConn) control(h ws.Header, src io.Reader) error {
 		r.pings.Add(1)
 		ec.writeFrame(clientFrame(ws.OpPong, p), time.Now().Add(r.cfg.CloseTimeout))
 	case ws.OpClose:
-		if !ec.closing.CompareAndSwap(false, true) {
-			// The answer to our close.
-			r.clean.Add(1)
-			return errCloseReceived
-		}
+		// Answered with the server's own code, unless it is the answer
+		// to our close.
 		code := closeCodeOf(p)
-		r.serverClosed.Add(1)
-		r.errs.add(fmt.Sprintf("server closed with %d", code))
-		deadline := time.Now().Add(r.cfg.CloseTimeout)
-		ec.conn.SetReadDeadline(deadline)
-		ec.writeFrame(closeFrame(code), deadline)
+		if ec.sendClose(code, time.Now().Add(r.cfg.CloseTimeout)) {
+			r.serverClosed.Add(1)
+			r.errs.add(fmt.Sprintf("server closed with %d", code))
+		} else {
+			r.clean.Add(1)
+		}
 		return errCloseReceived
 	}
 	return nil

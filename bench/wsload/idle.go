@@ -2,7 +2,6 @@ package wsload
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -41,13 +40,10 @@ type IdleStats struct {
 	ClosedUnclean int64 `json:"closed_unclean"`
 }
 
-// idleConn is one held connection. Its goroutine is the only reader; writes
-// (pongs, the close) happen under wmu so that frames never interleave.
+// idleConn is one held connection; its goroutine is the only reader.
 type idleConn struct {
-	conn    net.Conn
-	r       io.Reader
-	wmu     sync.Mutex
-	closing atomic.Bool
+	clientConn
+	r io.Reader
 }
 
 type idleRun struct {
@@ -64,7 +60,7 @@ func runIdle(ctx context.Context, cfg Config, sum *Summary, errs *errorCounter) 
 	r := &idleRun{cfg: cfg, errs: errs}
 	var lat Histogram
 	res, err := dialAll(ctx, cfg, &lat, errs, func(_ int, c net.Conn, rd io.Reader) {
-		ic := &idleConn{conn: c, r: rd}
+		ic := &idleConn{clientConn: clientConn{conn: c}, r: rd}
 		r.mu.Lock()
 		r.conns = append(r.conns, ic)
 		r.mu.Unlock()
@@ -120,22 +116,9 @@ func (r *idleRun) closeAll() {
 	r.mu.Unlock()
 	deadline := time.Now().Add(r.cfg.CloseTimeout)
 	for _, ic := range conns {
-		// Only one close frame per connection: skip those the server
-		// already began to close.
-		if !ic.closing.CompareAndSwap(false, true) {
-			continue
-		}
-		ic.conn.SetReadDeadline(deadline)
-		ic.write(closeFrame(ws.StatusNormalClosure), deadline)
+		// Those the server already began to close have answered it.
+		ic.sendClose(ws.StatusNormalClosure, deadline)
 	}
-}
-
-// write sends one whole frame; errors surface in the reading goroutine.
-func (ic *idleConn) write(frame []byte, deadline time.Time) {
-	ic.wmu.Lock()
-	defer ic.wmu.Unlock()
-	ic.conn.SetWriteDeadline(deadline)
-	ic.conn.Write(frame)
 }
 
 // hold reads the connection until it ends: it answers pings, ignores pongs,
@@ -155,7 +138,7 @@ func (r *idleRun) hold(ic *idleConn) {
 		if err := ws.CheckHeader(h, state); err != nil {
 			r.errs.add("server broke the protocol: " + err.Error())
 			r.unclean.Add(1)
-			ic.write(closeFrame(ws.StatusProtocolError), time.Now().Add(r.cfg.CloseTimeout))
+			ic.writeFrame(closeFrame(ws.StatusProtocolError), time.Now().Add(r.cfg.CloseTimeout))
 			return
 		}
 		if !h.OpCode.IsControl() {
@@ -182,22 +165,20 @@ func (r *idleRun) hold(ic *idleConn) {
 		switch h.OpCode {
 		case ws.OpPing:
 			r.pings.Add(1)
-			ic.write(clientFrame(ws.OpPong, p), time.Now().Add(r.cfg.CloseTimeout))
+			ic.writeFrame(clientFrame(ws.OpPong, p), time.Now().Add(r.cfg.CloseTimeout))
 		case ws.OpPong:
 			// An unsolicited pong is a heartbeat that needs no answer
 			// (RFC 6455 §5.5.3).
 			r.pongs.Add(1)
 		case ws.OpClose:
-			if !ic.closing.CompareAndSwap(false, true) {
-				// The answer to our close.
-				r.clean.Add(1)
-			} else {
-				code := closeCodeOf(p)
+			// Answered with the server's own code, unless it is the
+			// answer to our close.
+			code := closeCodeOf(p)
+			if ic.sendClose(code, time.Now().Add(r.cfg.CloseTimeout)) {
 				r.serverClosed.Add(1)
 				r.errs.add(fmt.Sprintf("server closed with %d", code))
-				deadline := time.Now().Add(r.cfg.CloseTimeout)
-				ic.conn.SetReadDeadline(deadline)
-				ic.write(closeFrame(code), deadline)
+			} else {
+				r.clean.Add(1)
 			}
 			// RFC 6455 §7.1.1: the server closes TCP first; wait for its
 			// FIN so that TIME_WAIT stays on the server side.
@@ -216,29 +197,4 @@ func (r *idleRun) ended(ic *idleConn, err error) {
 	}
 	r.dropped.Add(1)
 	r.errs.add("dropped while held: " + errorKind(err))
-}
-
-// clientFrame returns a whole masked client frame, with a fresh mask
-// (RFC 6455 §5.3). It copies payload.
-func clientFrame(op ws.OpCode, payload []byte) []byte {
-	return ws.MustCompileFrame(ws.MaskFrame(ws.NewFrame(op, true, payload)))
-}
-
-// closeFrame returns a masked close frame with code.
-func closeFrame(code ws.StatusCode) []byte {
-	if code == ws.StatusNoStatusRcvd {
-		// 1005 must not be sent on the wire (RFC 6455 §7.4.1): answer a
-		// close without a code with one without a code.
-		return clientFrame(ws.OpClose, nil)
-	}
-	return clientFrame(ws.OpClose, ws.NewCloseFrameBody(code, ""))
-}
-
-// closeCodeOf returns the status code of a close payload, or 1005 when it
-// has none.
-func closeCodeOf(p []byte) ws.StatusCode {
-	if len(p) < 2 {
-		return ws.StatusNoStatusRcvd
-	}
-	return ws.StatusCode(binary.BigEndian.Uint16(p))
 }
