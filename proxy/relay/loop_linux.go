@@ -546,7 +546,13 @@ func (l *loop) send(p *pair, to side, b *batch) {
 		d.pending.B = append(d.pending.B, seg...)
 	}
 	l.e.buffered.Add(int64(b.total))
-	l.flush(p, to)
+	// pump writes it, not send: send also runs in the middle of parsing
+	// a stream (a pong answering a ping), where a failed write would end
+	// the pair there and then, and its close frame toward the other side
+	// would overtake the data frames parsed before the ping.
+	if dst.writable {
+		l.enqueue(p)
+	}
 }
 
 // flush writes pending bytes toward side to until done or EAGAIN.
@@ -568,8 +574,22 @@ func (l *loop) flush(p *pair, to side) {
 		l.e.buffered.Add(int64(-n))
 		if d.pendOff == len(d.pending.B) {
 			l.dropPending(d)
+			l.releaseHeld(p, to)
 		}
 	}
+}
+
+// releaseHeld sends the answers held back while the sink toward side to
+// was blocked (see injectFrame), now that it has taken everything else.
+func (l *loop) releaseHeld(p *pair, to side) {
+	d := &p.dir[to.other()]
+	if !d.hasQueued() || !d.atBoundary() {
+		return // a frame is on its way: its end releases them
+	}
+	l.inj.reset()
+	d.emitQueued(&l.inj)
+	l.send(p, to, &l.inj)
+	l.inj.reset()
 }
 
 func (l *loop) dropPending(d *direction) {
@@ -613,7 +633,9 @@ func (l *loop) kill(p *pair, s side, r Reason, text string) {
 	toward.queued = nil
 	o := s.other()
 	oe := &p.ep[o]
-	if !oe.dead && !oe.closeSent {
+	from := &p.dir[s]
+	switch {
+	case !oe.dead && !oe.closeSent:
 		code := ws.StatusGoingAway
 		if oe.closeRecv {
 			// It started the close handshake and s died before
@@ -621,6 +643,12 @@ func (l *loop) kill(p *pair, s side, r Reason, text string) {
 			code, text = oe.closeCode, ""
 		}
 		l.sendClose(p, o, code, text)
+	case oe.closeSent && !oe.abort && !from.sinkClosed && !from.atBoundary():
+		// A close toward o waits behind a frame from s that s will now
+		// never finish: o cannot get a clean close, as sendClose would
+		// have decided had s been dead already.
+		oe.abort = true
+		from.queued = nil
 	}
 	l.beginClose(p)
 	l.maybeFinish(p)
@@ -681,8 +709,18 @@ func (l *loop) injectFrame(p *pair, to side, frame []byte, kind frameKind) {
 	if p.ep[to].dead || p.ep[to].abort {
 		return
 	}
+	d := &p.dir[to.other()]
+	if d.pending != nil && (kind == kindPong || kind == kindText) {
+		// The sink is not taking what it has. An answer (pong, app
+		// reply) waits until it has, replacing an older one of its kind
+		// (only the latest ping needs a pong, RFC 6455 §5.5.3): a peer
+		// that sends pings and never reads must not grow the buffer
+		// toward it past the backpressure bound. releaseHeld sends it.
+		d.hold(frame, kind)
+		return
+	}
 	l.inj.reset()
-	p.dir[to.other()].inject(frame, kind, &l.inj)
+	d.inject(frame, kind, &l.inj)
 	l.send(p, to, &l.inj)
 	l.inj.reset()
 }

@@ -163,11 +163,16 @@ func (l *loop) writeStage(st []stagedWrite, iov []unix.Iovec) {
 		if !ok {
 			continue
 		}
-		if v := iov[w.iov0:w.iov1]; len(v) == 1 {
+		switch v := iov[w.iov0:w.iov1]; {
+		case len(v) == 1:
 			l.ring.send(fd, v[0].Base, int(v[0].Len), uint64(i))
-		} else {
-			// The iovecs of one write are few (a read's bytes plus the
-			// frames injected around them), far below IOV_MAX.
+		case len(v) > iovMax:
+			// sendmsg takes at most IOV_MAX iovecs, and a read full of
+			// tiny pings answers each with a pong of its own: write this
+			// one the plain way, which goes in IOV_MAX chunks.
+			n, err := writeIovecs(fd, v)
+			l.results[i] = result(n, err)
+		default:
 			l.msgs = append(l.msgs, unix.Msghdr{})
 			m := &l.msgs[len(l.msgs)-1]
 			m.Iov = &v[0]
@@ -345,6 +350,11 @@ func writeIovecs(fd int, v []unix.Iovec) (int, error) {
 			continue
 		}
 		if err != nil {
+			if err == unix.EAGAIN && total > 0 {
+				// Earlier chunks went: a short write, not a failed
+				// one, or the caller would send them again.
+				return total, nil
+			}
 			return total, err
 		}
 		total += n

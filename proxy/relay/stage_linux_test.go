@@ -407,3 +407,31 @@ func TestYieldOnlyAfterControlRounds(t *testing.T) {
 		t.Fatal("yield with a pair waiting to be served")
 	}
 }
+
+// TestWriteIovecsFullAtAChunkEdge: when the sink fills up exactly at the
+// end of one IOV_MAX chunk, the next chunk's EAGAIN must not hide the
+// bytes already written, or settle would send them a second time.
+func TestWriteIovecsFullAtAChunkEdge(t *testing.T) {
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	const room = 4096 // one page: the smallest pipe
+	if _, err := unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, room); err != nil {
+		t.Skipf("F_SETPIPE_SZ: %v", err)
+	}
+	data := make([]byte, room+1)
+	v := make([]unix.Iovec, 0, iovMax+1)
+	for i := range iovMax { // the first chunk: exactly the pipe's room
+		v = append(v, unix.Iovec{Base: &data[i*4]})
+		v[i].SetLen(4)
+	}
+	v = append(v, unix.Iovec{Base: &data[room]})
+	v[iovMax].SetLen(1)
+	n, err := writeIovecs(fds[1], v)
+	if n != room || err != nil {
+		t.Fatalf("writeIovecs = %d, %v; want %d, nil (a short write)", n, err, room)
+	}
+}

@@ -165,7 +165,7 @@ func (s *stream) inject(frame []byte, kind frameKind, out *batch) {
 	}
 	// Whenever the sink is at a frame boundary, the queue holds at most a
 	// data frame waiting for its message boundary, which control frames
-	// may overtake.
+	// may overtake, and answers held while the sink is blocked.
 	if s.canEmit(kind) {
 		out.add(frame)
 		if kind == kindClose {
@@ -174,6 +174,15 @@ func (s *stream) inject(frame []byte, kind frameKind, out *batch) {
 			clear(s.queued)
 			s.queued = nil
 		}
+		return
+	}
+	s.hold(frame, kind)
+}
+
+// hold queues frame (copied) for the next boundary at which it may go. A
+// pong or a data frame replaces a queued one of its kind.
+func (s *stream) hold(frame []byte, kind frameKind) {
+	if s.sinkClosed {
 		return
 	}
 	if kind == kindPong || kind == kindText {
