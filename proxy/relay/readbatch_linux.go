@@ -62,14 +62,22 @@ func (l *loop) readBatch(ready []*pair) {
 			l.ring.recv(r.p.ep[r.s].sock(), &l.arena[r.at], batchReadSize, uint64(i))
 		}
 		l.readRes = l.readRes[:len(l.reads)]
-		if err := l.ring.submit(l.readRes); err != nil {
-			l.dropRing(err)
-			return // pump reads them the plain way
+		for i := range l.readRes {
+			l.readRes[i] = resultSkipped
 		}
+		err := l.ring.submit(l.readRes)
+		// Reads that ran took their bytes off the socket, even if the
+		// batch as a whole failed: they are settled either way.
 		for i, r := range l.reads {
-			l.settleRead(r, l.readRes[i])
+			if l.readRes[i] != resultSkipped {
+				l.settleRead(r, l.readRes[i])
+			}
 		}
 		clear(l.reads)
+		if err != nil {
+			l.dropRing(err)
+			return // pump reads the rest the plain way
+		}
 		if len(l.arena)-l.used < carryRoom+2*batchReadSize {
 			return // the arena is spent until the flush; pump reads the rest
 		}

@@ -435,3 +435,62 @@ func TestWriteIovecsFullAtAChunkEdge(t *testing.T) {
 		t.Fatalf("writeIovecs = %d, %v; want %d, nil (a short write)", n, err, room)
 	}
 }
+
+// TestRingProbe: the ring is only used where the kernel has the
+// operations the loop queues (send and recv arrived in 5.6, a kernel
+// after rings themselves).
+func TestRingProbe(t *testing.T) {
+	r, err := newRing(8)
+	if err != nil {
+		t.Skipf("io_uring unavailable here: %v", err)
+	}
+	defer r.close()
+	if err := r.probe(uringOpSend, uringOpRecv, uringOpSendmsg); err != nil {
+		t.Fatalf("a ring that newRing accepted fails its own probe: %v", err)
+	}
+	if err := r.probe(255); err == nil {
+		t.Fatal("the probe accepts operation 255, which no kernel has")
+	}
+}
+
+// TestRingShortSubmit: without IORING_SETUP_SUBMIT_ALL (kernels before
+// 5.18), the kernel stops submitting at a request that fails to start.
+// submit must not wait for completions that will never come, must store
+// the results of the requests that ran, and must leave the others marked
+// as not attempted, so that the loop writes them the plain way.
+func TestRingShortSubmit(t *testing.T) {
+	r, err := newRingFlags(8, 0)
+	if err != nil {
+		t.Skipf("io_uring unavailable here: %v", err)
+	}
+	defer r.close()
+	cli, srv := tcpPair(t)
+	defer cli.Close()
+	defer srv.Close()
+	fd, err := takeFD(srv, new(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	first, last := []byte("ran"), []byte("never")
+	r.send(fd, &first[0], len(first), 0)
+	r.queue(uringSQE{opcode: 255, fd: int32(fd), userData: 1}) // fails to start
+	r.send(fd, &last[0], len(last), 2)
+	res := []int32{resultSkipped, resultSkipped, resultSkipped}
+	done := make(chan error, 1)
+	go func() { done <- r.submit(res) }()
+	select {
+	case err = <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("submit waits for requests the kernel never took")
+	}
+	if err == nil {
+		t.Fatal("a short submission was not reported")
+	}
+	if res[0] != int32(len(first)) || res[1] >= 0 || res[2] != resultSkipped {
+		t.Fatalf("results %v: want %d, an error, and not attempted", res, len(first))
+	}
+	if got := readExactly(t, cli, len(first)); string(got) != "ran" {
+		t.Fatalf("peer got %q", got)
+	}
+}

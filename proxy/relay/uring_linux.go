@@ -99,6 +99,8 @@ const (
 	uringOpSend    = 26
 	uringOpRecv    = 27
 
+	uringRegisterProbe    = 8
+	uringOpSupported      = 1 << 0
 	uringSetupSubmitAll   = 1 << 7
 	uringSetupCoopTaskrun = 1 << 8
 	uringFeatSingleMmap   = 1 << 0
@@ -121,14 +123,18 @@ func init() {
 
 // newRing sets up a ring with room for entries requests per submit.
 func newRing(entries uint32) (*ring, error) {
-	var p uringParams
-	p.flags = uringSetupSubmitAll | uringSetupCoopTaskrun
-	fd, _, errno := unix.Syscall(unix.SYS_IO_URING_SETUP, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
-	if errno == unix.EINVAL {
+	r, err := newRingFlags(entries, uringSetupSubmitAll|uringSetupCoopTaskrun)
+	if errors.Is(err, unix.EINVAL) {
 		// Kernels before 5.19 know neither flag; they are optimisations.
-		p = uringParams{}
-		fd, _, errno = unix.Syscall(unix.SYS_IO_URING_SETUP, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
+		r, err = newRingFlags(entries, 0)
 	}
+	return r, err
+}
+
+// newRingFlags sets up a ring with the given IORING_SETUP_* flags.
+func newRingFlags(entries, flags uint32) (*ring, error) {
+	p := uringParams{flags: flags}
+	fd, _, errno := unix.Syscall(unix.SYS_IO_URING_SETUP, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
 	if errno != 0 {
 		return nil, fmt.Errorf("io_uring_setup: %w", errno)
 	}
@@ -157,7 +163,43 @@ func newRing(entries uint32) (*ring, error) {
 	r.cqHead, r.cqTail, r.cqMask = u32(p.cqOff.head), u32(p.cqOff.tail), *u32(p.cqOff.ringMask)
 	r.cqes = unsafe.Slice((*uringCQE)(unsafe.Add(base, p.cqOff.cqes)), p.cqEntries)
 	r.sqes = unsafe.Slice((*uringSQE)(unsafe.Pointer(&sqeMem[0])), p.sqEntries)
+	if err := r.probe(uringOpSend, uringOpRecv, uringOpSendmsg); err != nil {
+		r.close()
+		return nil, err
+	}
 	return r, nil
+}
+
+// uringProbe is struct io_uring_probe with room for every opcode.
+type uringProbe struct {
+	lastOp, opsLen uint8
+	_              uint16
+	_              [3]uint32
+	ops            [256]struct {
+		op    uint8
+		_     uint8
+		flags uint16
+		_     uint32
+	}
+}
+
+// probe checks that the kernel performs the given operations. Kernels 5.4
+// and 5.5 set up rings but know neither send nor recv: there, every batched
+// request would fail, and the loop would take that for dead sockets. Those
+// kernels cannot probe either (5.6 added both), so they fail here.
+func (r *ring) probe(ops ...uint8) error {
+	var pr uringProbe
+	_, _, errno := unix.RawSyscall6(unix.SYS_IO_URING_REGISTER, uintptr(r.fd), uringRegisterProbe,
+		uintptr(unsafe.Pointer(&pr)), uintptr(len(pr.ops)), 0, 0)
+	if errno != 0 {
+		return fmt.Errorf("io_uring: probing the kernel's operations: %w", errno)
+	}
+	for _, op := range ops {
+		if int(op) >= int(pr.opsLen) || pr.ops[op].flags&uringOpSupported == 0 {
+			return fmt.Errorf("io_uring: the kernel lacks operation %d (send and recv need 5.6)", op)
+		}
+	}
+	return nil
 }
 
 // full reports whether another request must wait for the next submit.
@@ -188,7 +230,8 @@ func (r *ring) queue(e uringSQE) {
 }
 
 // submit hands the queued requests to the kernel and stores each one's
-// result (bytes, or -errno) in res[tag].
+// result (bytes, or -errno) in res[tag]. On error, res[tag] is left as it
+// was for every request that did not run.
 func (r *ring) submit(res []int32) error {
 	n := r.queued
 	if n == 0 {
@@ -196,18 +239,26 @@ func (r *ring) submit(res []int32) error {
 	}
 	r.queued = 0
 	atomic.StoreUint32(r.sqTail, atomic.LoadUint32(r.sqTail)+n)
+	var submitted uint32
 	for {
 		// The requests never block, so the raw system call is safe: the
 		// scheduler needs no notice, as with the loop's read and write.
-		_, _, errno := unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(n), 0, 0, 0, 0)
+		ret, _, errno := unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(n), 0, 0, 0, 0)
 		if errno == unix.EINTR || errno == unix.EAGAIN || errno == unix.EBUSY {
 			continue
 		}
 		if errno != 0 {
 			return fmt.Errorf("io_uring_enter: %w", errno)
 		}
+		submitted = uint32(ret)
 		break
 	}
+	// Kernels without IORING_SETUP_SUBMIT_ALL stop at a request that fails
+	// to start. The rest stay in the ring, and the caller drops it: results
+	// are stored for the requests that ran, and the others keep the
+	// caller's "not attempted" mark.
+	queued := n
+	n = submitted
 	got := r.reap(res)
 	for got < n {
 		// Not expected with MSG_DONTWAIT, but if the kernel ever finished a
@@ -219,6 +270,9 @@ func (r *ring) submit(res []int32) error {
 			return fmt.Errorf("io_uring_enter (waiting): %w", errno)
 		}
 		got += r.reap(res)
+	}
+	if submitted < queued {
+		return fmt.Errorf("io_uring_enter took %d of %d requests", submitted, queued)
 	}
 	return nil
 }
