@@ -191,6 +191,22 @@ func TestPongsToBlockedClientAreBounded(t *testing.T) {
 	}
 }
 
+// serveRound runs one loop round for p once one of its sockets has
+// something to read, as epoll would report it.
+func serveRound(t *testing.T, l *loop, p *pair) {
+	t.Helper()
+	if p.done {
+		return // its sockets are closed
+	}
+	waitReadable(t, p.ep[client].sock(), p.ep[upstream].sock())
+	for s := range p.ep {
+		p.ep[s].readable = true
+	}
+	l.enqueue(p)
+	l.serveReady()
+	l.flushStage()
+}
+
 // waitReadable waits until one of fds has something to read (or an error
 // to report), as epoll would tell the loop.
 func waitReadable(t *testing.T, fds ...int) {
@@ -216,18 +232,7 @@ func TestQueuedReplyDoesNotHoldTheCloseOpen(t *testing.T) {
 	p.pol = NewPolicy(PolicyConfig{AppPingMatch: "ping", AppPingReply: "pong"})
 	p.dir[client].rules.wholeText = uint64(p.pol.appMatchLen)
 	p.closeTimeout = time.Hour
-	round := func() {
-		if p.done {
-			return // its sockets are closed
-		}
-		waitReadable(t, p.ep[client].sock(), p.ep[upstream].sock())
-		for s := range p.ep {
-			p.ep[s].readable = true
-		}
-		l.enqueue(p)
-		l.serveReady()
-		l.flushStage()
-	}
+	round := func() { serveRound(t, l, p) }
 	first := serverFrame(ws.OpText, false, []byte("part1"))
 	ups.Write(first)
 	round()
@@ -263,18 +268,7 @@ func TestSourceDiesMidFrameAfterQueuedClose(t *testing.T) {
 	l := stageLoop(t, false)
 	p, cli, ups := stagePair(t, l)
 	p.closeTimeout = time.Hour
-	round := func() {
-		if p.done {
-			return // its sockets are closed
-		}
-		waitReadable(t, p.ep[client].sock(), p.ep[upstream].sock())
-		for s := range p.ep {
-			p.ep[s].readable = true
-		}
-		l.enqueue(p)
-		l.serveReady()
-		l.flushStage()
-	}
+	round := func() { serveRound(t, l, p) }
 	whole := serverFrame(ws.OpBinary, true, make([]byte, 100))
 	ups.Write(whole[:12]) // header and 10 of 100 payload bytes
 	round()
