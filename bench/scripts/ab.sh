@@ -7,6 +7,7 @@
 #   bench/scripts/ab.sh echo BIN_A BIN_B [ROUNDS] [N] [SIZE]   # wsload echo, 4 s window
 #   bench/scripts/ab.sh idle BIN_A BIN_B [ROUNDS] [N]          # N idle pairs, heartbeats 5 s both sides, 10 s window
 #   bench/scripts/ab.sh hog  BIN_A BIN_B [ROUNDS] [N] [SIZE]   # echo with a busy loop pinned on the proxy's core
+#   bench/scripts/ab.sh handshake BIN_A BIN_B [ROUNDS] [N]     # N handshakes at 1,000/s: latency, proxy CPU
 #
 # BIN_A and BIN_B are wsalive binaries (go build -o DIR/ ./cmd/wsalive at
 # two commits). Needs: go (builds wsload and legacy-echo), root for the
@@ -17,7 +18,8 @@ case $MODE in
   echo) N=${5:-200} ;;
   hog) N=${5:-50} ;;
   idle) N=${5:-9000} ;;
-  *) echo "mode must be echo, idle or hog" >&2; exit 2 ;;
+  handshake) N=${5:-1000} ;;
+  *) echo "mode must be echo, idle, hog or handshake" >&2; exit 2 ;;
 esac
 SIZE=${6:-1024}
 OWN_TOOLS=
@@ -58,6 +60,12 @@ one() { # one run of build $1
     $on0 sh -c 'while :; do :; done' & pids+=($!)
     $on1 "$TOOLS/wsload" -mode echo -n "$N" -size "$SIZE" -inflight 1 -duration 5s -rate -1 -url "ws://$LISTEN/" >"$TOOLS/load.out" 2>&1 || true
     echo "$(basename "$(dirname "$bin")"): $(awk '/^messages:/ {print $4}' "$TOOLS/load.out") msg/s next to a CPU hog; $(grep '^round trip' "$TOOLS/load.out" | cut -c1-40)"
+  elif [ "$MODE" = handshake ]; then
+    sleep 1
+    local t0; t0=$(ticks "$proxy")
+    "$TOOLS/wsload" -mode idle -n "$N" -rate 1000 -hold 100ms -url "ws://$LISTEN/" >"$TOOLS/load.out" 2>&1 || true
+    local t1; t1=$(ticks "$proxy")
+    echo "$(basename "$(dirname "$bin")"): $(grep '^handshake' "$TOOLS/load.out" | cut -c1-75); proxy CPU $(( (t1 - t0) * 1000 / hz )) ms for $N connections"
   elif [ "$MODE" = echo ]; then
     "$TOOLS/wsload" -mode echo -n "$N" -size "$SIZE" -inflight 1 -duration 8s -rate -1 -url "ws://$LISTEN/" >"$TOOLS/load.out" 2>&1 &
     local load=$!; pids+=($load)
