@@ -55,3 +55,15 @@ type PairStats struct {
 	ClientHeartbeat   liveness.Stats
 	UpstreamHeartbeat liveness.Stats
 }
+
+// DrainReport is what Engine.Drain did to the pairs that were live when it
+// started.
+type DrainReport struct {
+	// Drained pairs were closed by the drain, with its close code.
+	Drained int
+	// Ended pairs closed for another reason before their drain moment.
+	Ended int
+	// Cut pairs were still open when the drain's context ended and were
+	// closed without finishing their close handshake.
+	Cut int
+}
