@@ -40,6 +40,9 @@ func build(f *fileConfig, missing hcl.Range) (*Config, hcl.Diagnostics) {
 		if n, ok := s.size(b.MaxHeaderBytes, minMaxHeaderBytes, maxMaxHeaderBytes); ok {
 			l.MaxHeaderBytes = int(n)
 		}
+		if b.TLS != nil {
+			l.TLS = s.buildListenerTLS(b.TLS)
+		}
 		cfg.Listeners = append(cfg.Listeners, l)
 	}
 
@@ -134,14 +137,16 @@ func buildRoute(top scope, b *routeBlock) (r *Route, matchOK bool) {
 		matchOK = false
 	}
 
+	upstreamOK := false
 	if text, ok := s.requiredStr(b.Upstream, b.DefRange, "upstream", `"ws://127.0.0.1:3000"`); ok {
 		if up, err := ParseUpstream(text); err != nil {
 			s.fail(b.Upstream.Expr.Range(), b.Upstream.Name, err.Error(),
-				`An upstream is a WebSocket URL such as "ws://127.0.0.1:3000/path", or host:port such as "127.0.0.1:3000".`)
+				`An upstream is a WebSocket URL such as "ws://127.0.0.1:3000/path" or "wss://backend:9443/path", or host:port such as "127.0.0.1:3000".`)
 		} else {
-			r.Upstream = up
+			r.Upstream, upstreamOK = up, true
 		}
 	}
+	s.buildUpstreamTLS(b.UpstreamTLS, r, upstreamOK)
 
 	if n, ok := s.size(b.MaxFrameSize, minMaxFrameSize, maxMaxFrameSize); ok {
 		r.MaxFrameSize = n

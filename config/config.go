@@ -37,7 +37,13 @@ type Listener struct {
 	Address string
 	// MaxHeaderBytes bounds the size of a client's HTTP request head.
 	MaxHeaderBytes int
+	// TLS, when not nil, makes this a TLS listener (see tls.go).
+	TLS *ListenerTLS
 }
+
+// IsTLS reports whether the listener terminates TLS: its clients' scheme
+// is https/wss.
+func (l Listener) IsTLS() bool { return l.TLS != nil }
 
 // Admin is the admin HTTP endpoint (metrics, health); used by later work.
 type Admin struct {
@@ -66,6 +72,9 @@ type Route struct {
 	PathPrefix string
 	// Upstream is where matching requests are relayed.
 	Upstream Upstream
+	// UpstreamTLS is how to speak TLS to the upstream: not nil exactly
+	// when Upstream.TLS is set (a wss:// upstream).
+	UpstreamTLS *UpstreamTLS
 	// MaxFrameSize is the largest frame payload, in bytes, relayed in either
 	// direction; a bigger frame ends the pair with 1009. Always at least
 	// 125, so that legal control frames pass.
@@ -146,9 +155,11 @@ type AppPing struct {
 type Upstream struct {
 	// Raw is the value as written in the configuration.
 	Raw string
-	// Address is host:port to dial; the port is always present (80 when
-	// the upstream named none).
+	// Address is host:port to dial; the port is always present (80, or
+	// 443 for wss://, when the upstream named none).
 	Address string
+	// TLS is set for a wss:// upstream.
+	TLS bool
 	// Path is the upstream URL's path, decoded as url.URL.Path is, ""
 	// when none was given. When not empty (even "/") it replaces the
 	// route's matched PathPrefix, as nginx's proxy_pass with a URI does.

@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"crypto/tls"
+	"time"
+)
 
 // Every default and every limit of the configuration lives in this file, so
 // that the values, and the reasons for them, are read in one place. The
@@ -42,6 +45,16 @@ const (
 	// DefaultUpstreamPort is used when an upstream names no port: 80 is
 	// the default port of ws:// URIs (RFC 6455 §3).
 	DefaultUpstreamPort = 80
+	// DefaultSecureUpstreamPort is used when a wss:// upstream names no
+	// port: 443, the default port of wss:// URIs (RFC 6455 §3).
+	DefaultSecureUpstreamPort = 443
+
+	// DefaultTLSMinVersion is the oldest TLS version a TLS listener
+	// accepts. TLS 1.0 and 1.1 are deprecated (RFC 8996) and no browser
+	// still offers them; 1.2 rather than 1.3 because older clients and
+	// load balancers (Android 9 and earlier, some Java 8 and .NET stacks)
+	// still stop at 1.2, which is safe with the cipher suites Go offers.
+	DefaultTLSMinVersion = tls.VersionTLS12
 )
 
 // Heartbeat defaults, per side. A side's worst-case detection time, from

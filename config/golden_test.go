@@ -59,6 +59,7 @@ func dump(cfg *Config) string {
 	var b strings.Builder
 	for _, l := range cfg.Listeners {
 		fmt.Fprintf(&b, "listener address=%q max_header_bytes=%d\n", l.Address, l.MaxHeaderBytes)
+		dumpListenerTLS(&b, l.TLS)
 	}
 	if cfg.Admin != nil {
 		fmt.Fprintf(&b, "admin address=%q\n", cfg.Admin.Address)
@@ -70,6 +71,7 @@ func dump(cfg *Config) string {
 		fmt.Fprintf(&b, "route %q host=%q path_prefix=%q upstream={raw=%q address=%q path=%q} max_frame_size=%d handshake_timeout=%s close_timeout=%s\n",
 			r.Name, r.Host, r.PathPrefix, r.Upstream.Raw, r.Upstream.Address, r.Upstream.Path,
 			r.MaxFrameSize, r.HandshakeTimeout, r.CloseTimeout)
+		dumpUpstreamTLS(&b, r.UpstreamTLS)
 		dumpHeartbeat(&b, sideClient, r.ClientHeartbeat)
 		dumpHeartbeat(&b, sideUpstream, r.UpstreamHeartbeat)
 		fmt.Fprintf(&b, "  nat_idle_timeout=%s nat_profile=%q idle_timeout=%s max_lifetime=%s max_lifetime_jitter=%s\n",
@@ -86,4 +88,34 @@ func dumpHeartbeat(b *strings.Builder, side string, h Heartbeat) {
 		side, h.Enabled, h.Interval, h.Timeout, h.MaxMissed, h.MinInterval, h.MaxInterval, h.AnswerPings)
 	fmt.Fprintf(b, "    tcp keepalive_idle=%s keepalive_interval=%s keepalive_count=%d user_timeout=%s\n",
 		h.TCP.Idle, h.TCP.Interval, h.TCP.Count, h.TCP.UserTimeout)
+}
+
+func dumpListenerTLS(b *strings.Builder, t *ListenerTLS) {
+	if t == nil {
+		return
+	}
+	fmt.Fprintf(b, "  tls min_version=%s client_ca_file=%q\n", tlsVersionName(t.MinVersion), t.ClientCAFile)
+	for i, c := range t.Certificates {
+		fmt.Fprintf(b, "    certificate %d cert_file=%q key_file=%q\n", i, c.CertFile, c.KeyFile)
+	}
+}
+
+func dumpUpstreamTLS(b *strings.Builder, t *UpstreamTLS) {
+	if t == nil {
+		return
+	}
+	fmt.Fprintf(b, "  upstream_tls ca_file=%q server_name=%q insecure_skip_verify=%t", t.CAFile, t.ServerName, t.InsecureSkipVerify)
+	if t.ClientCert != nil {
+		fmt.Fprintf(b, " cert_file=%q key_file=%q", t.ClientCert.CertFile, t.ClientCert.KeyFile)
+	}
+	b.WriteString("\n")
+}
+
+func tlsVersionName(v uint16) string {
+	for name, ver := range tlsVersions {
+		if ver == v {
+			return name
+		}
+	}
+	return fmt.Sprintf("0x%04x", v)
 }

@@ -351,10 +351,8 @@ func TestParseErrors(t *testing.T) {
 		// route upstream
 		{"upstream missing", routeSrc(`close_timeout = "5s"`),
 			[]wantDiag{{4, 1, `route "default": upstream: required setting is missing`}}},
-		{"upstream wss", routeSrc(`upstream = "wss://127.0.0.1:3000"`),
-			[]wantDiag{{5, 14, `route "default": upstream: wss upstreams are not supported yet: TLS to the upstream is planned`}}},
 		{"upstream http", routeSrc(`upstream = "http://127.0.0.1:3000"`),
-			[]wantDiag{{5, 14, `route "default": upstream: unsupported scheme "http": want ws://`}}},
+			[]wantDiag{{5, 14, `route "default": upstream: unsupported scheme "http": want ws:// or wss://`}}},
 		{"upstream query", routeSrc(`upstream = "ws://127.0.0.1:3000/?a=b"`),
 			[]wantDiag{{5, 14, `route "default": upstream: a query ("?...") is not supported in an upstream URL`}}},
 
@@ -460,7 +458,7 @@ engine {
   loops = 5000
 }
 route "a" {
-  upstream      = "wss://x"
+  upstream      = "https://x"
   close_timeout = "5x"
   bogus         = 1
 }
@@ -472,7 +470,7 @@ route "b" {
 	checkDiags(t, err, []wantDiag{
 		{2, 13, `listener: address: invalid address "127.0.0.1": missing port in address`},
 		{5, 11, `engine: loops: must be between 0 and 1024, got 5000`},
-		{8, 19, `route "a": upstream: wss upstreams are not supported yet: TLS to the upstream is planned`},
+		{8, 19, `route "a": upstream: unsupported scheme "https": want ws:// or wss://`},
 		{9, 19, `route "a": close_timeout: invalid duration "5x": want a number with a unit, such as "5s"`},
 		{10, 3, `Unsupported argument`},
 		{12, 1, `route "b": upstream: required setting is missing`},
@@ -552,6 +550,20 @@ func TestMinimal(t *testing.T) {
 			t.Errorf("got\n%s\nwant\n%s", dump(got), dump(want))
 		}
 	})
+	t.Run("wss upstream", func(t *testing.T) {
+		got, err := Minimal(":0", "wss://backend.example.com/socket")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := got.Routes[0]
+		if up := r.Upstream; up.Address != "backend.example.com:443" || !up.TLS || up.Path != "/socket" {
+			t.Errorf("Upstream = %+v", up)
+		}
+		want := UpstreamTLS{ServerName: "backend.example.com"}
+		if r.UpstreamTLS == nil || *r.UpstreamTLS != want {
+			t.Errorf("UpstreamTLS = %+v, want %+v (system roots, the URL's host)", r.UpstreamTLS, want)
+		}
+	})
 	t.Run("host:port upstream", func(t *testing.T) {
 		got, err := Minimal(":0", "localhost:3000")
 		if err != nil {
@@ -571,9 +583,9 @@ func TestMinimal(t *testing.T) {
 			`-listen:1,1-10: Error: listener: address: invalid address "127.0.0.1": missing port in address`,
 			"   1: 127.0.0.1\n",
 		}},
-		{"wss upstream", ":8080", "wss://example.com", 1, []string{
-			`-upstream:1,1-18: Error: route "default": upstream: wss upstreams are not supported yet`,
-			"   1: wss://example.com\n",
+		{"https upstream", ":8080", "https://example.com", 1, []string{
+			`-upstream:1,1-20: Error: route "default": upstream: unsupported scheme "https"`,
+			"   1: https://example.com\n",
 		}},
 		{"both bad", "", "", 2, []string{
 			`-listen:1,1-1: Error: listener: address: invalid address ""`,

@@ -40,6 +40,7 @@ type fileConfig struct {
 type listenerBlock struct {
 	Address        *hcl.Attribute
 	MaxHeaderBytes *hcl.Attribute
+	TLS            *tlsBlock // nil when absent
 
 	DefRange hcl.Range // the block header, where a missing setting is reported
 }
@@ -74,9 +75,10 @@ type routeBlock struct {
 	MaxLifetime       *hcl.Attribute
 	MaxLifetimeJitter *hcl.Attribute
 
-	ClientHeartbeat   *heartbeatBlock // heartbeat "client"; nil when absent
-	UpstreamHeartbeat *heartbeatBlock // heartbeat "upstream"; nil when absent
-	AppPing           *appPingBlock   // nil when absent
+	ClientHeartbeat   *heartbeatBlock   // heartbeat "client"; nil when absent
+	UpstreamHeartbeat *heartbeatBlock   // heartbeat "upstream"; nil when absent
+	AppPing           *appPingBlock     // nil when absent
+	UpstreamTLS       *upstreamTLSBlock // nil when absent
 
 	NameRange hcl.Range // the label, where a bad or duplicate name is reported
 	DefRange  hcl.Range
@@ -137,15 +139,17 @@ func attributes(names ...string) *hcl.BodySchema {
 }
 
 var (
-	listenerSchema = attributes("address", "max_header_bytes")
-	adminSchema    = attributes("address")
-	engineSchema   = attributes("loops", "io_uring")
-	routeSchema    = withBlocks(attributes("host", "path_prefix", "upstream",
+	listenerSchema = withBlocks(attributes("address", "max_header_bytes"),
+		hcl.BlockHeaderSchema{Type: "tls"})
+	adminSchema  = attributes("address")
+	engineSchema = attributes("loops", "io_uring")
+	routeSchema  = withBlocks(attributes("host", "path_prefix", "upstream",
 		"max_frame_size", "handshake_timeout", "close_timeout",
 		"nat_idle_timeout", "nat_profile", "idle_timeout",
 		"max_lifetime", "max_lifetime_jitter"),
 		hcl.BlockHeaderSchema{Type: "heartbeat", LabelNames: []string{"side"}},
 		hcl.BlockHeaderSchema{Type: "app_ping"},
+		hcl.BlockHeaderSchema{Type: "upstream_tls"},
 	)
 	heartbeatSchema = attributes("enabled", "interval", "timeout", "max_missed",
 		"min_interval", "max_interval", "answer_pings",
@@ -174,6 +178,7 @@ func decodeFile(body hcl.Body) (*fileConfig, hcl.Diagnostics) {
 			f.Listeners = append(f.Listeners, &listenerBlock{
 				Address:        c.Attributes["address"],
 				MaxHeaderBytes: c.Attributes["max_header_bytes"],
+				TLS:            decodeListenerTLS(c.Blocks, &diags),
 				DefRange:       b.DefRange,
 			})
 		case "admin":
@@ -285,6 +290,8 @@ func decodeRoute(b *hcl.Block, diags *hcl.Diagnostics) *routeBlock {
 				Reply:    ac.Attributes["reply"],
 				DefRange: nb.DefRange,
 			}
+		case "upstream_tls":
+			decodeUpstreamTLS(s, nb, &r.UpstreamTLS, diags)
 		}
 	}
 	return r

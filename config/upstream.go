@@ -9,22 +9,19 @@ import (
 	"strings"
 )
 
-// errWSS is kept apart because users will ask for wss first, and deserve to
-// hear that it is planned rather than that it is wrong.
-var errWSS = errors.New("wss upstreams are not supported yet: TLS to the upstream is planned")
-
 // ParseUpstream parses an upstream as written in a route's upstream setting
-// or given to the -upstream flag. Two forms are accepted:
+// or given to the -upstream flag. Three forms are accepted:
 //
 //	ws://host[:port][/path]   a WebSocket URL; the port defaults to 80
+//	wss://host[:port][/path]  the same over TLS; the port defaults to 443
 //	host:port                 shorthand for ws://host:port
 //
-// wss://, other schemes, user information, a query and a fragment are
+// Other schemes, user information, a query and a fragment are
 // refused. The error does not repeat s, so that callers can place it after
 // their own mention of the value.
 func ParseUpstream(s string) (Upstream, error) {
 	if strings.TrimSpace(s) == "" {
-		return Upstream{}, errors.New("empty upstream: want ws://host[:port][/path] or host:port")
+		return Upstream{}, errors.New("empty upstream: want ws://host[:port][/path], wss://host[:port][/path] or host:port")
 	}
 	text := s
 	if !strings.Contains(s, "://") {
@@ -52,12 +49,13 @@ func ParseUpstream(s string) (Upstream, error) {
 		}
 		return Upstream{}, fmt.Errorf("invalid URL: %v", err)
 	}
+	port := strconv.Itoa(DefaultUpstreamPort)
 	switch u.Scheme { // url.Parse lower-cases the scheme
 	case "ws":
 	case "wss":
-		return Upstream{}, errWSS
+		port = strconv.Itoa(DefaultSecureUpstreamPort)
 	default:
-		return Upstream{}, fmt.Errorf("unsupported scheme %q: want ws://", u.Scheme)
+		return Upstream{}, fmt.Errorf("unsupported scheme %q: want ws:// or wss://", u.Scheme)
 	}
 	if u.User != nil {
 		// wsalive never sends URL credentials, so accepting them would only
@@ -75,7 +73,6 @@ func ParseUpstream(s string) (Upstream, error) {
 	if host == "" {
 		return Upstream{}, errors.New("missing host")
 	}
-	port := strconv.Itoa(DefaultUpstreamPort)
 	if strings.HasSuffix(u.Host, ":") {
 		return Upstream{}, errors.New(`missing port after ":"`)
 	}
@@ -94,6 +91,7 @@ func ParseUpstream(s string) (Upstream, error) {
 		Raw:     s,
 		Address: net.JoinHostPort(host, port),
 		Path:    path,
+		TLS:     u.Scheme == "wss",
 	}, nil
 }
 

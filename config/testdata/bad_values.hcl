@@ -16,7 +16,7 @@ engine {
 route "default" {
   host              = "example.com:443"
   path_prefix       = "ws"
-  upstream          = "wss://127.0.0.1:3000"
+  upstream          = "ftp://127.0.0.1:3000"
   max_frame_size    = "16XB"
   handshake_timeout = 10
   close_timeout     = "5x"

@@ -3,8 +3,8 @@ listener {
   address = ":8080"
 }
 
-route "tls" {
-  upstream = "wss://chat.example.com/socket"
+route "https" {
+  upstream = "https://chat.example.com/socket"
 }
 
 route "http" {
