@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -119,7 +120,11 @@ func NewServer(routes []*config.Route, r Relay, logger *slog.Logger) (*Server, e
 	s.routes = make(map[*config.Route]*routeState, len(routes))
 	for _, route := range routes {
 		s.headTimeout = max(s.headTimeout, handshakeTimeout(route))
-		s.routes[route] = newRouteState(route)
+		rs := newRouteState(route)
+		if rs.upstreamTLS, err = upstreamTLSConfig(route, logger); err != nil {
+			return nil, err
+		}
+		s.routes[route] = rs
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
@@ -139,6 +144,9 @@ type routeState struct {
 	// dialAddr is what to dial: upstream's host, with port 80 when it
 	// names none, as ws.Dialer reads a ws:// URL's host.
 	dialAddr string
+	// upstreamTLS is the client TLS configuration for a wss:// upstream,
+	// nil for ws:// (see upstream_tls.go).
+	upstreamTLS *tls.Config
 }
 
 func newRouteState(r *config.Route) *routeState {

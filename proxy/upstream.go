@@ -50,7 +50,7 @@ type upstreamResponse struct {
 
 // upstreamConn is the result of a successful upstream handshake.
 type upstreamConn struct {
-	conn net.Conn // the raw *net.TCPConn
+	conn net.Conn // the raw *net.TCPConn, or a *tls.Conn for wss://
 	// buffered holds bytes the upstream sent behind its 101.
 	buffered []byte
 	hs       ws.Handshake
@@ -175,10 +175,9 @@ func (s *Server) dialUpstream(ctx context.Context, route *config.Route, rs *rout
 	// with "/", so the address is the URL's whole authority.
 	u.Scheme, u.Host = rs.upstream.Scheme, rs.upstream.Host
 
-	var nd net.Dialer
-	conn, err := nd.DialContext(ctx, "tcp", rs.dialAddr)
-	if err != nil {
-		return upstreamConn{}, &upstreamError{status: upstreamErrorStatus(err), err: err}
+	conn, uerr := dialUpstreamConn(ctx, rs) // TCP, plus TLS for wss://
+	if uerr != nil {
+		return upstreamConn{}, uerr
 	}
 	uc, uerr := s.upgradeUpstream(ctx, conn, u, route, req, up, clientIP)
 	if uerr != nil {
