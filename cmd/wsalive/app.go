@@ -12,6 +12,7 @@ import (
 	"github.com/wsalive/wsalive/config"
 	"github.com/wsalive/wsalive/proxy"
 	"github.com/wsalive/wsalive/proxy/relay"
+	"github.com/wsalive/wsalive/proxy/tlsconf"
 )
 
 // app is one running proxy: the relay engine, the handshake server and its
@@ -27,6 +28,8 @@ type app struct {
 	serveErr  chan error
 	// stopRelease ends releaseAfterBursts.
 	stopRelease context.CancelFunc
+	// tlsServers hold the TLS listeners' certificates (see tls.go).
+	tlsServers []*tlsconf.Server
 }
 
 // startApp listens on every configured address and starts serving. On
@@ -50,7 +53,7 @@ func startApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 	}
 	a.server = srv
 	for _, l := range cfg.Listeners {
-		ln, err := net.Listen("tcp", l.Address)
+		ln, err := a.listen(l) // TLS when the listener has a tls block
 		if err != nil {
 			a.abort()
 			return nil, fmt.Errorf("listener %s: %w", l.Address, err)
@@ -85,6 +88,7 @@ func startApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 
 // abort undoes a half-started app.
 func (a *app) abort() {
+	_ = a.closeTLS()
 	for _, ln := range a.listeners {
 		ln.Close()
 	}
@@ -104,6 +108,7 @@ func (a *app) stop(ctx context.Context) error {
 	a.stopRelease()
 	errServer := a.server.Shutdown(ctx)
 	errEngine := a.engine.Close(ctx)
+	_ = a.closeTLS() // only stops watching files; errors say nothing about pairs
 	var errAdmin error
 	if a.admin != nil {
 		errAdmin = a.admin.Shutdown(ctx)
