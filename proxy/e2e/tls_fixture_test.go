@@ -214,6 +214,11 @@ type tlsFixtureOptions struct {
 	// upstreamTLS, for a wss:// upstream, replaces the default settings
 	// (system roots).
 	upstreamTLS *config.UpstreamTLS
+	// route, when not nil, is applied to the route before the server is
+	// built: it sets liveness policies (see withLiveness).
+	route func(*config.Route)
+	// readBufferSize is the engine's ReadBufferSize; 0 means 64 KiB.
+	readBufferSize int
 }
 
 // tlsFixture is a running wsalive (TLS listener or plain, one route) in
@@ -267,9 +272,13 @@ func newTLSFixture(t *testing.T, opts tlsFixtureOptions) *tlsFixture {
 	if opts.upstreamTLS != nil {
 		route.UpstreamTLS = opts.upstreamTLS
 	}
+	if opts.route != nil {
+		opts.route(route)
+	}
 
 	f.engine, err = relay.New(relay.Options{
 		Loops:          2,
+		ReadBufferSize: opts.readBufferSize,
 		OnClose:        f.onClose,
 		Logger:         logger,
 		DisableIOUring: os.Getenv("WSALIVE_TEST_IO_URING") == "off",
