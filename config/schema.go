@@ -75,10 +75,11 @@ type routeBlock struct {
 	MaxLifetime       *hcl.Attribute
 	MaxLifetimeJitter *hcl.Attribute
 
-	ClientHeartbeat   *heartbeatBlock   // heartbeat "client"; nil when absent
-	UpstreamHeartbeat *heartbeatBlock   // heartbeat "upstream"; nil when absent
-	AppPing           *appPingBlock     // nil when absent
-	UpstreamTLS       *upstreamTLSBlock // nil when absent
+	ClientHeartbeat   *heartbeatBlock // heartbeat "client"; nil when absent
+	UpstreamHeartbeat *heartbeatBlock // heartbeat "upstream"; nil when absent
+	AppPing           *appPingBlock   // nil when absent
+
+	UpstreamTLS *upstreamTLSBlock // nil when absent (see tls.go)
 
 	NameRange hcl.Range // the label, where a bad or duplicate name is reported
 	DefRange  hcl.Range
@@ -139,11 +140,10 @@ func attributes(names ...string) *hcl.BodySchema {
 }
 
 var (
-	listenerSchema = withBlocks(attributes("address", "max_header_bytes"),
-		hcl.BlockHeaderSchema{Type: "tls"})
-	adminSchema  = attributes("address")
-	engineSchema = attributes("loops", "io_uring")
-	routeSchema  = withBlocks(attributes("host", "path_prefix", "upstream",
+	listenerSchema = withBlocks(attributes("address", "max_header_bytes"), hcl.BlockHeaderSchema{Type: "tls"})
+	adminSchema    = attributes("address")
+	engineSchema   = attributes("loops", "io_uring")
+	routeSchema    = withBlocks(attributes("host", "path_prefix", "upstream",
 		"max_frame_size", "handshake_timeout", "close_timeout",
 		"nat_idle_timeout", "nat_profile", "idle_timeout",
 		"max_lifetime", "max_lifetime_jitter"),
