@@ -209,6 +209,8 @@ func (s *Server) readHead(c net.Conn, maxHeader int, deadline time.Time) (*http.
 			}, nil
 		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), isTimeout(err), errors.Is(err, net.ErrClosed):
 			return nil, nil, nil, err
+		case tlsHandshakeFailed(c): // nothing can be answered in plain text (see client_tls.go)
+			return nil, nil, nil, err
 		default:
 			var ne *net.OpError
 			if errors.As(err, &ne) {

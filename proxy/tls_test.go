@@ -248,6 +248,12 @@ func TestTLSListener(t *testing.T) {
 			t.Errorf("answer %d %q, want 400 about TLS", ex.resp.StatusCode, ex.body)
 		}
 		expectClosed(t, ex.conn, ex.br)
+		// Logged before the connection closed, at debug: the client's
+		// mistake, not the upstream's.
+		if logs := p.log.String(); !strings.Contains(logs, `msg="handshake failed: reading request head"`) ||
+			!strings.Contains(logs, "plain HTTP request on a TLS port") {
+			t.Errorf("log lacks the plain HTTP request:\n%s", logs)
+		}
 	})
 }
 
