@@ -8,7 +8,8 @@
 // liveness settings of a route (heartbeats, TCP keepalive, NAT idle
 // limits, idle timeout, lifetime, application pings) are converted and
 // checked against each other in liveness.go, and the named NAT profiles
-// are in nat.go.
+// are in nat.go. A listener's tls block and a route's upstream_tls block
+// are in tls.go.
 //
 // A configuration that cannot be used yields an *Error carrying every
 // problem found, each pointing at the file, line and column of the value at
