@@ -232,8 +232,7 @@ func (s scope) buildListenerTLS(b *tlsBlock) *ListenerTLS {
 // upstream parsed; when it did not, only b's own values are checked.
 func (s scope) buildUpstreamTLS(b *upstreamTLSBlock, r *Route, upstreamOK bool) {
 	if upstreamOK && r.Upstream.TLS {
-		host, _, _ := net.SplitHostPort(r.Upstream.Address)
-		r.UpstreamTLS = &UpstreamTLS{ServerName: host}
+		r.UpstreamTLS = DefaultUpstreamTLS(r.Upstream)
 	}
 	if b == nil {
 		return
@@ -273,6 +272,14 @@ func (s scope) buildUpstreamTLS(b *upstreamTLSBlock, r *Route, upstreamOK bool) 
 		}
 		r.UpstreamTLS = t
 	}
+}
+
+// DefaultUpstreamTLS is the TLS toward a wss:// upstream u without an
+// upstream_tls block: the system's roots, and u's host as the name its
+// certificate must cover.
+func DefaultUpstreamTLS(u Upstream) *UpstreamTLS {
+	host, _, _ := net.SplitHostPort(u.Address)
+	return &UpstreamTLS{ServerName: host}
 }
 
 // certPair converts a cert_file/key_file pair; both are required. block

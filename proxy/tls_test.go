@@ -406,6 +406,37 @@ func TestWSSUpstream(t *testing.T) {
 
 func TestWSSUpstreamSettings(t *testing.T) {
 	m := newTestMaterial(t)
+	// The scheme decides whether TLS is spoken, whatever settings a route
+	// carries: -upstream may replace a file's upstream with the other
+	// scheme.
+	t.Run("wss without settings verifies against the system roots", func(t *testing.T) {
+		up := startTLSUpstream(t, &tls.Config{Certificates: []tls.Certificate{m.server.TLS}}, echoAfter101)
+		p := startTLSProxy(t, []*config.Route{wssRoute(up.addr, nil)}, nil)
+		ex := roundTrip(t, p.addr, upgradeRequest("/ws", "example.com", ""))
+		if ex.resp.StatusCode != http.StatusBadGateway {
+			t.Errorf("answer %d, want 502: the test CA is not among the system roots", ex.resp.StatusCode)
+		}
+		expectClosed(t, ex.conn, ex.br)
+		p.stop(t)
+		if logs := p.log.String(); !strings.Contains(logs, "unknown authority") {
+			t.Errorf("log lacks unknown authority:\n%s", logs)
+		}
+	})
+	t.Run("ws with leftover settings stays plain", func(t *testing.T) {
+		up := startRawUpstream(t, echoAfter101)
+		route := testRoute("ws", up.addr, 2*time.Second)
+		route.UpstreamTLS = &config.UpstreamTLS{CAFile: m.caFile, ServerName: "backend.internal"}
+		p := startTLSProxy(t, []*config.Route{route}, nil)
+		ex := roundTrip(t, p.addr, upgradeRequest("/ws", "example.com", ""))
+		if ex.resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("answer %d %q, want 101 over plain TCP", ex.resp.StatusCode, ex.body)
+		}
+		if h := p.relay.waitHandoff(t); h.Upstream == nil {
+			t.Fatal("no upstream in the handoff")
+		} else if _, ok := h.Upstream.(*net.TCPConn); !ok {
+			t.Errorf("handoff upstream is %T, want *net.TCPConn", h.Upstream)
+		}
+	})
 	t.Run("insecure_skip_verify is logged at start", func(t *testing.T) {
 		logs := &logBuffer{out: t.Output()}
 		_, err := NewServer([]*config.Route{wssRoute("127.0.0.1:1", &config.UpstreamTLS{InsecureSkipVerify: true})},

@@ -13,14 +13,21 @@ import (
 )
 
 // upstreamTLSConfig builds the client TLS configuration of a route whose
-// upstream is wss://, nil for a ws:// one. Its files are read once, here,
-// so that a missing CA file stops the start instead of failing every
-// handshake. Turning verification off is allowed but never silent.
+// upstream is wss://, nil for a ws:// one. The scheme decides, not the
+// presence of settings: a route assembled outside config.Parse (the
+// -upstream flag over a file's route, a test) may carry settings for the
+// scheme it had before. Files are read once, here, so that a missing CA
+// file stops the start instead of failing every handshake. Turning
+// verification off is allowed but never silent.
 func upstreamTLSConfig(route *config.Route, logger *slog.Logger) (*tls.Config, error) {
-	if route.UpstreamTLS == nil {
+	if !route.Upstream.TLS {
 		return nil, nil
 	}
-	conf, err := tlsconf.NewClient(route.UpstreamTLS)
+	settings := route.UpstreamTLS
+	if settings == nil {
+		settings = config.DefaultUpstreamTLS(route.Upstream)
+	}
+	conf, err := tlsconf.NewClient(settings)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: route %q: %w", route.Name, err)
 	}
