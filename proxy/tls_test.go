@@ -143,7 +143,7 @@ func echoAfter101(c net.Conn, req *http.Request) {
 
 // wssRoute is a catch-all route to a wss:// upstream at addr.
 func wssRoute(addr string, t *config.UpstreamTLS) *config.Route {
-	r := testRoute("wss", addr, 2*time.Second)
+	r := testRoute("wss", addr, waitBound)
 	r.Upstream.Raw, r.Upstream.TLS = "wss://"+addr, true
 	r.UpstreamTLS = t
 	return r
@@ -215,7 +215,7 @@ func (m *testMaterial) listenerTLS(t *testing.T, clientCAFile string) *tlsconf.S
 func TestTLSListener(t *testing.T) {
 	m := newTestMaterial(t)
 	up := startRawUpstream(t, echoAfter101)
-	p := startTLSProxy(t, []*config.Route{testRoute("plain-upstream", up.addr, 2*time.Second)}, m.listenerTLS(t, ""))
+	p := startTLSProxy(t, []*config.Route{testRoute("plain-upstream", up.addr, waitBound)}, m.listenerTLS(t, ""))
 
 	t.Run("TLS client reaches the 101", func(t *testing.T) {
 		c, err := tls.DialWithDialer(&net.Dialer{Timeout: waitBound}, "tcp", p.addr,
@@ -262,7 +262,7 @@ func TestTLSListenerClientCertificates(t *testing.T) {
 	clients := tlstest.NewCA(t, "clients CA")
 	clientCAFile := clients.WriteFile(t, m.dir, "clients.crt")
 	up := startRawUpstream(t, echoAfter101)
-	p := startTLSProxy(t, []*config.Route{testRoute("mtls", up.addr, 2*time.Second)}, m.listenerTLS(t, clientCAFile))
+	p := startTLSProxy(t, []*config.Route{testRoute("mtls", up.addr, waitBound)}, m.listenerTLS(t, clientCAFile))
 	member := clients.Leaf(t, tlstest.LeafOptions{Names: []string{"alice"}, Client: true})
 
 	t.Run("accepted", func(t *testing.T) {
@@ -382,7 +382,12 @@ func TestWSSUpstream(t *testing.T) {
 			}
 			client := tc.client
 			route := wssRoute(addr, &client)
-			route.HandshakeTimeout = 500 * time.Millisecond
+			// Short only where the timeout is the point: a TLS handshake
+			// under -race on a loaded machine can take most of a second.
+			route.HandshakeTimeout = waitBound
+			if tc.noAnswer {
+				route.HandshakeTimeout = 500 * time.Millisecond
+			}
 			p := startTLSProxy(t, []*config.Route{route}, nil)
 			ex := roundTrip(t, p.addr, upgradeRequest("/ws", "example.com", ""))
 			if ex.resp.StatusCode != tc.status {
@@ -424,7 +429,7 @@ func TestWSSUpstreamSettings(t *testing.T) {
 	})
 	t.Run("ws with leftover settings stays plain", func(t *testing.T) {
 		up := startRawUpstream(t, echoAfter101)
-		route := testRoute("ws", up.addr, 2*time.Second)
+		route := testRoute("ws", up.addr, waitBound)
 		route.UpstreamTLS = &config.UpstreamTLS{CAFile: m.caFile, ServerName: "backend.internal"}
 		p := startTLSProxy(t, []*config.Route{route}, nil)
 		ex := roundTrip(t, p.addr, upgradeRequest("/ws", "example.com", ""))
