@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
+
 	"github.com/wsalive/wsalive/config"
 	"github.com/wsalive/wsalive/proxy/tlsconf/tlstest"
 )
@@ -619,4 +621,70 @@ func TestPlainHTTPOnTLSPort(t *testing.T) {
 		}
 		echo(t, c, "tls")
 	})
+}
+
+func TestRelevantEvents(t *testing.T) {
+	dir := t.TempDir()
+	cert := filepath.Join(dir, "tls.crt")
+	names := map[string]bool{cert: true}
+	for _, tc := range []struct {
+		name string
+		ev   fsnotify.Event
+		want bool
+	}{
+		{"the file written", fsnotify.Event{Name: cert, Op: fsnotify.Write}, true},
+		{"a file renamed over it", fsnotify.Event{Name: cert, Op: fsnotify.Create}, true},
+		{"the file removed", fsnotify.Event{Name: cert, Op: fsnotify.Remove}, true},
+		{"the Kubernetes ..data swap", fsnotify.Event{Name: filepath.Join(dir, "..data"), Op: fsnotify.Create}, true},
+		{"a new Kubernetes timestamped directory", fsnotify.Event{Name: filepath.Join(dir, "..2026_12_03_09_00_00.1"), Op: fsnotify.Create}, true},
+		{"only its mode changed", fsnotify.Event{Name: cert, Op: fsnotify.Chmod}, false},
+		{"another file in the directory", fsnotify.Event{Name: filepath.Join(dir, "other.crt"), Op: fsnotify.Write}, false},
+		{"an editor's swap file", fsnotify.Event{Name: filepath.Join(dir, ".tls.crt.swp"), Op: fsnotify.Write}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := relevant(tc.ev, names); got != tc.want {
+				t.Errorf("relevant(%v) = %v, want %v", tc.ev, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidityWarnings(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, "validity CA")
+	notBefore := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	notAfter := notBefore.Add(90 * 24 * time.Hour)
+	c, k := ca.Leaf(t, tlstest.LeafOptions{Names: []string{"localhost"}, NotBefore: notBefore, NotAfter: notAfter}).WriteFiles(t, dir, "server")
+	cfg := &config.ListenerTLS{Certificates: []config.CertFiles{{CertFile: c, KeyFile: k}}, MinVersion: tls.VersionTLS12}
+	for _, tc := range []struct {
+		name string
+		now  time.Time
+		want string // in the log; "" for no warning
+	}{
+		{"valid", notBefore.Add(time.Hour), ""},
+		{"expired", notAfter.Add(time.Second), "certificate has expired"},
+		{"not valid yet", notBefore.Add(-time.Second), "certificate is not valid yet"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs strings.Builder
+			s, err := NewServer(cfg, Options{
+				Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+				Now:    func() time.Time { return tc.now },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			got := logs.String()
+			if tc.want == "" {
+				if strings.Contains(got, "level=WARN") {
+					t.Errorf("unexpected warning:\n%s", got)
+				}
+				return
+			}
+			if !strings.Contains(got, "level=WARN") || !strings.Contains(got, tc.want) || !strings.Contains(got, c) {
+				t.Errorf("log lacks a warning %q naming %s:\n%s", tc.want, c, got)
+			}
+		})
+	}
 }
