@@ -27,7 +27,7 @@ func upstreamTLSConfig(route *config.Route, logger *slog.Logger) (*tls.Config, e
 	if settings == nil {
 		settings = config.DefaultUpstreamTLS(route.Upstream)
 	}
-	conf, err := tlsconf.NewClient(settings)
+	conf, err := tlsconf.NewClient(settings, logger.With("route", route.Name))
 	if err != nil {
 		return nil, fmt.Errorf("proxy: route %q: %w", route.Name, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"time"
@@ -18,8 +19,10 @@ import (
 // SNI; the client certificate, when configured, is presented to an
 // upstream that asks for one. Only http/1.1 is offered by ALPN, so that an
 // upstream that also speaks HTTP/2 answers the upgrade. Files are read
-// once, here; the error names the file at fault.
-func NewClient(t *config.UpstreamTLS) (*tls.Config, error) {
+// here, and the error names the file at fault; the client certificate is
+// read again when its files change (see clientCert), the CA file is not.
+// logger (nil: slog.Default()) hears about client certificate reloads.
+func NewClient(t *config.UpstreamTLS, logger *slog.Logger) (*tls.Config, error) {
 	if t == nil {
 		return nil, errors.New("tls: no upstream TLS settings")
 	}
@@ -43,12 +46,14 @@ func NewClient(t *config.UpstreamTLS) (*tls.Config, error) {
 		conf.RootCAs = pool
 	}
 	if t.ClientCert != nil {
-		c, err := tls.LoadX509KeyPair(t.ClientCert.CertFile, t.ClientCert.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls: upstream_tls client certificate %s with key %s: %w",
-				t.ClientCert.CertFile, t.ClientCert.KeyFile, err)
+		if logger == nil {
+			logger = slog.Default()
 		}
-		conf.Certificates = []tls.Certificate{c}
+		c, err := newClientCert(*t.ClientCert, logger)
+		if err != nil {
+			return nil, err
+		}
+		conf.GetClientCertificate = c.get
 	}
 	return conf, nil
 }

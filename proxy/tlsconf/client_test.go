@@ -117,7 +117,7 @@ func TestClassify(t *testing.T) {
 			config.UpstreamTLS{ServerName: "backend.internal", InsecureSkipVerify: true}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			conf, err := NewClient(&tc.client)
+			conf, err := NewClient(&tc.client, quietLogger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -150,27 +150,57 @@ func TestClientCertificateToUpstream(t *testing.T) {
 	dir := t.TempDir()
 	ca := tlstest.NewCA(t, "upstream CA")
 	clients := tlstest.NewCA(t, "wsalive clients CA")
+	presented := make(chan string, 8)
 	server := &tls.Config{
 		Certificates: []tls.Certificate{ca.Leaf(t, tlstest.LeafOptions{Names: []string{"backend.internal"}}).TLS},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    clients.Pool(),
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			presented <- cs.PeerCertificates[0].Subject.CommonName
+			return nil
+		},
 	}
-	certFile, keyFile := clients.Leaf(t, tlstest.LeafOptions{Names: []string{"wsalive"}, Client: true}).WriteFiles(t, dir, "client")
+	addr := upstream(t, server)
+	first := clients.Leaf(t, tlstest.LeafOptions{Names: []string{"wsalive-1"}, Client: true})
+	certFile, keyFile := first.WriteFiles(t, dir, "client")
 	conf, err := NewClient(&config.UpstreamTLS{
 		CAFile:     ca.WriteFile(t, dir, "ca.crt"),
 		ServerName: "backend.internal",
 		ClientCert: &config.CertFiles{CertFile: certFile, KeyFile: keyFile},
-	})
+	}, quietLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := handshake(t, upstream(t, server), conf)
-	if err != nil {
-		t.Fatalf("handshake: %v", err)
-	}
 	// The server verifies the certificate before it answers: a round trip
 	// proves it was accepted, under TLS 1.3 too.
-	echo(t, c, "mutual")
+	expectPresented := func(t *testing.T, want string) {
+		t.Helper()
+		c, err := handshake(t, addr, conf)
+		if err != nil {
+			t.Fatalf("handshake: %v", err)
+		}
+		echo(t, c, "mutual")
+		select {
+		case got := <-presented:
+			if got != want {
+				t.Errorf("the upstream saw client certificate %q, want %q", got, want)
+			}
+		case <-time.After(waitBound):
+			t.Fatal("the upstream saw no client certificate")
+		}
+	}
+
+	t.Run("presented", func(t *testing.T) { expectPresented(t, "wsalive-1") })
+	t.Run("renewed on disk", func(t *testing.T) {
+		second := clients.Leaf(t, tlstest.LeafOptions{Names: []string{"wsalive-2"}, Client: true})
+		replaceFile(t, keyFile, second.KeyPEM)
+		replaceFile(t, certFile, second.CertPEM)
+		expectPresented(t, "wsalive-2")
+	})
+	t.Run("a broken renewal keeps the previous one", func(t *testing.T) {
+		replaceFile(t, certFile, []byte("not a certificate"))
+		expectPresented(t, "wsalive-2")
+	})
 }
 
 func TestNewClientErrors(t *testing.T) {
@@ -191,7 +221,7 @@ func TestNewClientErrors(t *testing.T) {
 			[]string{"client certificate", missing}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := NewClient(&tc.cfg)
+			_, err := NewClient(&tc.cfg, quietLogger(t))
 			if err == nil {
 				t.Fatal("NewClient succeeded")
 			}
