@@ -104,10 +104,11 @@ func loadConfig(file, listen, upstream string) (*config.Config, error) {
 			return nil, usageError{fmt.Sprintf("-listen %q: %v", listen, err)}
 		}
 		max := config.DefaultMaxHeaderBytes
+		var listenerTLS *config.ListenerTLS // kept like max: -listen must not drop TLS
 		if len(cfg.Listeners) > 0 {
-			max = cfg.Listeners[0].MaxHeaderBytes
+			max, listenerTLS = cfg.Listeners[0].MaxHeaderBytes, cfg.Listeners[0].TLS
 		}
-		cfg.Listeners = []config.Listener{{Address: listen, MaxHeaderBytes: max}}
+		cfg.Listeners = []config.Listener{{Address: listen, MaxHeaderBytes: max, TLS: listenerTLS}}
 	}
 	if upstream != "" {
 		if len(cfg.Routes) != 1 {

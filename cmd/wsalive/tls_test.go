@@ -53,6 +53,15 @@ route "default" {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Run("-listen keeps the file's TLS", func(t *testing.T) {
+		over, err := loadConfig(file, "127.0.0.1:0", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l := over.Listeners[0]; l.Address != "127.0.0.1:0" || !l.IsTLS() {
+			t.Errorf("listener %+v, want the -listen address with the file's tls block", l)
+		}
+	})
 
 	t.Run("serves TLS", func(t *testing.T) {
 		a, err := startApp(cfg, slog.New(slog.DiscardHandler))
