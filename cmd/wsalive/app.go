@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,7 +64,7 @@ type app struct {
 
 	reloadMu sync.Mutex // one reload at a time
 
-	// stopRelease ends releaseAfterBursts.
+	// stopRelease ends releaseWhenIdle.
 	stopRelease context.CancelFunc
 	stopOnce    sync.Once
 }
@@ -196,7 +197,11 @@ func startApp(cfg *config.Config, logger *slog.Logger, opts appOptions) (*app, e
 	}
 	var ctx context.Context
 	ctx, a.stopRelease = context.WithCancel(context.Background())
-	go releaseAfterBursts(ctx, srv.Accepted)
+	handshakes := goroutineHandshakes(runtime.NumGoroutine() + 1) // +1: the watcher itself
+	if hc, ok := any(srv).(handshakeCounter); ok {
+		handshakes = hc.InHandshake
+	}
+	go releaseWhenIdle(ctx, handshakes, func() int64 { return eng.Stats().Pairs })
 	a.state.advance(stateServing)
 	return a, nil
 }
