@@ -11,6 +11,10 @@ import (
 // as "(devel)".
 var linkVersion string
 
+// linkRevision is set at link time where the build context has no .git
+// (a container build): -ldflags "-X main.linkRevision=$(git rev-parse HEAD)".
+var linkRevision string
+
 // buildVersion returns the version and the VCS revision this binary was
 // built from, read from its build information: the module version that
 // `go install module@version` records, and the commit (with "+dirty"
@@ -38,6 +42,9 @@ func buildVersion() (version, revision string) {
 	}
 	if linkVersion != "" {
 		version = linkVersion
+	}
+	if linkRevision != "" && revision == "unknown" {
+		revision = linkRevision
 	}
 	return version, revision
 }
