@@ -21,6 +21,7 @@ import (
 
 	"github.com/wsalive/wsalive/config"
 	"github.com/wsalive/wsalive/examples/legacyecho"
+	"github.com/wsalive/wsalive/proxy/relay"
 )
 
 // fixture is a running app in front of the legacy echo backend, with its
@@ -70,7 +71,8 @@ route "default" {
 %s`, drain, backend, extra)
 }
 
-func startFixture(t *testing.T, drain string, opts appOptions) *fixture {
+// startEcho starts the legacy echo backend and returns its address.
+func startEcho(t *testing.T) string {
 	t.Helper()
 	bln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -79,7 +81,12 @@ func startFixture(t *testing.T, drain string, opts appOptions) *fixture {
 	echo := legacyecho.New(slog.New(slog.DiscardHandler))
 	go echo.Serve(bln)
 	t.Cleanup(func() { echo.Close() })
-	f := &fixture{t: t, backend: "ws://" + bln.Addr().String(), logs: &syncBuffer{}}
+	return bln.Addr().String()
+}
+
+func startFixture(t *testing.T, drain string, opts appOptions) *fixture {
+	t.Helper()
+	f := &fixture{t: t, backend: "ws://" + startEcho(t), logs: &syncBuffer{}}
 	f.file = filepath.Join(t.TempDir(), "wsalive.hcl")
 	f.write(configText(f.backend, drain, ""))
 	cfg, err := config.Load(f.file)
@@ -377,5 +384,57 @@ func waitFor(t *testing.T, ctx context.Context, cond func() bool) {
 		case <-ctx.Done():
 			t.Fatal("condition not reached in time")
 		}
+	}
+}
+
+// recordingDrainer is an engine drain that records what it was asked.
+type recordingDrainer struct {
+	code   uint16
+	reason string
+	window time.Duration
+	left   time.Duration // time left before ctx's deadline, at the call
+}
+
+func (d *recordingDrainer) Drain(ctx context.Context, code uint16, reason string, window time.Duration) (relay.DrainReport, error) {
+	d.code, d.reason, d.window = code, reason, window
+	if dl, ok := ctx.Deadline(); ok {
+		d.left = time.Until(dl)
+	}
+	return relay.DrainReport{Drained: 7, Ended: 2}, nil
+}
+
+// TestDrainHandsTheEngineItsOwnBound: the engine's drain gets the
+// configured code, reason and window, and its full bound (window +
+// close_timeout + 1 s) even when a handshake in flight used up its own
+// grace first (issue 12, defect 1).
+func TestDrainHandsTheEngineItsOwnBound(t *testing.T) {
+	d := &recordingDrainer{}
+	f := startFixture(t, `delay = "0s"
+window = "20s"
+close_code = 4001`, appOptions{drainer: d})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	idle, err := net.Dial("tcp", f.a.listenerAddrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	waitFor(t, ctx, func() bool { return f.a.server.Accepted() >= 1 })
+	f.a.startDrain("test")
+	select {
+	case <-f.a.drainDone:
+	case <-ctx.Done():
+		t.Fatal("the drain did not end")
+	}
+	if d.code != 4001 || d.reason != "service restart" || d.window != 20*time.Second {
+		t.Fatalf("engine drained with code %d reason %q window %s", d.code, d.reason, d.window)
+	}
+	// 20 s window + 5 s close_timeout + 1 s; the handshake's grace came
+	// before and took nothing from it.
+	if want := 26 * time.Second; d.left < want-500*time.Millisecond || d.left > want {
+		t.Fatalf("the engine's drain had %s left, want about %s", d.left, want)
+	}
+	if out := f.a.drainResult; out.Drained != 7 || out.Ended != 2 || !out.HandshakesAbandoned {
+		t.Fatalf("outcome %+v, want the engine's report and the abandoned handshake", out)
 	}
 }

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"fmt"
 	"net/http/httptest"
 	"sort"
 	"strings"
@@ -311,4 +312,48 @@ func BenchmarkRouteHandle(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkScrape measures one scrape of a registry with every series a
+// busy process has: routes × close reasons, handshake results, both sides
+// and directions, histograms filled, plus the Go and process collectors.
+// The number of pairs does not matter: no series is per pair.
+func BenchmarkScrape(b *testing.B) {
+	for _, routes := range []int{1, 10, 50} {
+		b.Run(fmt.Sprintf("routes=%d", routes), func(b *testing.B) {
+			p := NewPrometheus(PrometheusOptions{Version: "v1", Revision: "r"})
+			reasons := []string{"client_closed", "upstream_closed", "client_gone", "upstream_gone",
+				"client_protocol_error", "upstream_protocol_error", "client_frame_too_big",
+				"upstream_frame_too_big", "shutdown", "client_heartbeat_timeout",
+				"upstream_heartbeat_timeout", "idle_timeout", "max_lifetime"}
+			for i := range routes {
+				r := p.Route(fmt.Sprintf("route-%d", i))
+				for _, reason := range reasons {
+					r.PairOpened()
+					r.PairClosed(reason)
+				}
+				for _, res := range []string{"ok", "404", "502", "504", "426"} {
+					r.Handshake(res, time.Millisecond)
+				}
+				for _, s := range []Side{Client, Upstream} {
+					r.Ping(s)
+					r.Pong(s, time.Millisecond)
+					r.Miss(s)
+				}
+				r.Relayed(ToClient, 1, 1)
+				r.Relayed(ToUpstream, 1, 1)
+			}
+			h := p.Handler()
+			var size int
+			b.ReportAllocs()
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				req := httptest.NewRequest("GET", "/metrics", nil)
+				req.Header.Set("Accept", "text/plain; version=0.0.4")
+				h.ServeHTTP(rec, req)
+				size = rec.Body.Len()
+			}
+			b.ReportMetric(float64(size), "bytes/scrape")
+		})
+	}
 }
