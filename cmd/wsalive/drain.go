@@ -165,7 +165,7 @@ func (a *app) runDrain(trigger string) {
 	}
 
 	out := drainOutcome{Trigger: trigger}
-	a.logger.Info("draining: listeners closed; closing live pairs", "pairs", a.engine.Stats().Pairs)
+	a.logger.Info("draining: closing the listeners", "handshake_grace", handshakeGrace.String())
 	hctx, cancel := context.WithTimeout(a.forceCtx, handshakeGrace)
 	if err := a.server.Shutdown(hctx); err != nil {
 		out.HandshakesAbandoned = true
@@ -174,6 +174,7 @@ func (a *app) runDrain(trigger string) {
 	cancel()
 
 	bound := d.Window + maxCloseTimeout(cfg) + time.Second
+	a.logger.Info("draining: closing live pairs", "pairs", a.engine.Stats().Pairs, "bound", bound.String())
 	ectx, cancel := context.WithTimeout(a.forceCtx, bound)
 	rep, err := a.drainer.Drain(ectx, d.CloseCode, drainReason, d.Window)
 	cancel()
