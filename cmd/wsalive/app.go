@@ -203,6 +203,7 @@ func startApp(cfg *config.Config, logger *slog.Logger, opts appOptions) (*app, e
 	}
 	go releaseWhenIdle(ctx, handshakes, func() int64 { return eng.Stats().Pairs })
 	a.state.advance(stateServing)
+	logger.Info("serving: ready")
 	return a, nil
 }
 

@@ -105,7 +105,7 @@ route "default" {
 	lines := logLines(r)
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	waitLine(t, ctx, lines, "listening")
+	waitLine(t, ctx, lines, "serving: ready")
 	resp, err := http.Get("http://" + admin + "/readyz")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("/readyz: %v %v", resp, err)
