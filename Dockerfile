@@ -20,11 +20,15 @@ COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=devel
+# The build info records the git commit only where .git is in the build
+# context; REVISION names it where it is not (docker build --build-arg
+# REVISION=$(git rev-parse HEAD)). `wsalive version` shows both.
+ARG REVISION=
 # CGO off: the relay uses epoll through golang.org/x/sys, no libc needed,
 # so the binary runs on a base image without one.
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=linux go build -trimpath \
-      -ldflags "-s -w -X main.buildVersion=${VERSION}" \
+      -ldflags "-s -w -X main.linkVersion=${VERSION} -X main.linkRevision=${REVISION}" \
       -o /out/wsalive ./cmd/wsalive
 # Fail the image build, not the first start, on a broken example config.
 RUN /out/wsalive validate -config /src/examples/configs/container.hcl
@@ -32,12 +36,17 @@ RUN /out/wsalive validate -config /src/examples/configs/container.hcl
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/wsalive /usr/local/bin/wsalive
 COPY --from=build /src/examples/configs/container.hcl /etc/wsalive/wsalive.hcl
-# 8080: clients; 9090: admin (/healthz, /stats, /debug/pprof), keep private.
+# 8080: clients; 9090: admin (/readyz, /healthz, /metrics, /stats, /drain;
+# pprof only with admin { pprof = true }), keep private.
 EXPOSE 8080 9090
 USER nonroot:nonroot
-# SIGTERM stops accepting, sends 1001 to every pair and waits for close
-# handshakes (up to the longest close_timeout plus 1 s): give the container
-# runtime's stop timeout at least that.
+# Distroless has no shell or curl: the binary probes itself.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["/usr/local/bin/wsalive", "health", "-url", "http://127.0.0.1:9090/readyz"]
+# SIGTERM drains: not ready at once, accepting for drain.delay (5 s), then
+# live pairs closed spread over drain.window (30 s) with 1012. Give the
+# runtime's stop timeout delay + window + close_timeout + 2 s (docker stop
+# -t 45, compose stop_grace_period: 45s), or shorten the drain block.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/wsalive"]
 CMD ["run", "-config", "/etc/wsalive/wsalive.hcl"]

@@ -21,7 +21,16 @@ import (
 func build(f *fileConfig, missing hcl.Range) (*Config, hcl.Diagnostics) {
 	var diags hcl.Diagnostics
 	top := scope{diags: &diags}
-	cfg := &Config{Engine: newEngine()}
+	cfg := &Config{
+		Static:     Static{Engine: newEngine()},
+		Reloadable: Reloadable{Drain: newDrain(), LogLevel: DefaultLogLevel},
+	}
+	if lvl, ok := top.logLevel(f.LogLevel); ok {
+		cfg.LogLevel = lvl
+	}
+	if f.Drain != nil {
+		top.child("drain").buildDrain(f.Drain, &cfg.Drain)
+	}
 
 	if len(f.Listeners) == 0 {
 		top.fail(missing, "", "no listener block: at least one is required",
@@ -52,6 +61,11 @@ func build(f *fileConfig, missing hcl.Range) (*Config, hcl.Diagnostics) {
 		if addr, ok := s.requiredListenAddress(b.Address, b.DefRange); ok {
 			cfg.Admin.Address = addr
 			s.checkUnique(listening, b.Address, addr, "a listener")
+		}
+		if b.Pprof != nil {
+			if v, ok := s.boolean(b.Pprof); ok {
+				cfg.Admin.Pprof = v
+			}
 		}
 	}
 

@@ -17,19 +17,54 @@
 package config
 
 import (
+	"log/slog"
 	"time"
 )
 
-// Config is the validated runtime configuration the program runs on.
+// Config is the validated runtime configuration the program runs on. Its
+// two halves say, in the types, what a reload (SIGHUP) can change:
+// Reloadable settings apply to new connections, handshakes and pairs as
+// soon as a valid file is loaded; Static ones are read once at start, and
+// a reload that changes them is reported as needing a restart (see
+// StaticChanges). The halves are embedded, so cfg.Routes and cfg.Engine
+// read as before.
 type Config struct {
-	// Listeners accept client connections. At least one.
-	Listeners []Listener
-	// Admin is the optional admin endpoint; nil when not configured.
+	Static
+	Reloadable
+}
+
+// Static holds the settings that take effect at start only.
+type Static struct {
+	// Admin is the optional admin endpoint; nil when not configured. Its
+	// listener serves the probes a reload must not interrupt.
 	Admin *Admin
-	// Engine tunes the relay engine.
+	// Engine tunes the relay engine, whose loops are created at start.
 	Engine Engine
+}
+
+// Reloadable holds the settings a reload applies. Live pairs keep the
+// route and liveness policy they started with; the new values apply to
+// what starts after the reload.
+type Reloadable struct {
+	// Listeners accept client connections. At least one. A reload opens
+	// added addresses and closes removed ones.
+	Listeners []Listener
 	// Routes in file order. At least one.
 	Routes []*Route
+	// Drain is how the process drains on SIGTERM or POST /drain.
+	Drain Drain
+	// LogLevel is the least severe level logged.
+	LogLevel slog.Level
+}
+
+// Drain is how the process drains: it stays in the load balancers' view as
+// not ready but keeps accepting for Delay, then stops accepting and closes
+// its live pairs, each at a random moment within Window, sending clients
+// CloseCode, so that they do not all reconnect at the same instant.
+type Drain struct {
+	Delay     time.Duration
+	Window    time.Duration
+	CloseCode uint16
 }
 
 // Listener is one address that accepts client connections.
@@ -46,9 +81,11 @@ type Listener struct {
 // is https/wss.
 func (l Listener) IsTLS() bool { return l.TLS != nil }
 
-// Admin is the admin HTTP endpoint (metrics, health); used by later work.
+// Admin is the admin HTTP endpoint: probes, metrics, stats, drain.
 type Admin struct {
 	Address string
+	// Pprof serves Go's profiles under /debug/pprof/; off unless asked.
+	Pprof bool
 }
 
 // Engine tunes the relay engine.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto/tls"
+	"log/slog"
 	"time"
 )
 
@@ -41,6 +42,30 @@ const (
 	// seconds is long enough for a slow mobile round trip yet short enough
 	// that dead pairs release their descriptors promptly.
 	DefaultCloseTimeout = 5 * time.Second
+
+	// DefaultDrainDelay is how long a draining process keeps accepting
+	// while its readiness probe fails. Load balancers take a few probe
+	// periods to notice: Kubernetes endpoints update within a second or
+	// two, an AWS target group after two failed health checks. Five
+	// seconds covers the first and the common probe periods; raise it to
+	// the balancer's deregistration time where that is longer.
+	DefaultDrainDelay = 5 * time.Second
+	// DefaultDrainWindow is the time over which a drain spreads the closes
+	// of live pairs. Spread over 30 s, 10,000 clients reconnect at about
+	// 330 a second instead of all at once, and 30 s still fits, with the
+	// delay and the close timeout, in Kubernetes' default 30 s + grace
+	// budget once terminationGracePeriodSeconds is raised as
+	// examples/kubernetes explains.
+	DefaultDrainWindow = 30 * time.Second
+	// DefaultDrainCloseCode is 1012 "service restart" (IANA registry of
+	// WebSocket close codes): it tells clients the server is restarting
+	// and that reconnecting is right, where 1001 says the endpoint went
+	// away.
+	DefaultDrainCloseCode = 1012
+
+	// DefaultLogLevel logs each pair's open and close and every warning;
+	// debug adds per-handshake detail.
+	DefaultLogLevel = slog.LevelInfo
 
 	// DefaultUpstreamPort is used when an upstream names no port: 80 is
 	// the default port of ws:// URIs (RFC 6455 §3).
@@ -176,6 +201,10 @@ const (
 	// for any pong an application defines, without turning app_ping into a
 	// way of serving bulk data from the proxy.
 	maxAppPingReply = 4 << 10
+
+	// A drain delay or window above an hour is a typo, not a plan: no
+	// orchestrator waits that long for a pod to stop.
+	maxDrainDuration = time.Hour
 )
 
 // minimalRouteName is the label of the one route that Minimal builds.
@@ -185,6 +214,11 @@ const minimalRouteName = "default"
 // overwrites what the configuration sets.
 func newListener() Listener {
 	return Listener{MaxHeaderBytes: DefaultMaxHeaderBytes}
+}
+
+// newDrain returns the drain settings used when there is no drain block.
+func newDrain() Drain {
+	return Drain{Delay: DefaultDrainDelay, Window: DefaultDrainWindow, CloseCode: DefaultDrainCloseCode}
 }
 
 // newEngine returns the engine settings used when there is no engine block.

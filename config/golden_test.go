@@ -62,11 +62,13 @@ func dump(cfg *Config) string {
 		dumpListenerTLS(&b, l.TLS)
 	}
 	if cfg.Admin != nil {
-		fmt.Fprintf(&b, "admin address=%q\n", cfg.Admin.Address)
+		fmt.Fprintf(&b, "admin address=%q pprof=%t\n", cfg.Admin.Address, cfg.Admin.Pprof)
 	} else {
 		fmt.Fprintf(&b, "admin none\n")
 	}
 	fmt.Fprintf(&b, "engine loops=%d io_uring=%v\n", cfg.Engine.Loops, cfg.Engine.IOUring)
+	fmt.Fprintf(&b, "drain delay=%s window=%s close_code=%d\n", cfg.Drain.Delay, cfg.Drain.Window, cfg.Drain.CloseCode)
+	fmt.Fprintf(&b, "log_level=%s\n", cfg.LogLevel)
 	for _, r := range cfg.Routes {
 		fmt.Fprintf(&b, "route %q host=%q path_prefix=%q upstream={raw=%q address=%q path=%q} max_frame_size=%d handshake_timeout=%s close_timeout=%s\n",
 			r.Name, r.Host, r.PathPrefix, r.Upstream.Raw, r.Upstream.Address, r.Upstream.Path,

@@ -47,9 +47,12 @@ func mustParse(t *testing.T, src string) *Config {
 func TestParseMinimal(t *testing.T) {
 	got := mustParse(t, minimalSrc)
 	want := &Config{
-		Listeners: []Listener{{Address: "127.0.0.1:8080", MaxHeaderBytes: 16384}},
-		Engine:    Engine{Loops: 0, IOUring: true},
-		Routes:    []*Route{defaultRoute()},
+		Static: Static{Engine: Engine{Loops: 0, IOUring: true}},
+		Reloadable: Reloadable{
+			Listeners: []Listener{{Address: "127.0.0.1:8080", MaxHeaderBytes: 16384}},
+			Routes:    []*Route{defaultRoute()},
+			Drain:     Drain{Delay: 5 * time.Second, Window: 30 * time.Second, CloseCode: 1012},
+		},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %+v\nwant %+v", dumpOrNil(got), dumpOrNil(want))
@@ -93,13 +96,15 @@ route "tenants" {
 }
 `
 	got := mustParse(t, src)
-	want := &Config{
+	want := &Config{Static: Static{
+		Admin:  &Admin{Address: "127.0.0.1:9090"},
+		Engine: Engine{Loops: 8, IOUring: false},
+	}, Reloadable: Reloadable{
+		Drain: newDrain(),
 		Listeners: []Listener{
 			{Address: "127.0.0.1:8080", MaxHeaderBytes: 32768},
 			{Address: "[::1]:8443", MaxHeaderBytes: 64 << 10},
 		},
-		Admin:  &Admin{Address: "127.0.0.1:9090"},
-		Engine: Engine{Loops: 8, IOUring: false},
 		Routes: []*Route{
 			{
 				Name:       "chat",
@@ -130,7 +135,7 @@ route "tenants" {
 				UpstreamHeartbeat: defaultUpstreamHeartbeat(),
 			},
 		},
-	}
+	}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%s\nwant\n%s", dumpOrNil(got), dumpOrNil(want))
 	}
@@ -194,9 +199,12 @@ route "default" {
 `,
 			check: func(t *testing.T, cfg *Config) {
 				want := &Config{
-					Listeners: []Listener{{Address: "127.0.0.1:8080", MaxHeaderBytes: DefaultMaxHeaderBytes}},
-					Engine:    newEngine(),
-					Routes:    []*Route{defaultRoute()},
+					Static: Static{Engine: newEngine()},
+					Reloadable: Reloadable{
+						Listeners: []Listener{{Address: "127.0.0.1:8080", MaxHeaderBytes: DefaultMaxHeaderBytes}},
+						Routes:    []*Route{defaultRoute()},
+						Drain:     newDrain(),
+					},
 				}
 				if !reflect.DeepEqual(cfg, want) {
 					t.Errorf("got\n%s\nwant\n%s", dump(cfg), dump(want))

@@ -34,6 +34,8 @@ type fileConfig struct {
 	Admin     *adminBlock  // nil when absent
 	Engine    *engineBlock // nil when absent
 	Routes    []*routeBlock
+	Drain     *drainBlock    // nil when absent
+	LogLevel  *hcl.Attribute // top-level log_level; nil when absent
 }
 
 // listenerBlock is a `listener { ... }` block.
@@ -48,6 +50,16 @@ type listenerBlock struct {
 // adminBlock is the `admin { ... }` block.
 type adminBlock struct {
 	Address *hcl.Attribute
+	Pprof   *hcl.Attribute
+
+	DefRange hcl.Range
+}
+
+// drainBlock is the `drain { ... }` block.
+type drainBlock struct {
+	Delay     *hcl.Attribute
+	Window    *hcl.Attribute
+	CloseCode *hcl.Attribute
 
 	DefRange hcl.Range
 }
@@ -120,7 +132,9 @@ type appPingBlock struct {
 }
 
 var fileSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "log_level"}},
 	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "drain"},
 		{Type: "listener"},
 		{Type: "admin"},
 		{Type: "engine"},
@@ -141,7 +155,8 @@ func attributes(names ...string) *hcl.BodySchema {
 
 var (
 	listenerSchema = withBlocks(attributes("address", "max_header_bytes"), hcl.BlockHeaderSchema{Type: "tls"})
-	adminSchema    = attributes("address")
+	adminSchema    = attributes("address", "pprof")
+	drainSchema    = attributes("delay", "window", "close_code")
 	engineSchema   = attributes("loops", "io_uring")
 	routeSchema    = withBlocks(attributes("host", "path_prefix", "upstream",
 		"max_frame_size", "handshake_timeout", "close_timeout",
@@ -169,7 +184,7 @@ func withBlocks(s *hcl.BodySchema, blocks ...hcl.BlockHeaderSchema) *hcl.BodySch
 // them, so that build can check the rest in the same run.
 func decodeFile(body hcl.Body) (*fileConfig, hcl.Diagnostics) {
 	content, diags := body.Content(fileSchema)
-	f := &fileConfig{}
+	f := &fileConfig{LogLevel: content.Attributes["log_level"]}
 	for _, b := range content.Blocks {
 		switch b.Type {
 		case "listener":
@@ -190,7 +205,21 @@ func decodeFile(body hcl.Body) (*fileConfig, hcl.Diagnostics) {
 			diags = append(diags, d...)
 			f.Admin = &adminBlock{
 				Address:  c.Attributes["address"],
+				Pprof:    c.Attributes["pprof"],
 				DefRange: b.DefRange,
+			}
+		case "drain":
+			if f.Drain != nil {
+				diags = append(diags, duplicateBlock(b, f.Drain.DefRange))
+				continue
+			}
+			c, d := b.Body.Content(drainSchema)
+			diags = append(diags, d...)
+			f.Drain = &drainBlock{
+				Delay:     c.Attributes["delay"],
+				Window:    c.Attributes["window"],
+				CloseCode: c.Attributes["close_code"],
+				DefRange:  b.DefRange,
 			}
 		case "engine":
 			if f.Engine != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 
 	"github.com/wsalive/wsalive/config"
@@ -22,7 +23,8 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	logger, err := lf.logger(stderr)
+	level := new(slog.LevelVar)
+	logger, err := lf.logger(stderr, level)
 	if err != nil {
 		return err
 	}
@@ -42,7 +44,9 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	a, err := startApp(cfg, logger)
+	// Ctrl-C should stop a demo at once, not after a production drain.
+	cfg.Drain = config.Drain{Delay: 0, Window: 0, CloseCode: config.DefaultDrainCloseCode}
+	a, err := startApp(cfg, logger, appOptions{level: level, levelPinned: true})
 	if err != nil {
 		var oe *net.OpError
 		if errors.As(err, &oe) && oe.Op == "listen" {
@@ -50,7 +54,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
-	url := "ws://" + a.listeners[0].Addr().String() + "/"
+	url := "ws://" + a.listenerAddrs()[0].String() + "/"
 	fmt.Fprintf(stdout, `wsalive demo
   legacy echo backend (never pings): ws://%s/
   wsalive in front of it:            %s

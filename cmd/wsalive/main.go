@@ -26,12 +26,15 @@ func main() {
 const usage = `wsalive: a WebSocket liveness proxy for legacy backends
 
 Usage:
-  wsalive run -config FILE              run with a configuration file
+  wsalive run -config FILE [-watch-config]
+                                        run with a configuration file (SIGHUP reloads it)
   wsalive run -listen ADDR -upstream URL
                                         run without a file (flags also override a file)
   wsalive validate -config FILE         check a configuration file and exit
   wsalive demo                          run a built-in legacy echo backend behind wsalive
-  wsalive version                       print the version
+  wsalive health [-url URL]             probe a running wsalive (exit 0 if healthy),
+                                        for a Docker HEALTHCHECK without a shell
+  wsalive version                       print the version and VCS revision
 
 Run 'wsalive COMMAND -h' for a command's flags.
 `
@@ -50,7 +53,9 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	case "demo":
 		err = cmdDemo(rest, stdout, stderr)
 	case "version", "-version", "--version":
-		fmt.Fprintln(stdout, "wsalive", version())
+		fmt.Fprintln(stdout, versionLine())
+	case "health":
+		err = cmdHealth(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 	default:

@@ -38,6 +38,10 @@ func TestExitCodes(t *testing.T) {
 		{"no-command", nil, exitUsage, "Usage"},
 		{"unknown-command", []string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
 		{"version", []string{"version"}, exitOK, "wsalive "},
+		{"version-revision", []string{"version"}, exitOK, "(revision "},
+		{"health-down", []string{"health", "-url", "http://127.0.0.1:1/readyz", "-timeout", "1s"}, exitError, "health:"},
+		{"health-bad-url", []string{"health", "-url", "::nope"}, exitUsage, "-url"},
+		{"watch-without-config", []string{"run", "-listen", "127.0.0.1:0", "-upstream", "ws://127.0.0.1:1", "-watch-config"}, exitUsage, "-watch-config needs -config"},
 		{"validate-ok", []string{"validate", "-config", "../../examples/minimal.hcl"}, exitOK, "valid (1 listener(s), 1 route(s))"},
 		{"validate-bad", []string{"validate", "-config", bad}, exitError, "bad.hcl:6,"},
 		{"validate-missing-flag", []string{"validate"}, exitUsage, "validate needs -config FILE"},
@@ -103,13 +107,14 @@ func testAppRelaysAndStops(t *testing.T, ioUring bool) {
 	}
 	cfg.Admin = &config.Admin{Address: "127.0.0.1:0"}
 	cfg.Engine.IOUring = ioUring
-	a, err := startApp(cfg, slog.New(slog.DiscardHandler))
+	cfg.Drain = config.Drain{CloseCode: 1012} // no delay, no window
+	a, err := startApp(cfg, slog.New(slog.DiscardHandler), appOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, "ws://"+a.listeners[0].Addr().String()+"/", nil)
+	c, _, err := websocket.Dial(ctx, "ws://"+a.listenerAddrs()[0].String()+"/", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,12 +150,17 @@ func testAppRelaysAndStops(t *testing.T, ioUring bool) {
 	case ioUring && st.IOUringLoops != st.Loops:
 		t.Fatalf("%d of %d loops use io_uring, want all or none", st.IOUringLoops, st.Loops)
 	}
-	// Stopping sends the live pair 1001 going away.
+	// Draining sends the live pair its close: the drain's code once the
+	// engine drains, 1001 going away from today's engine stop.
 	stopped := make(chan error, 1)
-	go func() { stopped <- a.stop(ctx) }()
+	go func() {
+		a.startDrain("test")
+		<-a.drainDone
+		stopped <- a.finish(ctx)
+	}()
 	_, _, err = c.Read(ctx)
-	if websocket.CloseStatus(err) != websocket.StatusGoingAway {
-		t.Fatalf("after stop the client read %v, want close 1001", err)
+	if st := websocket.CloseStatus(err); st != websocket.StatusGoingAway && st != websocket.StatusServiceRestart {
+		t.Fatalf("after the drain the client read %v, want close 1001 or 1012", err)
 	}
 	if err := <-stopped; err != nil {
 		t.Fatalf("stop: %v", err)

@@ -4,69 +4,157 @@ import (
 	"context"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"time"
 )
 
-// After a burst of handshakes, wsalive hands the memory the burst used back
-// to the operating system at once, instead of over minutes.
+// After a flood of connections ends, wsalive hands the memory it used back
+// to the operating system within seconds, instead of over minutes or never.
 //
 // Why: the live state of an idle pair is about 560 bytes, but every
-// handshake leaves a few kilobytes of garbage (net/http's request parsing,
-// the dial, goroutine stacks grown by the parsers), and after a burst of
-// thousands the Go heap keeps that headroom, plus pooled buffers and idle
-// spans the runtime returns only slowly. A sidecar's memory limit is set
-// by what it holds at rest, so it should come back down to what its pairs
-// need once the burst is over. The two forced collections per burst cost
-// a few milliseconds with 10,000 pairs.
+// connection in handshake costs ~18 KB (buffers, a goroutine stack grown
+// by the parsers) and leaves garbage behind. After a flood of idle
+// connections, slow heads or finished handshakes, the Go heap keeps that
+// size: with no allocation afterwards no collection runs, and the runtime
+// returns free spans only slowly. A sidecar's memory limit is set by what
+// it holds at rest, so it should come back down to what its pairs need.
+//
+// The trigger reads live state, not accept counts: the end of a flood
+// brings no new accepts, so a trigger counting them (as the first one
+// did) fires while the flood's connections are still alive and never
+// again once they go (issue 12, defect 2). It releases when
+//
+//   - the connections in handshake have been few for releaseSettle ticks
+//     (a flood still under way holds its memory for real), and
+//   - the heap the runtime holds is well above what the live pairs and
+//     handshakes need (releaseSlack above the estimate), and
+//   - it is releaseSlack above where the last release left it (when a
+//     release could not bring it down, the memory is in use, and
+//     collecting again every few seconds would only cost CPU), and
+//   - releaseCooldown has passed since the last release.
+//
+// A release is two forced collections (sync.Pools keep their contents
+// through one) and a return of free spans: a few milliseconds with 10,000
+// pairs.
 
 const (
-	burstMin      = 1000        // handshakes since the last release that make a burst
-	burstQuietMax = 20          // handshakes in a tick that still count as quiet
-	burstQuiet    = 3           // quiet ticks in a row that end a burst
-	burstTick     = time.Second // how often the counter is sampled
+	releaseTick     = time.Second     // how often live state is read
+	releaseSettle   = 2               // ticks with few handshakes before a release
+	releaseCooldown = 5 * time.Second // least time between two releases
+	releaseSlack    = 16 << 20        // heap above the estimate that is worth returning
+	handshakesFew   = 16              // handshakes in flight that count as few
+	pairNeeds       = 4 << 10         // heap per live pair: its state, plus buffers in use
+	handshakeNeeds  = 32 << 10        // heap per connection in handshake
+	minBaseline     = uint64(8 << 20) // the floor of the baseline estimate
 )
 
-// burstWatch decides, from a counter of handshakes sampled every tick,
-// when a burst has ended. It holds no clock: tests drive it tick by tick.
-type burstWatch struct {
-	last      uint64 // the counter at the previous tick
-	sinceFree uint64 // handshakes since the last release
-	quiet     int    // quiet ticks in a row
+// memReading is one sample of live state.
+type memReading struct {
+	// Handshakes is the number of connections in handshake.
+	Handshakes int
+	// Pairs is the number of live pairs.
+	Pairs int64
+	// HeapHeld is the heap memory the runtime holds from the system:
+	// objects (live or garbage), unused parts of spans, free spans not
+	// yet returned, and goroutine stacks.
+	HeapHeld uint64
 }
 
-// tick takes the counter's current value and reports whether to release
-// memory now.
-func (w *burstWatch) tick(count uint64) bool {
-	delta := count - w.last
-	w.last = count
-	w.sinceFree += delta
-	if delta > burstQuietMax {
-		w.quiet = 0
+// releaseTrigger decides, from readings, when to release memory. It holds
+// no clock: the caller passes the time of each reading, so tests drive it
+// with a fake one.
+type releaseTrigger struct {
+	// baseline is what the process holds at rest with nothing live.
+	baseline uint64
+
+	fewTicks    int       // consecutive readings with few handshakes
+	lastRelease time.Time // zero before the first
+	// floor is the least held since the last release: what a release
+	// could not give back.
+	floor uint64
+}
+
+func newReleaseTrigger(baseline uint64) *releaseTrigger {
+	return &releaseTrigger{baseline: max(baseline, minBaseline)}
+}
+
+// need is what r's live pairs and handshakes are expected to hold.
+func (t *releaseTrigger) need(r memReading) uint64 {
+	return t.baseline + uint64(max(r.Pairs, 0))*pairNeeds + uint64(max(r.Handshakes, 0))*handshakeNeeds
+}
+
+// tick takes a reading made at now and reports whether to release now.
+func (t *releaseTrigger) tick(now time.Time, r memReading) bool {
+	if r.Handshakes <= handshakesFew {
+		t.fewTicks++
+	} else {
+		t.fewTicks = 0
+	}
+	if t.floor != 0 {
+		t.floor = min(t.floor, r.HeapHeld)
+	}
+	switch {
+	case t.fewTicks < releaseSettle:
+		return false
+	case r.HeapHeld <= t.need(r)+releaseSlack:
+		return false
+	case t.floor != 0 && r.HeapHeld <= t.floor+releaseSlack:
+		return false
+	case !t.lastRelease.IsZero() && now.Sub(t.lastRelease) < releaseCooldown:
 		return false
 	}
-	w.quiet++
-	if w.quiet < burstQuiet || w.sinceFree < burstMin {
-		return false
-	}
-	w.sinceFree = 0
+	t.lastRelease = now
+	// The next reading, made after the release, starts the new floor.
+	t.floor = ^uint64(0)
 	return true
 }
 
-// releaseAfterBursts runs until ctx ends, releasing memory after each
-// burst of handshakes that count reports.
-func releaseAfterBursts(ctx context.Context, count func() uint64) {
-	t := time.NewTicker(burstTick)
+// heapHeld reads what the runtime holds for the heap and stacks.
+func heapHeld() uint64 {
+	samples := []metrics.Sample{
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/memory/classes/heap/stacks:bytes"},
+	}
+	metrics.Read(samples)
+	var sum uint64
+	for _, s := range samples {
+		if s.Value.Kind() == metrics.KindUint64 {
+			sum += s.Value.Uint64()
+		}
+	}
+	return sum
+}
+
+// handshakeCounter is the server's count of connections in handshake.
+// *proxy.Server provides it once the front door's handshake limits land;
+// until then goroutineHandshakes estimates it.
+type handshakeCounter interface {
+	InHandshake() int
+}
+
+// goroutineHandshakes estimates the connections in handshake from the
+// goroutine count: each handshake runs on a goroutine of its own, and
+// nothing else in wsalive starts goroutines per connection (the engine's
+// loops are a fixed number). base is the count at rest.
+func goroutineHandshakes(base int) func() int {
+	return func() int { return max(runtime.NumGoroutine()-base, 0) }
+}
+
+// releaseWhenIdle reads live state every releaseTick until ctx ends and
+// releases memory when the trigger says so.
+func releaseWhenIdle(ctx context.Context, handshakes func() int, pairs func() int64) {
+	t := time.NewTicker(releaseTick)
 	defer t.Stop()
-	w := burstWatch{last: count()}
+	trigger := newReleaseTrigger(heapHeld())
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			if w.tick(count()) {
-				// sync.Pools (the handshake's buffers, gobwas's bufio
-				// readers and writers) keep their contents through one
-				// collection, so it takes two to drop them.
+		case now := <-t.C:
+			r := memReading{Handshakes: handshakes(), Pairs: pairs(), HeapHeld: heapHeld()}
+			if trigger.tick(now, r) {
 				runtime.GC()
 				debug.FreeOSMemory()
 			}

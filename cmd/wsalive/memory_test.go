@@ -1,36 +1,144 @@
 package main
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
-func TestBurstWatch(t *testing.T) {
-	var w burstWatch
-	step := func(count uint64, want bool) {
-		t.Helper()
-		if got := w.tick(count); got != want {
-			t.Fatalf("tick(%d) = %v, want %v (state %+v)", count, got, want, w)
+const mib = 1 << 20
+
+// replay drives a trigger through readings one second apart and returns
+// the indexes of the readings it released at.
+func replay(trigger *releaseTrigger, start time.Time, readings []memReading) []int {
+	var released []int
+	for i, r := range readings {
+		if trigger.tick(start.Add(time.Duration(i)*time.Second), r) {
+			released = append(released, i)
 		}
 	}
-	// A steady trickle never makes a burst.
-	for c := uint64(10); c <= 200; c += 10 {
-		step(c, false)
+	return released
+}
+
+func repeat(n int, r memReading) []memReading {
+	out := make([]memReading, n)
+	for i := range out {
+		out[i] = r
 	}
-	// A burst: thousands in a few ticks, then quiet. The release comes
-	// on the third quiet tick, once.
-	step(1200, false)
-	step(2500, false)
-	step(2505, false)
-	step(2510, false)
-	step(2510, true)
-	step(2510, false)
-	step(2510, false)
-	// Quiet again, but too few handshakes since the release: nothing.
-	step(2900, false)
-	for range 5 {
-		step(2900, false)
+	return out
+}
+
+func concat(parts ...[]memReading) []memReading {
+	var out []memReading
+	for _, p := range parts {
+		out = append(out, p...)
 	}
-	// Another burst ends: one more release.
-	step(4000, false)
-	step(4001, false)
-	step(4001, false)
-	step(4001, true)
+	return out
+}
+
+func TestReleaseTrigger(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	rest := memReading{Pairs: 50, HeapHeld: 12 * mib}
+	cases := []struct {
+		name     string
+		readings []memReading
+		want     []int
+	}{
+		{
+			// ~19,900 idle connections sit in handshake (never sent a
+			// head), then go away all at once with no new accept.
+			name: "accepted-idle flood ends",
+			readings: concat(
+				repeat(10, memReading{Handshakes: 19900, Pairs: 50, HeapHeld: 222 * mib}),
+				repeat(5, memReading{Handshakes: 0, Pairs: 50, HeapHeld: 222 * mib}),
+				repeat(10, rest),
+			),
+			want: []int{11}, // the second quiet reading; the memory is then back
+		},
+		{
+			name: "slowloris heads end one by one",
+			readings: concat(
+				repeat(5, memReading{Handshakes: 3000, HeapHeld: 60 * mib}),
+				[]memReading{
+					{Handshakes: 1500, HeapHeld: 60 * mib},
+					{Handshakes: 200, HeapHeld: 60 * mib},
+					{Handshakes: 10, HeapHeld: 60 * mib},
+					{Handshakes: 3, HeapHeld: 60 * mib},
+				},
+				repeat(5, memReading{HeapHeld: 10 * mib}),
+			),
+			want: []int{8},
+		},
+		{
+			// Thousands of handshakes finished and their pairs closed:
+			// nothing is in handshake at any reading, the heap is big.
+			name: "burst of finished handshakes",
+			readings: concat(
+				repeat(3, rest),
+				repeat(3, memReading{Pairs: 50, HeapHeld: 90 * mib}),
+				repeat(5, rest),
+			),
+			want: []int{3},
+		},
+		{
+			name:     "a flood still under way is never released",
+			readings: repeat(30, memReading{Handshakes: 5000, HeapHeld: 200 * mib}),
+			want:     nil,
+		},
+		{
+			// 20,000 pairs need their memory: held is within the
+			// estimate plus slack.
+			name:     "many live pairs hold what they need",
+			readings: repeat(30, memReading{Pairs: 20000, HeapHeld: 8*mib + 20000*pairNeeds + 10*mib}),
+			want:     nil,
+		},
+		{
+			// A release that could not bring the heap down (the memory is
+			// in use, say by buffers for slow readers) is not repeated
+			// every cooldown; a new growth by the slack is released again.
+			name: "memory in use is not released over and over",
+			readings: concat(
+				repeat(20, memReading{HeapHeld: 100 * mib}),
+				repeat(5, memReading{HeapHeld: 100*mib + releaseSlack + mib}),
+			),
+			want: []int{1, 20},
+		},
+		{
+			name: "cooldown between releases",
+			readings: []memReading{
+				{HeapHeld: 100 * mib},
+				{HeapHeld: 100 * mib}, // released
+				{HeapHeld: 10 * mib},  // came back; the floor is 10 MiB
+				{HeapHeld: 80 * mib},  // a new burst's garbage...
+				{HeapHeld: 80 * mib},  // ...within the cooldown
+				{HeapHeld: 80 * mib},
+				{HeapHeld: 80 * mib}, // 5 s after the last release
+				{HeapHeld: 10 * mib},
+			},
+			want: []int{1, 6},
+		},
+		{
+			name:     "a quiet process at rest is left alone",
+			readings: repeat(60, rest),
+			want:     nil,
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := replay(newReleaseTrigger(10*mib), start, c.readings)
+			if len(got) != len(c.want) {
+				t.Fatalf("released at %v, want %v", got, c.want)
+			}
+			for i := range got {
+				if got[i] != c.want[i] {
+					t.Fatalf("released at %v, want %v", got, c.want)
+				}
+			}
+		})
+	}
+}
+
+func TestHeapHeldReadsTheRuntime(t *testing.T) {
+	if got := heapHeld(); got < 1<<20 {
+		t.Fatalf("heapHeld() = %d, want at least the MiB a Go test holds", got)
+	}
 }

@@ -31,17 +31,22 @@ func (a *app) listen(l config.Listener) (net.Listener, error) {
 		srv.Close()
 		return nil, err
 	}
+	a.mu.Lock()
 	a.tlsServers = append(a.tlsServers, srv)
+	a.mu.Unlock()
 	return tlsconf.NewListener(ln, srv), nil
 }
 
 // closeTLS stops watching certificate files.
 func (a *app) closeTLS() error {
+	a.mu.Lock()
+	servers := a.tlsServers
+	a.tlsServers = nil
+	a.mu.Unlock()
 	var errs []error
-	for _, s := range a.tlsServers {
+	for _, s := range servers {
 		errs = append(errs, s.Close())
 	}
-	a.tlsServers = nil
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("tls: %w", err)
 	}

@@ -64,18 +64,18 @@ route "default" {
 	})
 
 	t.Run("serves TLS", func(t *testing.T) {
-		a, err := startApp(cfg, slog.New(slog.DiscardHandler))
+		a, err := startApp(cfg, slog.New(slog.DiscardHandler), appOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			if err := a.stop(ctx); err != nil {
+			if err := a.finish(ctx); err != nil {
 				t.Errorf("stop: %v", err)
 			}
 		}()
-		addr := a.listeners[0].Addr().String()
+		addr := a.listenerAddrs()[0].String()
 		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr,
 			&tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"})
 		if err != nil {
@@ -106,11 +106,11 @@ route "default" {
 		lt := *cfg.Listeners[0].TLS
 		lt.Certificates = []config.CertFiles{{CertFile: filepath.Join(dir, "missing.crt"), KeyFile: keyFile}}
 		bad.Listeners[0].TLS = &lt
-		a, err := startApp(&bad, slog.New(slog.DiscardHandler))
+		a, err := startApp(&bad, slog.New(slog.DiscardHandler), appOptions{})
 		if err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			a.stop(ctx)
+			a.finish(ctx)
 			t.Fatal("startApp succeeded")
 		}
 		if !strings.Contains(err.Error(), "missing.crt") {

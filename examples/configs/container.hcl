@@ -5,8 +5,16 @@ listener {
   address = "0.0.0.0:8080"
 }
 
+# /readyz, /healthz, /metrics, /stats, /drain. Not published by default;
+# the image's HEALTHCHECK probes it on loopback. pprof stays off.
 admin {
   address = "0.0.0.0:9090"
+}
+
+drain {
+  delay      = "5s"
+  window     = "30s"
+  close_code = 1012
 }
 
 route "default" {
