@@ -21,7 +21,7 @@ import (
 func build(f *fileConfig, missing hcl.Range) (*Config, hcl.Diagnostics) {
 	var diags hcl.Diagnostics
 	top := scope{diags: &diags}
-	cfg := &Config{Engine: newEngine()}
+	cfg := &Config{Engine: newEngine(), Limits: newLimits()}
 
 	if len(f.Listeners) == 0 {
 		top.fail(missing, "", "no listener block: at least one is required",
@@ -40,6 +40,7 @@ func build(f *fileConfig, missing hcl.Range) (*Config, hcl.Diagnostics) {
 		if n, ok := s.size(b.MaxHeaderBytes, minMaxHeaderBytes, maxMaxHeaderBytes); ok {
 			l.MaxHeaderBytes = int(n)
 		}
+		s.buildListenerFrontDoor(&b.listenerFrontDoorAttrs, &l.ListenerFrontDoor)
 		cfg.Listeners = append(cfg.Listeners, l)
 	}
 
@@ -63,6 +64,8 @@ func build(f *fileConfig, missing hcl.Range) (*Config, hcl.Diagnostics) {
 			}
 		}
 	}
+
+	top.buildLimits(f.Limits, &cfg.Limits)
 
 	if len(f.Routes) == 0 {
 		top.fail(missing, "", "no route block: at least one is required",
@@ -153,6 +156,7 @@ func buildRoute(top scope, b *routeBlock) (r *Route, matchOK bool) {
 		r.CloseTimeout = d
 	}
 	s.buildLiveness(b, r)
+	s.buildRouteFrontDoor(&b.routeFrontDoorAttrs, &r.RouteFrontDoor)
 	return r, matchOK
 }
 

@@ -29,6 +29,8 @@ type Config struct {
 	Engine Engine
 	// Routes in file order. At least one.
 	Routes []*Route
+	// Limits bounds what the whole process takes on at once.
+	Limits Limits
 }
 
 // Listener is one address that accepts client connections.
@@ -37,6 +39,9 @@ type Listener struct {
 	Address string
 	// MaxHeaderBytes bounds the size of a client's HTTP request head.
 	MaxHeaderBytes int
+	// Front-door settings: forwarded headers, connection bounds, plain
+	// HTTP keep-alive (see frontdoor.go).
+	ListenerFrontDoor
 }
 
 // Admin is the admin HTTP endpoint (metrics, health); used by later work.
@@ -97,6 +102,10 @@ type Route struct {
 	// AppPing, when not nil, answers application-level pings for clients
 	// that cannot send protocol pings (browsers).
 	AppPing *AppPing
+
+	// Front-door settings: plain HTTP, origins, pair limits (see
+	// frontdoor.go).
+	RouteFrontDoor
 }
 
 // Heartbeat is the liveness policy toward one side of a pair.

@@ -32,6 +32,7 @@ func defaultRoute() *Route {
 		CloseTimeout:      DefaultCloseTimeout,
 		ClientHeartbeat:   defaultClientHeartbeat(),
 		UpstreamHeartbeat: defaultUpstreamHeartbeat(),
+		RouteFrontDoor:    newRouteFrontDoor(),
 	}
 }
 
@@ -47,8 +48,9 @@ func mustParse(t *testing.T, src string) *Config {
 func TestParseMinimal(t *testing.T) {
 	got := mustParse(t, minimalSrc)
 	want := &Config{
-		Listeners: []Listener{{Address: "127.0.0.1:8080", MaxHeaderBytes: 16384}},
+		Listeners: []Listener{{Address: "127.0.0.1:8080", MaxHeaderBytes: 16384, ListenerFrontDoor: newListenerFrontDoor()}},
 		Engine:    Engine{Loops: 0, IOUring: true},
+		Limits:    newLimits(),
 		Routes:    []*Route{defaultRoute()},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -95,11 +97,12 @@ route "tenants" {
 	got := mustParse(t, src)
 	want := &Config{
 		Listeners: []Listener{
-			{Address: "127.0.0.1:8080", MaxHeaderBytes: 32768},
-			{Address: "[::1]:8443", MaxHeaderBytes: 64 << 10},
+			{Address: "127.0.0.1:8080", MaxHeaderBytes: 32768, ListenerFrontDoor: newListenerFrontDoor()},
+			{Address: "[::1]:8443", MaxHeaderBytes: 64 << 10, ListenerFrontDoor: newListenerFrontDoor()},
 		},
 		Admin:  &Admin{Address: "127.0.0.1:9090"},
 		Engine: Engine{Loops: 8, IOUring: false},
+		Limits: newLimits(),
 		Routes: []*Route{
 			{
 				Name:       "chat",
@@ -115,6 +118,7 @@ route "tenants" {
 				CloseTimeout:      1500 * time.Millisecond,
 				ClientHeartbeat:   defaultClientHeartbeat(),
 				UpstreamHeartbeat: defaultUpstreamHeartbeat(),
+				RouteFrontDoor:    newRouteFrontDoor(),
 			},
 			{
 				Name: "tenants",
@@ -128,6 +132,7 @@ route "tenants" {
 				CloseTimeout:      DefaultCloseTimeout,
 				ClientHeartbeat:   defaultClientHeartbeat(),
 				UpstreamHeartbeat: defaultUpstreamHeartbeat(),
+				RouteFrontDoor:    newRouteFrontDoor(),
 			},
 		},
 	}
@@ -194,8 +199,9 @@ route "default" {
 `,
 			check: func(t *testing.T, cfg *Config) {
 				want := &Config{
-					Listeners: []Listener{{Address: "127.0.0.1:8080", MaxHeaderBytes: DefaultMaxHeaderBytes}},
+					Listeners: []Listener{{Address: "127.0.0.1:8080", MaxHeaderBytes: DefaultMaxHeaderBytes, ListenerFrontDoor: newListenerFrontDoor()}},
 					Engine:    newEngine(),
+					Limits:    newLimits(),
 					Routes:    []*Route{defaultRoute()},
 				}
 				if !reflect.DeepEqual(cfg, want) {

@@ -36,14 +36,14 @@ func startApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 	eng, err := relay.New(relay.Options{
 		Loops:          cfg.Engine.Loops,
 		DisableIOUring: !cfg.Engine.IOUring,
-		OnClose:        a.logPairClosed,
+		OnClose:        a.pairClosed,
 		Logger:         logger,
 	})
 	if err != nil {
 		return nil, err
 	}
 	a.engine = eng
-	srv, err := proxy.NewServer(cfg.Routes, eng, logger)
+	srv, err := proxy.NewServer(cfg.Routes, eng, logger, proxy.WithLimits(cfg.Limits))
 	if err != nil {
 		a.abort()
 		return nil, err
@@ -119,6 +119,14 @@ func maxCloseTimeout(cfg *config.Config) time.Duration {
 		d = max(d, r.CloseTimeout)
 	}
 	return d
+}
+
+// pairClosed is the engine's OnClose: the server gives back what the pair
+// held against its limits, and the line is logged. Pairs only exist once
+// the server does.
+func (a *app) pairClosed(st relay.PairStats) {
+	a.server.PairClosed(st)
+	a.logPairClosed(st)
 }
 
 func (a *app) logPairClosed(st relay.PairStats) {
