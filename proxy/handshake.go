@@ -132,11 +132,11 @@ func (s *Server) firstRequest(c net.Conn, ls *listenerState, slot *connSlot, p p
 	fwd := forwardingFor(ls.trusted, ls.proto, p, req.Header, req.Host)
 	log.client = fwd.clientIP
 
-	// 2. Classify. Plain HTTP for a route that passes it goes to the HTTP
-	// server; anything else (upgrades, and the 426/404 of routes that do
-	// not pass plain HTTP) stays on the WebSocket path.
+	// 2. Classify. Plain HTTP goes to the HTTP server (which answers 404
+	// when no route matches); upgrades, and the 426 of routes that do not
+	// pass plain HTTP, stay on the WebSocket path.
 	if !isWebSocketUpgrade(req.Header) {
-		if route := t.router.match(req.Host, req.URL.Path); route != nil && route.HTTP != config.HTTPReject {
+		if route := t.router.match(req.Host, req.URL.Path); route == nil || route.HTTP != config.HTTPReject {
 			fc := &frontConn{Conn: c, prefix: append([]byte(nil), hr.rec.buf.B...), peer: p, slot: slot}
 			putHeadReader(hr)
 			// The HTTP server owns c from here and bounds its heads
