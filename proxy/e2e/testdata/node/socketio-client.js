@@ -10,7 +10,7 @@
 // ['websocket'] only. It sends echo events with acknowledgements, some
 // before and some after the upgrade, and prints:
 //
-//   CONNECTED <transport>
+//   CONNECTED <transport>         (the one the engine opened with)
 //   UPGRADED <transport>          (default mode only)
 //   ECHO <n>
 //   DONE <transport>
@@ -55,9 +55,12 @@ socket.on('disconnect', (reason) => {
   if (reason !== 'io client disconnect') fail('disconnected: ' + reason);
 });
 
+// The transport the engine opened with: by the time the socket's own
+// "connect" arrives, a quick upgrade may already be done.
+socket.io.on('open', () => console.log('CONNECTED ' + socket.io.engine.transport.name));
+
 socket.on('connect', async () => {
   const engine = socket.io.engine;
-  console.log('CONNECTED ' + engine.transport.name);
   try {
     // Before any upgrade: over polling in default mode.
     for (let i = 0; i < 3; i++) await echo(sent++);

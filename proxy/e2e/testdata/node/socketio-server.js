@@ -23,10 +23,14 @@ const io = new Server(httpServer, {
   pingTimeout: 5000,
 });
 
-io.on('connection', (socket) => {
-  const conn = socket.conn;
-  console.log('CONNECTED ' + conn.transport.name + ' xff=' + (socket.handshake.headers['x-forwarded-for'] || ''));
+// Engine.IO's connection comes first, on the transport the client opened
+// with; the Socket.IO connection may come after a quick upgrade.
+io.engine.on('connection', (conn) => {
+  console.log('CONNECTED ' + conn.transport.name + ' xff=' + (conn.request.headers['x-forwarded-for'] || ''));
   conn.once('upgrade', (transport) => console.log('UPGRADED ' + transport.name));
+});
+
+io.on('connection', (socket) => {
   socket.on('echo', (arg, ack) => ack(arg));
 });
 
