@@ -67,7 +67,10 @@ func (s *Server) newRouteTable(routes []*config.Route) (*routeTable, error) {
 // pairs keep the routes, policies and limits they started with. Pair
 // counts are kept by route name, so a route that keeps its name keeps
 // counting its live pairs against its (new) limits. The new routes are
-// checked first; on error nothing changes.
+// checked first; on error nothing changes. What a listener fixed when it
+// started serving stays: the head timeout of its plain HTTP connections
+// (ReadHeaderTimeout) is the largest handshake_timeout of the routes at
+// that moment.
 func (s *Server) SetRoutes(routes []*config.Route) error {
 	t, err := s.newRouteTable(routes)
 	if err != nil {

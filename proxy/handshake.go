@@ -224,7 +224,7 @@ func (s *Server) serveUpgrade(u *upgrade) {
 	if err := writeSwitching(c, up.key, uc.hs, uc.header, time.Now().Add(timeout)); err != nil {
 		log.write(slog.LevelInfo, "handshake failed: writing 101 to client",
 			slog.String("upstream", uc.conn.RemoteAddr().String()), slog.Any("err", err))
-		rs.metrics.Handshake("client_gone", time.Since(u.start))
+		rs.metrics.Handshake(statusResult(statusClientClosed), time.Since(u.start))
 		_ = c.Close()
 		_ = uc.conn.Close()
 		u.slot.release()
@@ -239,7 +239,7 @@ func (s *Server) serveUpgrade(u *upgrade) {
 		// A Shutdown that ran out of time closed c or canceled s.ctx.
 		log.write(slog.LevelInfo, "handshake aborted before handoff",
 			slog.String("upstream", uc.conn.RemoteAddr().String()), slog.Any("err", err))
-		rs.metrics.Handshake("aborted", time.Since(u.start))
+		rs.metrics.Handshake(statusResult(http.StatusServiceUnavailable), time.Since(u.start))
 		_ = c.Close()
 		_ = uc.conn.Close()
 		u.slot.release()
@@ -270,7 +270,7 @@ func (s *Server) serveUpgrade(u *upgrade) {
 	if err != nil {
 		log.write(slog.LevelWarn, "relay refused pair",
 			slog.String("upstream", upstreamAddr.String()), slog.Any("err", err))
-		rs.metrics.Handshake("relay_refused", time.Since(u.start))
+		rs.metrics.Handshake(statusResult(http.StatusServiceUnavailable), time.Since(u.start))
 		s.pairs.closed(route.Name, clientAddr)
 		_ = c.Close()
 		_ = uc.conn.Close()
@@ -356,7 +356,9 @@ func (s *Server) rejectClient(u *upgrade, m metrics.Route, rej *rejection, deadl
 	closeLingering(u.c)
 }
 
-// statusResult is a status as a handshake metric's result.
+// statusResult is a status as a handshake metric's result. A handshake
+// that ends without an answer is counted as what ended it: 499 when the
+// client went away before its 101, 503 when the server gave up on it.
 func statusResult(status int) string { return strconv.Itoa(status) }
 
 // upstreamFailed tells the client about a failed upstream handshake: the
