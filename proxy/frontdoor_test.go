@@ -314,6 +314,9 @@ func TestPairLimits(t *testing.T) {
 	// The relay reports the first pair closed: its place is free again.
 	h := handoffs[0]
 	p.srv.PairClosed(relay.PairStats{Route: h.Route, ClientAddr: h.Client.RemoteAddr().String()})
+	if n, _ := p.srv.pairs.count("ws", "198.51.100.1"); n != 2 {
+		t.Fatalf("after PairClosed: %d pairs counted, want 2", n)
+	}
 	expect(from("198.51.100.1"), 101)
 	if n, ip := p.srv.pairs.count("ws", "198.51.100.1"); n != 3 || ip != 2 {
 		t.Errorf("counted %d pairs, %d from the client; want 3 and 2", n, ip)

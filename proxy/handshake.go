@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"strconv"
 	"sync"
@@ -263,7 +264,8 @@ func (s *Server) serveUpgrade(u *upgrade) {
 	upstreamAddr := uc.conn.RemoteAddr()
 	// Recorded before Attach: the engine may end the pair (and report
 	// it) before Attach returns.
-	clientAddr := c.RemoteAddr().String()
+	clientAddr := addrPortOf(c)
+	clientAddr = netip.AddrPortFrom(clientAddr.Addr().Unmap(), clientAddr.Port())
 	s.pairs.attach(route.Name, clientAddr, u.fwd.clientIP, u.slot)
 	attached = true
 	id, err := s.relay.Attach(h)

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -137,7 +139,22 @@ type routePairs struct {
 	byIP map[string]int
 }
 
-type pairKey struct{ route, clientAddr string }
+// pairKey finds a live pair again. The address is kept as a value, not
+// as text: formatting it per handshake would cost two allocations, while
+// parsing PairStats.ClientAddr happens once per pair, off the hot path.
+type pairKey struct {
+	route      string
+	clientAddr netip.AddrPort
+}
+
+// addrPortOf returns c's remote address as a comparable value.
+func addrPortOf(c net.Conn) netip.AddrPort {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	return ap
+}
 
 type livePair struct {
 	clientIP string
@@ -187,14 +204,14 @@ func (pc *pairCounter) unreserveLocked(route, ip string) {
 	} else {
 		delete(rp.byIP, ip)
 	}
-	if rp.n <= 0 {
-		delete(pc.routes, route)
-	}
+	// rp stays when it reaches zero: recreating it (and its map) for the
+	// next handshake would cost two allocations each time a route goes
+	// idle and back; there is one per route name ever served.
 }
 
 // attach records a reserved pair about to be handed to the relay, with
 // the listener slot its client connection holds.
-func (pc *pairCounter) attach(route, clientAddr, ip string, slot *connSlot) {
+func (pc *pairCounter) attach(route string, clientAddr netip.AddrPort, ip string, slot *connSlot) {
 	pc.mu.Lock()
 	pc.live[pairKey{route, clientAddr}] = livePair{clientIP: ip, slot: slot}
 	pc.mu.Unlock()
@@ -202,7 +219,7 @@ func (pc *pairCounter) attach(route, clientAddr, ip string, slot *connSlot) {
 
 // closed ends a recorded pair: its reservation and its slot are given
 // back. It reports whether the pair was known.
-func (pc *pairCounter) closed(route, clientAddr string) bool {
+func (pc *pairCounter) closed(route string, clientAddr netip.AddrPort) bool {
 	pc.mu.Lock()
 	k := pairKey{route, clientAddr}
 	p, ok := pc.live[k]
@@ -232,5 +249,9 @@ func (pc *pairCounter) count(route, ip string) (int, int) {
 // max_pairs_per_client_ip and its listener's max_connections. The owner
 // calls it from relay.Options.OnClose for every pair the engine ends.
 func (s *Server) PairClosed(st relay.PairStats) {
-	s.pairs.closed(st.Route, st.ClientAddr)
+	ap, err := netip.ParseAddrPort(st.ClientAddr)
+	if err != nil {
+		return // not an address the server attached
+	}
+	s.pairs.closed(st.Route, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
 }
