@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -518,5 +519,77 @@ func TestSetRoutes(t *testing.T) {
 	}
 	if ex := roundTrip(t, p.addr, upgradeRequest("/ws", "a", "")); ex.resp.StatusCode != 503 {
 		t.Errorf("beyond the new route's max_pairs: %d, want 503", ex.resp.StatusCode)
+	}
+}
+
+func TestRefusalLogRateLimit(t *testing.T) {
+	var r refusalLog
+	t0 := time.Unix(1000, 0)
+	for i := range refusalBurst {
+		if ok, _ := r.allow(t0.Add(time.Duration(i) * time.Millisecond)); !ok {
+			t.Fatalf("line %d refused within the burst", i)
+		}
+	}
+	for i := range 7 {
+		if ok, _ := r.allow(t0.Add(500 * time.Millisecond)); ok {
+			t.Fatalf("line %d beyond the burst allowed", refusalBurst+i)
+		}
+	}
+	ok, suppressed := r.allow(t0.Add(time.Second))
+	if !ok || suppressed != 7 {
+		t.Fatalf("next window: allowed %v, suppressed %d; want true, 7", ok, suppressed)
+	}
+	if _, suppressed := r.allow(t0.Add(2 * time.Second)); suppressed != 0 {
+		t.Errorf("suppressed count reported twice: %d", suppressed)
+	}
+}
+
+// TestShutdownWithKeepAlive: an idle keep-alive connection does not hold
+// Shutdown up (it is closed at once), a request in flight is answered.
+func TestShutdownWithKeepAlive(t *testing.T) {
+	up := startHTTPUpstream(t)
+	p, _ := startProxyWith(t, []*config.Route{passRoute(up)}, config.Listener{}, true)
+	idle := dialProxy(t, p.addr)
+	ibr := bufio.NewReader(idle)
+	io.WriteString(idle, "GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, _ := readResponse(t, ibr, "GET"); resp.StatusCode != 200 {
+		t.Fatal(resp.StatusCode)
+	}
+	// An SSE stream in flight: its first event has arrived.
+	busy := dialProxy(t, p.addr)
+	bbr := bufio.NewReader(busy)
+	io.WriteString(busy, "GET /sse HTTP/1.1\r\nHost: a\r\n\r\n")
+	resp, err := http.ReadResponse(bbr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := bufio.NewReader(resp.Body)
+	if line, _ := events.ReadString('\n'); line != "data: event 0\n" {
+		t.Fatalf("first event %q", line)
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- p.srv.Shutdown(context.Background()) }()
+	expectClosed(t, idle, ibr) // the idle connection goes at once
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned %v with a response in flight", err)
+	default:
+	}
+	// Let the stream finish: Shutdown then returns.
+	for range 3 {
+		select {
+		case up.sse <- struct{}{}:
+		case <-time.After(waitBound):
+			t.Fatal("upstream handler gone")
+		}
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+	case <-time.After(waitBound):
+		t.Fatal("Shutdown did not return after the last response")
 	}
 }

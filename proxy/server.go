@@ -221,10 +221,12 @@ func (s *Server) Serve(ln net.Listener, lcfg config.Listener) error {
 
 // refuseAtAccept answers a connection a bound refused before anything was
 // read from it: a 503 written into the fresh socket's send buffer (it
-// never blocks), then close. Logged at info, rate-limited.
+// never blocks), then close. Logged at info, rate-limited, and counted as
+// a handshake of no route (its request was never read) with result 503.
 func (s *Server) refuseAtAccept(c net.Conn, reason string) {
 	log := &handshakeLog{logger: s.log, client: peerOf(c).ip}
 	s.refused(log, http.StatusServiceUnavailable, reason)
+	s.unknown.Handshake(statusResult(http.StatusServiceUnavailable), 0)
 	_ = writeRejection(c, busy(reason), time.Now().Add(10*time.Millisecond))
 	_ = c.Close()
 }
