@@ -286,7 +286,8 @@ func (s *Server) serveUpgrade(u *upgrade) {
 			slog.String("upstream", upstreamAddr.String()),
 			slog.String("protocol", uc.hs.Protocol),
 			slog.Any("extensions", h.Extensions),
-			slog.Duration("handshake", took),
+			// A string, as every duration of the log is (JSON included).
+			slog.String("handshake", took.Round(time.Microsecond).String()),
 		)
 	}
 }
