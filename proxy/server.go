@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -228,6 +229,15 @@ func (s *Server) refuseAtAccept(c net.Conn, reason string) {
 	s.refused(log, http.StatusServiceUnavailable, reason)
 	s.unknown.Handshake(statusResult(http.StatusServiceUnavailable), 0)
 	_ = writeRejection(c, busy(reason), time.Now().Add(10*time.Millisecond))
+	// Closing with the client's request unread would send RST, which can
+	// destroy the 503 before the client reads it. What has already
+	// arrived is read away first, waiting at most a millisecond: the
+	// accept loop must not linger for a client it is refusing.
+	if cw, ok := c.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		if c.SetReadDeadline(time.Now().Add(time.Millisecond)) == nil {
+			_, _ = io.CopyN(io.Discard, c, lingerBytes)
+		}
+	}
 	_ = c.Close()
 }
 
