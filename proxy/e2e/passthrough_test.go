@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -9,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/gobwas/ws"
 
+	"github.com/wsalive/wsalive/config"
 	"github.com/wsalive/wsalive/proxy/relay"
 )
 
@@ -72,4 +75,24 @@ func TestKeepAliveThenUpgradeThroughEngine(t *testing.T) {
 	if st.Reason != relay.ReasonClientProtocolError {
 		t.Errorf("pair ended with %v, want %v", st.Reason, relay.ReasonClientProtocolError)
 	}
+}
+
+// TestPairLimitThroughEngine checks that max_pairs counts live pairs of
+// the real engine: the place of a pair comes back when the engine reports
+// it closed (relay.Options.OnClose -> Server.PairClosed), not before.
+func TestPairLimitThroughEngine(t *testing.T) {
+	f := newFixture(t, fixtureOptions{
+		handler: echo,
+		route:   func(r *config.Route) { r.MaxPairs = 1 },
+	})
+	first, _ := f.dial(t, "/echo", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
+	defer cancel()
+	_, resp, err := websocket.Dial(ctx, "ws://"+f.proxyAddr+"/echo", nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("second pair: %v %+v, want 503 with Retry-After", err, resp)
+	}
+	closeNormally(t, f, first, relay.ReasonClientClosed)
+	second, _ := f.dial(t, "/echo", nil)
+	closeNormally(t, f, second, relay.ReasonClientClosed)
 }
