@@ -254,6 +254,9 @@ func (s *Server) newRouteProxy(rs *routeState) {
 			}
 			return nil
 		},
+		// Without a pool ReverseProxy allocates (and the GC clears) a
+		// 32 KiB copy buffer for every response.
+		BufferPool:   copyBuffers{},
 		ErrorHandler: s.proxyError,
 		ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
@@ -284,6 +287,14 @@ func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	s.refused(info.log, status, msg, slog.String("upstream", info.upstream.Host), slog.String("err", err.Error()))
 	http.Error(w, msg, status)
 }
+
+// copyBuffers lends ReverseProxy its response copy buffers.
+type copyBuffers struct{}
+
+var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (copyBuffers) Get() []byte  { return *copyBufferPool.Get().(*[]byte) }
+func (copyBuffers) Put(b []byte) { copyBufferPool.Put(&b) }
 
 // statusClientClosed counts a request whose client left before it was
 // answered, as nginx logs it.
