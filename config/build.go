@@ -22,7 +22,7 @@ func build(f *fileConfig, missing hcl.Range) (*Config, hcl.Diagnostics) {
 	var diags hcl.Diagnostics
 	top := scope{diags: &diags}
 	cfg := &Config{
-		Static:     Static{Engine: newEngine()},
+		Static:     Static{Engine: newEngine(), Limits: newLimits()},
 		Reloadable: Reloadable{Drain: newDrain(), LogLevel: DefaultLogLevel},
 	}
 	if lvl, ok := top.logLevel(f.LogLevel); ok {
@@ -49,8 +49,10 @@ func build(f *fileConfig, missing hcl.Range) (*Config, hcl.Diagnostics) {
 		if n, ok := s.size(b.MaxHeaderBytes, minMaxHeaderBytes, maxMaxHeaderBytes); ok {
 			l.MaxHeaderBytes = int(n)
 		}
+		s.buildListenerFrontDoor(&b.listenerFrontDoorAttrs, &l.ListenerFrontDoor)
 		if b.TLS != nil {
 			l.TLS = s.buildListenerTLS(b.TLS)
+			l.ForwardedProto = "https" // the client reached us over TLS
 		}
 		cfg.Listeners = append(cfg.Listeners, l)
 	}
@@ -80,6 +82,8 @@ func build(f *fileConfig, missing hcl.Range) (*Config, hcl.Diagnostics) {
 			}
 		}
 	}
+
+	top.buildLimits(f.Limits, &cfg.Limits)
 
 	if len(f.Routes) == 0 {
 		top.fail(missing, "", "no route block: at least one is required",
@@ -172,6 +176,7 @@ func buildRoute(top scope, b *routeBlock) (r *Route, matchOK bool) {
 		r.CloseTimeout = d
 	}
 	s.buildLiveness(b, r)
+	s.buildRouteFrontDoor(&b.routeFrontDoorAttrs, &r.RouteFrontDoor)
 	return r, matchOK
 }
 

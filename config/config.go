@@ -40,6 +40,9 @@ type Static struct {
 	Admin *Admin
 	// Engine tunes the relay engine, whose loops are created at start.
 	Engine Engine
+	// Limits bounds what the whole process takes on at once (connections
+	// in handshake); the server is built with them.
+	Limits Limits
 }
 
 // Reloadable holds the settings a reload applies. Live pairs keep the
@@ -75,6 +78,9 @@ type Listener struct {
 	MaxHeaderBytes int
 	// TLS, when not nil, makes this a TLS listener (see tls.go).
 	TLS *ListenerTLS
+	// Front-door settings: forwarded headers, connection bounds, plain
+	// HTTP keep-alive (see frontdoor.go).
+	ListenerFrontDoor
 }
 
 // IsTLS reports whether the listener terminates TLS: its clients' scheme
@@ -144,6 +150,10 @@ type Route struct {
 	// AppPing, when not nil, answers application-level pings for clients
 	// that cannot send protocol pings (browsers).
 	AppPing *AppPing
+
+	// Front-door settings: plain HTTP, origins, pair limits (see
+	// frontdoor.go).
+	RouteFrontDoor
 }
 
 // Heartbeat is the liveness policy toward one side of a pair.

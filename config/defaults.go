@@ -213,7 +213,7 @@ const minimalRouteName = "default"
 // newListener returns a listener with every default applied; decoding
 // overwrites what the configuration sets.
 func newListener() Listener {
-	return Listener{MaxHeaderBytes: DefaultMaxHeaderBytes}
+	return Listener{MaxHeaderBytes: DefaultMaxHeaderBytes, ListenerFrontDoor: newListenerFrontDoor()}
 }
 
 // newDrain returns the drain settings used when there is no drain block.
@@ -237,6 +237,7 @@ func newRoute(name string) *Route {
 		CloseTimeout:      DefaultCloseTimeout,
 		ClientHeartbeat:   newHeartbeat(sideClient),
 		UpstreamHeartbeat: newHeartbeat(sideUpstream),
+		RouteFrontDoor:    newRouteFrontDoor(),
 	}
 }
 
@@ -340,4 +341,93 @@ func clamp(d, lo, hi time.Duration) time.Duration {
 // max_lifetime but not max_lifetime_jitter.
 func defaultMaxLifetimeJitter(maxLifetime time.Duration) time.Duration {
 	return maxLifetime / 100 * DefaultMaxLifetimeJitterPercent
+}
+
+// Front-door defaults: plain HTTP pass-through, forwarded headers and the
+// bounds on what clients may hold (frontdoor.go).
+const (
+	// DefaultHTTPIdleTimeout closes a plain HTTP keep-alive connection
+	// that carried no request for this long. A minute outlives a browser's
+	// pause between page loads and Socket.IO's 25 s polling cycle, and is
+	// under the 75 s nginx keeps idle connections, so the client, not a
+	// half-closed socket, decides when to reconnect.
+	DefaultHTTPIdleTimeout = 60 * time.Second
+
+	// DefaultMaxConnections is 0: a listener takes client connections up
+	// to the process's descriptor limit, whose exhaustion the accept loop
+	// already survives (it backs off and logs once per burst). A number
+	// here is a capacity decision only the operator can make.
+	DefaultMaxConnections = 0
+
+	// DefaultMaxHandshakes bounds connections still sending their first
+	// request head, process-wide. Each costs about 18 KiB, a goroutine and
+	// a descriptor until its head arrives or handshake_timeout ends it:
+	// 4096 of them pin some 72 MiB at most, while a legitimate burst of
+	// that many simultaneous connects is already served in milliseconds.
+	DefaultMaxHandshakes = 4096
+	// DefaultMaxHandshakesPerClientIP bounds the same per client address.
+	// A browser opens at most 6 connections per host and pre-connects a
+	// few; 64 leaves room for an office behind one NAT address while one
+	// slowloris source can hold only 1/64 of the process-wide budget.
+	DefaultMaxHandshakesPerClientIP = 64
+
+	// DefaultMaxHeaderLines bounds the header lines of a request head. Real
+	// browsers send 10 to 30; 100 is net/http's own bound for trailers and
+	// HTTP/2's default for header list entries, and it stops a 15 KiB head
+	// of thousands of one-byte headers from being forwarded upstream.
+	DefaultMaxHeaderLines = 100
+
+	// DefaultMaxBodySize is 0 (no limit): wsalive stands in front of an
+	// existing application whose own limits already apply, and a silent
+	// 1 MiB default (nginx's) is the most common reason uploads break when
+	// a proxy is added. Set max_body_size to refuse larger bodies with 413.
+	DefaultMaxBodySize = 0
+
+	// DefaultMaxPairs and DefaultMaxPairsPerClientIP are 0 (no limit):
+	// how many pairs a backend can carry is the operator's knowledge.
+	DefaultMaxPairs            = 0
+	DefaultMaxPairsPerClientIP = 0
+)
+
+// Front-door limits checked at load time.
+const (
+	// An idle limit under a second closes keep-alive connections between
+	// the requests of one page load; above an hour it no longer bounds
+	// anything an operator would notice.
+	minHTTPIdleTimeout = time.Second
+	maxHTTPIdleTimeout = time.Hour
+	// Counts above ten million are typos: the process could not hold that
+	// many descriptors anyway.
+	maxCount = 10_000_000
+	// Fewer than 16 header lines refuses ordinary browser requests;
+	// above 10,000 the bound no longer bounds anything.
+	minMaxHeaderLines = 16
+	maxMaxHeaderLines = 10_000
+	// A body limit is at most 1 TiB: above that it is a typo.
+	maxMaxBodySize = 1 << 40
+)
+
+func newListenerFrontDoor() ListenerFrontDoor {
+	return ListenerFrontDoor{
+		ForwardedProto:  "http",
+		MaxConnections:  DefaultMaxConnections,
+		HTTPIdleTimeout: DefaultHTTPIdleTimeout,
+		MaxHeaderLines:  DefaultMaxHeaderLines,
+	}
+}
+
+func newRouteFrontDoor() RouteFrontDoor {
+	return RouteFrontDoor{
+		HTTP:                HTTPProxy,
+		MaxBodySize:         DefaultMaxBodySize,
+		MaxPairs:            DefaultMaxPairs,
+		MaxPairsPerClientIP: DefaultMaxPairsPerClientIP,
+	}
+}
+
+func newLimits() Limits {
+	return Limits{
+		MaxHandshakes:            DefaultMaxHandshakes,
+		MaxHandshakesPerClientIP: DefaultMaxHandshakesPerClientIP,
+	}
 }

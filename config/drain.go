@@ -75,5 +75,7 @@ func StaticChanges(old, next *Config) []string {
 	change("admin.pprof", adminPprof(old.Admin), adminPprof(next.Admin))
 	change("engine.loops", old.Engine.Loops, next.Engine.Loops)
 	change("engine.io_uring", old.Engine.IOUring, next.Engine.IOUring)
+	change("limits.max_handshakes", old.Limits.MaxHandshakes, next.Limits.MaxHandshakes)
+	change("limits.max_handshakes_per_client_ip", old.Limits.MaxHandshakesPerClientIP, next.Limits.MaxHandshakesPerClientIP)
 	return out
 }

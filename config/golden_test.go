@@ -59,8 +59,11 @@ func dump(cfg *Config) string {
 	var b strings.Builder
 	for _, l := range cfg.Listeners {
 		fmt.Fprintf(&b, "listener address=%q max_header_bytes=%d\n", l.Address, l.MaxHeaderBytes)
+		fmt.Fprintf(&b, "  trusted_proxies=%v forwarded_proto=%q max_connections=%d http_idle_timeout=%s max_header_lines=%d\n",
+			l.TrustedProxies, l.ForwardedProto, l.MaxConnections, l.HTTPIdleTimeout, l.MaxHeaderLines)
 		dumpListenerTLS(&b, l.TLS)
 	}
+	fmt.Fprintf(&b, "limits max_handshakes=%d max_handshakes_per_client_ip=%d\n", cfg.Limits.MaxHandshakes, cfg.Limits.MaxHandshakesPerClientIP)
 	if cfg.Admin != nil {
 		fmt.Fprintf(&b, "admin address=%q pprof=%t\n", cfg.Admin.Address, cfg.Admin.Pprof)
 	} else {
@@ -78,6 +81,8 @@ func dump(cfg *Config) string {
 		dumpHeartbeat(&b, sideUpstream, r.UpstreamHeartbeat)
 		fmt.Fprintf(&b, "  nat_idle_timeout=%s nat_profile=%q idle_timeout=%s max_lifetime=%s max_lifetime_jitter=%s\n",
 			r.NATIdleTimeout, r.NATProfile, r.IdleTimeout, r.MaxLifetime, r.MaxLifetimeJitter)
+		fmt.Fprintf(&b, "  http=%q max_body_size=%d allowed_origins=%v require_origin=%t max_pairs=%d max_pairs_per_client_ip=%d\n",
+			r.HTTP, r.MaxBodySize, r.AllowedOrigins, r.RequireOrigin, r.MaxPairs, r.MaxPairsPerClientIP)
 		if r.AppPing != nil {
 			fmt.Fprintf(&b, "  app_ping match=%q reply=%q\n", r.AppPing.Match, r.AppPing.Reply)
 		}

@@ -32,6 +32,7 @@ func defaultRoute() *Route {
 		CloseTimeout:      DefaultCloseTimeout,
 		ClientHeartbeat:   defaultClientHeartbeat(),
 		UpstreamHeartbeat: defaultUpstreamHeartbeat(),
+		RouteFrontDoor:    newRouteFrontDoor(),
 	}
 }
 
@@ -47,9 +48,9 @@ func mustParse(t *testing.T, src string) *Config {
 func TestParseMinimal(t *testing.T) {
 	got := mustParse(t, minimalSrc)
 	want := &Config{
-		Static: Static{Engine: Engine{Loops: 0, IOUring: true}},
+		Static: Static{Engine: Engine{Loops: 0, IOUring: true}, Limits: newLimits()},
 		Reloadable: Reloadable{
-			Listeners: []Listener{{Address: "127.0.0.1:8080", MaxHeaderBytes: 16384}},
+			Listeners: []Listener{{Address: "127.0.0.1:8080", MaxHeaderBytes: 16384, ListenerFrontDoor: newListenerFrontDoor()}},
 			Routes:    []*Route{defaultRoute()},
 			Drain:     Drain{Delay: 5 * time.Second, Window: 30 * time.Second, CloseCode: 1012},
 		},
@@ -99,11 +100,12 @@ route "tenants" {
 	want := &Config{Static: Static{
 		Admin:  &Admin{Address: "127.0.0.1:9090"},
 		Engine: Engine{Loops: 8, IOUring: false},
+		Limits: newLimits(),
 	}, Reloadable: Reloadable{
 		Drain: newDrain(),
 		Listeners: []Listener{
-			{Address: "127.0.0.1:8080", MaxHeaderBytes: 32768},
-			{Address: "[::1]:8443", MaxHeaderBytes: 64 << 10},
+			{Address: "127.0.0.1:8080", MaxHeaderBytes: 32768, ListenerFrontDoor: newListenerFrontDoor()},
+			{Address: "[::1]:8443", MaxHeaderBytes: 64 << 10, ListenerFrontDoor: newListenerFrontDoor()},
 		},
 		Routes: []*Route{
 			{
@@ -120,6 +122,7 @@ route "tenants" {
 				CloseTimeout:      1500 * time.Millisecond,
 				ClientHeartbeat:   defaultClientHeartbeat(),
 				UpstreamHeartbeat: defaultUpstreamHeartbeat(),
+				RouteFrontDoor:    newRouteFrontDoor(),
 			},
 			{
 				Name: "tenants",
@@ -133,6 +136,7 @@ route "tenants" {
 				CloseTimeout:      DefaultCloseTimeout,
 				ClientHeartbeat:   defaultClientHeartbeat(),
 				UpstreamHeartbeat: defaultUpstreamHeartbeat(),
+				RouteFrontDoor:    newRouteFrontDoor(),
 			},
 		},
 	}}
@@ -199,9 +203,9 @@ route "default" {
 `,
 			check: func(t *testing.T, cfg *Config) {
 				want := &Config{
-					Static: Static{Engine: newEngine()},
+					Static: Static{Engine: newEngine(), Limits: newLimits()},
 					Reloadable: Reloadable{
-						Listeners: []Listener{{Address: "127.0.0.1:8080", MaxHeaderBytes: DefaultMaxHeaderBytes}},
+						Listeners: []Listener{{Address: "127.0.0.1:8080", MaxHeaderBytes: DefaultMaxHeaderBytes, ListenerFrontDoor: newListenerFrontDoor()}},
 						Routes:    []*Route{defaultRoute()},
 						Drain:     newDrain(),
 					},

@@ -33,6 +33,7 @@ type fileConfig struct {
 	Listeners []*listenerBlock
 	Admin     *adminBlock  // nil when absent
 	Engine    *engineBlock // nil when absent
+	Limits    *limitsBlock // nil when absent
 	Routes    []*routeBlock
 	Drain     *drainBlock    // nil when absent
 	LogLevel  *hcl.Attribute // top-level log_level; nil when absent
@@ -43,6 +44,7 @@ type listenerBlock struct {
 	Address        *hcl.Attribute
 	MaxHeaderBytes *hcl.Attribute
 	TLS            *tlsBlock // nil when absent
+	listenerFrontDoorAttrs
 
 	DefRange hcl.Range // the block header, where a missing setting is reported
 }
@@ -86,6 +88,7 @@ type routeBlock struct {
 	IdleTimeout       *hcl.Attribute
 	MaxLifetime       *hcl.Attribute
 	MaxLifetimeJitter *hcl.Attribute
+	routeFrontDoorAttrs
 
 	ClientHeartbeat   *heartbeatBlock // heartbeat "client"; nil when absent
 	UpstreamHeartbeat *heartbeatBlock // heartbeat "upstream"; nil when absent
@@ -138,6 +141,7 @@ var fileSchema = &hcl.BodySchema{
 		{Type: "listener"},
 		{Type: "admin"},
 		{Type: "engine"},
+		{Type: "limits"},
 		{Type: "route", LabelNames: []string{"name"}},
 	},
 }
@@ -154,14 +158,14 @@ func attributes(names ...string) *hcl.BodySchema {
 }
 
 var (
-	listenerSchema = withBlocks(attributes("address", "max_header_bytes"), hcl.BlockHeaderSchema{Type: "tls"})
+	listenerSchema = withBlocks(attributes(append([]string{"address", "max_header_bytes"}, listenerFrontDoorNames...)...), hcl.BlockHeaderSchema{Type: "tls"})
 	adminSchema    = attributes("address", "pprof")
 	drainSchema    = attributes("delay", "window", "close_code")
 	engineSchema   = attributes("loops", "io_uring")
-	routeSchema    = withBlocks(attributes("host", "path_prefix", "upstream",
+	routeSchema    = withBlocks(attributes(append([]string{"host", "path_prefix", "upstream",
 		"max_frame_size", "handshake_timeout", "close_timeout",
 		"nat_idle_timeout", "nat_profile", "idle_timeout",
-		"max_lifetime", "max_lifetime_jitter"),
+		"max_lifetime", "max_lifetime_jitter"}, routeFrontDoorNames...)...),
 		hcl.BlockHeaderSchema{Type: "heartbeat", LabelNames: []string{"side"}},
 		hcl.BlockHeaderSchema{Type: "app_ping"},
 		hcl.BlockHeaderSchema{Type: "upstream_tls"},
@@ -191,10 +195,11 @@ func decodeFile(body hcl.Body) (*fileConfig, hcl.Diagnostics) {
 			c, d := b.Body.Content(listenerSchema)
 			diags = append(diags, d...)
 			f.Listeners = append(f.Listeners, &listenerBlock{
-				Address:        c.Attributes["address"],
-				MaxHeaderBytes: c.Attributes["max_header_bytes"],
-				TLS:            decodeListenerTLS(c.Blocks, &diags),
-				DefRange:       b.DefRange,
+				Address:                c.Attributes["address"],
+				MaxHeaderBytes:         c.Attributes["max_header_bytes"],
+				listenerFrontDoorAttrs: decodeListenerFrontDoor(c.Attributes),
+				TLS:                    decodeListenerTLS(c.Blocks, &diags),
+				DefRange:               b.DefRange,
 			})
 		case "admin":
 			if f.Admin != nil {
@@ -233,6 +238,12 @@ func decodeFile(body hcl.Body) (*fileConfig, hcl.Diagnostics) {
 				IOUring:  c.Attributes["io_uring"],
 				DefRange: b.DefRange,
 			}
+		case "limits":
+			if f.Limits != nil {
+				diags = append(diags, duplicateBlock(b, f.Limits.DefRange))
+				continue
+			}
+			f.Limits = decodeLimits(b, &diags)
 		case "route":
 			f.Routes = append(f.Routes, decodeRoute(b, &diags))
 		}
@@ -248,20 +259,21 @@ func decodeRoute(b *hcl.Block, diags *hcl.Diagnostics) *routeBlock {
 	c, d := b.Body.Content(routeSchema)
 	*diags = append(*diags, d...)
 	r := &routeBlock{
-		Name:              b.Labels[0],
-		Host:              c.Attributes["host"],
-		PathPrefix:        c.Attributes["path_prefix"],
-		Upstream:          c.Attributes["upstream"],
-		MaxFrameSize:      c.Attributes["max_frame_size"],
-		HandshakeTimeout:  c.Attributes["handshake_timeout"],
-		CloseTimeout:      c.Attributes["close_timeout"],
-		NATIdleTimeout:    c.Attributes["nat_idle_timeout"],
-		NATProfile:        c.Attributes["nat_profile"],
-		IdleTimeout:       c.Attributes["idle_timeout"],
-		MaxLifetime:       c.Attributes["max_lifetime"],
-		MaxLifetimeJitter: c.Attributes["max_lifetime_jitter"],
-		NameRange:         b.LabelRanges[0],
-		DefRange:          b.DefRange,
+		Name:                b.Labels[0],
+		Host:                c.Attributes["host"],
+		PathPrefix:          c.Attributes["path_prefix"],
+		Upstream:            c.Attributes["upstream"],
+		MaxFrameSize:        c.Attributes["max_frame_size"],
+		HandshakeTimeout:    c.Attributes["handshake_timeout"],
+		CloseTimeout:        c.Attributes["close_timeout"],
+		NATIdleTimeout:      c.Attributes["nat_idle_timeout"],
+		NATProfile:          c.Attributes["nat_profile"],
+		IdleTimeout:         c.Attributes["idle_timeout"],
+		MaxLifetime:         c.Attributes["max_lifetime"],
+		MaxLifetimeJitter:   c.Attributes["max_lifetime_jitter"],
+		routeFrontDoorAttrs: decodeRouteFrontDoor(c.Attributes),
+		NameRange:           b.LabelRanges[0],
+		DefRange:            b.DefRange,
 	}
 	s := scope{diags: diags}.child(fmt.Sprintf("route %q", r.Name))
 	for _, nb := range c.Blocks {

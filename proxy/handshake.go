@@ -8,11 +8,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/wsalive/wsalive/config"
+	"github.com/wsalive/wsalive/proxy/metrics"
 	"github.com/wsalive/wsalive/proxy/relay"
 )
 
@@ -20,8 +23,9 @@ import (
 // a byte limit over the connection. Both are pooled together; they are only
 // needed for the head, and the reader's bytes beyond it are copied out.
 type headReader struct {
-	lr io.LimitedReader
-	br *bufio.Reader
+	lr  io.LimitedReader
+	br  *bufio.Reader
+	rec recorder
 }
 
 var headReaders = sync.Pool{New: func() any {
@@ -32,26 +36,46 @@ var headReaders = sync.Pool{New: func() any {
 
 func getHeadReader(c net.Conn, limit int) *headReader {
 	h := headReaders.Get().(*headReader)
-	h.lr = io.LimitedReader{R: c, N: int64(limit)}
+	h.rec = recorder{r: c, buf: headBufs.Get()}
+	h.lr = io.LimitedReader{R: &h.rec, N: int64(limit)}
 	h.br.Reset(&h.lr)
 	return h
 }
 
 func putHeadReader(h *headReader) {
-	h.lr.R = nil // drop the connection so the pool does not pin it
+	headBufs.Put(h.rec.buf)
+	h.rec = recorder{} // drop the connection so the pool does not pin it
+	h.lr.R = nil
 	h.br.Reset(&h.lr)
 	headReaders.Put(h)
 }
 
-// handshakeLog writes one handshake's log lines, each led by the client's
-// address and, once the request is routed, the route's name: what
+// head returns the recorded bytes of the request head just parsed.
+func (h *headReader) head() []byte {
+	return h.rec.buf.B[:len(h.rec.buf.B)-h.br.Buffered()]
+}
+
+// beyondHead returns a copy of the bytes read beyond the head (a frame
+// pipelined behind the request; they belong to the relay), nil if none.
+func (h *headReader) beyondHead() []byte {
+	n := h.br.Buffered()
+	if n == 0 {
+		return nil
+	}
+	b, _ := h.br.Peek(n)
+	return append([]byte(nil), b...)
+}
+
+// handshakeLog writes one handshake's or request's log lines, each led
+// by the client's address (the forwarded one from a trusted proxy) and,
+// once the request is routed, the route's name: what
 // logger.With("client", …).With("route", …) would add, but lazily. With
-// clones the handler and formats its attributes, and the address is a new
-// string, on every handshake even when nothing is logged; here that work is
-// only done for lines the logger is enabled for.
+// clones the handler and formats its attributes on every handshake even
+// when nothing is logged; here that work is only done for lines the
+// logger is enabled for.
 type handshakeLog struct {
 	logger *slog.Logger
-	client net.Conn
+	client string
 	route  *config.Route // nil until routed
 }
 
@@ -69,7 +93,7 @@ func (l *handshakeLog) write(level slog.Level, msg string, attrs ...slog.Attr) {
 	var pcs [1]uintptr
 	runtime.Callers(2, pcs[:]) // skip Callers and write
 	r := slog.NewRecord(time.Now(), level, msg, pcs[0])
-	r.AddAttrs(slog.String("client", l.client.RemoteAddr().String()))
+	r.AddAttrs(slog.String("client", l.client))
 	if l.route != nil {
 		r.AddAttrs(slog.String("route", l.route.Name))
 	}
@@ -77,70 +101,138 @@ func (l *handshakeLog) write(level slog.Level, msg string, attrs ...slog.Attr) {
 	_ = l.logger.Handler().Handle(ctx, r)
 }
 
-// handshake performs both handshakes for client connection c and hands the
-// pair to the relay. Every path either hands both connections off or
-// closes both.
-func (s *Server) handshake(c net.Conn, maxHeader int) {
+// firstRequest reads the first request head of client connection c and
+// classifies it: a WebSocket upgrade (or a request for a route that does
+// not pass plain HTTP) takes the WebSocket path on this goroutine; a plain
+// HTTP request hands the connection, with the bytes read so far replayed,
+// to the listener's HTTP server. Every path either hands c on or closes it.
+func (s *Server) firstRequest(c net.Conn, ls *listenerState, slot *connSlot, p peer) {
 	start := time.Now()
-	log := &handshakeLog{logger: s.log, client: c}
+	t := s.table.Load()
+	log := &handshakeLog{logger: s.log, client: p.ip}
 
-	// 1. The head, bounded in time and size.
-	req, buffered, rej, err := s.readHead(c, maxHeader, start.Add(s.headTimeout))
+	// 1. The head, bounded in time, size and lines.
+	hr := getHeadReader(c, ls.maxHeader)
+	req, rej, err := readHead(c, hr, start.Add(t.headTimeout))
+	got := len(hr.rec.buf.B)
+	s.handshakes.release(p.ip)
 	if err != nil {
-		// EOF before a complete head, a head timeout, a reset: the client
-		// is gone or too slow, and there is nobody to answer.
-		log.write(slog.LevelDebug, "handshake failed: reading request head", slog.Any("err", err))
-		_ = c.Close()
+		putHeadReader(hr)
+		s.headCutShort(log, c, err, got)
+		slot.release()
 		return
+	}
+	if rej == nil {
+		rej = checkHeadLines(hr.head(), ls.maxLines)
 	}
 	if rej != nil {
-		s.rejectClient(log, c, rej, time.Now().Add(s.headTimeout))
+		putHeadReader(hr)
+		s.rejectClient(&upgrade{c: c, log: log, slot: slot, start: start}, s.unknown, rej, time.Now().Add(t.headTimeout))
 		return
 	}
+	fwd := forwardingFor(ls.trusted, ls.proto, p, req.Header, req.Host)
+	log.client = fwd.clientIP
 
-	// 2. Route, then validate against the WebSocket rules.
-	if rej = checkHead(req); rej != nil {
-		s.rejectClient(log, c, rej, time.Now().Add(s.headTimeout))
+	// 2. Classify. Plain HTTP goes to the HTTP server (which answers 404
+	// when no route matches); upgrades, and the 426 of routes that do not
+	// pass plain HTTP, stay on the WebSocket path.
+	if !isWebSocketUpgrade(req.Header) {
+		if route := t.router.match(req.Host, req.URL.Path); route == nil || route.HTTP != config.HTTPReject {
+			fc := &frontConn{Conn: c, prefix: append([]byte(nil), hr.rec.buf.B...), peer: p, slot: slot}
+			putHeadReader(hr)
+			// The HTTP server owns c from here and bounds its heads
+			// itself; it is no longer a handshake Shutdown waits for.
+			s.releaseConn(c)
+			if err := c.SetReadDeadline(time.Time{}); err != nil || !ls.feed.push(fc) {
+				_ = fc.Close()
+			}
+			return
+		}
+	}
+	buffered := hr.beyondHead()
+	putHeadReader(hr)
+	s.serveUpgrade(&upgrade{c: c, req: req, buffered: buffered, t: t, fwd: fwd, slot: slot, start: start, log: log})
+}
+
+// upgrade is one request on the WebSocket path.
+type upgrade struct {
+	c   net.Conn
+	req *http.Request
+	// buffered holds the bytes the client sent behind the request head.
+	buffered []byte
+	t        *routeTable
+	fwd      forwarding
+	slot     *connSlot
+	start    time.Time
+	log      *handshakeLog
+}
+
+// serveUpgrade performs both handshakes for u and hands the pair to the
+// relay. Every path either hands both connections off or closes both.
+func (s *Server) serveUpgrade(u *upgrade) {
+	c, req, log := u.c, u.req, u.log
+	headDeadline := time.Now().Add(u.t.headTimeout)
+
+	// 3. Route, then validate against the WebSocket rules, the route's
+	// origins and its limits.
+	if rej := checkHead(req); rej != nil {
+		s.rejectClient(u, s.unknown, rej, headDeadline)
 		return
 	}
-	route := s.router.match(req.Host, req.URL.Path)
+	route := u.t.router.match(req.Host, req.URL.Path)
 	if route == nil {
-		s.rejectClient(log, c, reject(http.StatusNotFound, "no route for this host and path"), time.Now().Add(s.headTimeout))
+		s.rejectClient(u, s.unknown, reject(http.StatusNotFound, "no route for this host and path"), headDeadline)
 		return
 	}
 	log.route = route
-	rs := s.routes[route]
+	rs := u.t.states[route]
 	timeout := handshakeTimeout(route)
 	up, rej := checkUpgrade(req)
 	if rej != nil {
-		s.rejectClient(log, c, rej, time.Now().Add(timeout))
+		s.rejectClient(u, rs.metrics, rej, time.Now().Add(timeout))
 		return
 	}
 	// up's buffers are reused by later handshakes; nothing refers to
 	// them once this one has ended.
 	defer putClientUpgrade(up)
+	if rej := rs.origins.check(req.Header); rej != nil {
+		s.rejectClient(u, rs.metrics, rej, time.Now().Add(timeout))
+		return
+	}
+	if reason := s.pairs.reserve(route, u.fwd.clientIP); reason != "" {
+		s.rejectClient(u, rs.metrics, busy(reason), time.Now().Add(timeout))
+		return
+	}
+	attached := false
+	defer func() {
+		if !attached {
+			s.pairs.unreserve(route.Name, u.fwd.clientIP)
+		}
+	}()
 
-	// 3. The upstream handshake, bounded by the route's timeout. The
+	// 4. The upstream handshake, bounded by the route's timeout. The
 	// client's read deadline keeps running meanwhile, which is harmless:
 	// nothing reads from the client until the relay clears it.
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
-	uc, uerr := s.dialUpstream(ctx, route, rs, req, up, clientIP(c))
+	uc, uerr := s.dialUpstream(ctx, route, rs, req, up, &u.fwd)
 	cancel()
 	if uerr != nil {
-		s.upstreamFailed(log, c, route, uerr, time.Now().Add(timeout))
+		s.upstreamFailed(u, rs, uerr, time.Now().Add(timeout))
 		return
 	}
 
-	// 4. Only now, after the upstream's valid 101, does the client get one.
+	// 5. Only now, after the upstream's valid 101, does the client get one.
 	if err := writeSwitching(c, up.key, uc.hs, uc.header, time.Now().Add(timeout)); err != nil {
 		log.write(slog.LevelInfo, "handshake failed: writing 101 to client",
 			slog.String("upstream", uc.conn.RemoteAddr().String()), slog.Any("err", err))
+		rs.metrics.Handshake(statusResult(statusClientClosed), time.Since(u.start))
 		_ = c.Close()
 		_ = uc.conn.Close()
+		u.slot.release()
 		return
 	}
 
-	// 5. Handoff. The relay runs without deadlines; it has its own timers.
+	// 6. Handoff. The relay runs without deadlines; it has its own timers.
 	errC := c.SetDeadline(time.Time{})
 	errU := uc.conn.SetDeadline(time.Time{})
 	s.releaseConn(c)
@@ -148,13 +240,15 @@ func (s *Server) handshake(c net.Conn, maxHeader int) {
 		// A Shutdown that ran out of time closed c or canceled s.ctx.
 		log.write(slog.LevelInfo, "handshake aborted before handoff",
 			slog.String("upstream", uc.conn.RemoteAddr().String()), slog.Any("err", err))
+		rs.metrics.Handshake(statusResult(http.StatusServiceUnavailable), time.Since(u.start))
 		_ = c.Close()
 		_ = uc.conn.Close()
+		u.slot.release()
 		return
 	}
 	h := relay.Handoff{
 		Client:           c,
-		ClientBuffered:   buffered,
+		ClientBuffered:   u.buffered,
 		Upstream:         uc.conn,
 		UpstreamBuffered: uc.buffered,
 		Route:            route.Name,
@@ -168,97 +262,132 @@ func (s *Server) handshake(c net.Conn, maxHeader int) {
 	// Read before the relay owns the connection (and may close it); only
 	// formatted when a line is written.
 	upstreamAddr := uc.conn.RemoteAddr()
+	// Recorded before Attach: the engine may end the pair (and report
+	// it) before Attach returns.
+	clientAddr := addrPortOf(c)
+	clientAddr = netip.AddrPortFrom(clientAddr.Addr().Unmap(), clientAddr.Port())
+	s.pairs.attach(route.Name, clientAddr, u.fwd.clientIP, u.slot)
+	attached = true
 	id, err := s.relay.Attach(h)
 	if err != nil {
 		log.write(slog.LevelWarn, "relay refused pair",
 			slog.String("upstream", upstreamAddr.String()), slog.Any("err", err))
+		rs.metrics.Handshake(statusResult(http.StatusServiceUnavailable), time.Since(u.start))
+		s.pairs.closed(route.Name, clientAddr)
 		_ = c.Close()
 		_ = uc.conn.Close()
 		return
 	}
+	took := time.Since(u.start)
+	rs.metrics.Handshake("ok", took)
 	if log.enabled(slog.LevelInfo) {
 		log.write(slog.LevelInfo, "pair attached",
-			slog.Uint64("id", id),
+			slog.Uint64("pair", id),
 			slog.String("upstream", upstreamAddr.String()),
 			slog.String("protocol", uc.hs.Protocol),
 			slog.Any("extensions", h.Extensions),
-			slog.Duration("handshake", time.Since(start)),
+			// A string, as every duration of the log is (JSON included).
+			slog.String("handshake", took.Round(time.Microsecond).String()),
 		)
 	}
 }
 
-// readHead reads and parses the client's request head, at most maxHeader
-// bytes, before deadline. It returns the bytes the reader had buffered
-// beyond the head (a frame pipelined behind the request; they belong to the
-// relay), or a rejection for a head that is too large or malformed, or an
-// error when the client left or was too slow (nothing to answer then).
-func (s *Server) readHead(c net.Conn, maxHeader int, deadline time.Time) (*http.Request, []byte, *rejection, error) {
+// readHead reads and parses the client's request head through hr before
+// deadline. It returns a rejection for a head that is too large or
+// malformed, or an error when the head was cut short: the client left,
+// went silent past the deadline, or reset the connection.
+func readHead(c net.Conn, hr *headReader, deadline time.Time) (*http.Request, *rejection, error) {
 	if err := c.SetReadDeadline(deadline); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	hr := getHeadReader(c, maxHeader)
-	defer putHeadReader(hr)
-
 	req, err := http.ReadRequest(hr.br)
-	if err != nil {
-		switch {
-		case hr.lr.N <= 0:
-			return nil, nil, &rejection{
-				status: http.StatusRequestHeaderFieldsTooLarge,
-				msg:    "request head too large",
-			}, nil
-		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), isTimeout(err), errors.Is(err, net.ErrClosed):
-			return nil, nil, nil, err
-		case tlsHandshakeFailed(c): // nothing can be answered in plain text (see client_tls.go)
-			return nil, nil, nil, err
-		default:
-			var ne *net.OpError
-			if errors.As(err, &ne) {
-				return nil, nil, nil, err // reset and the like
-			}
-			return nil, nil, reject(http.StatusBadRequest, "malformed HTTP request"), nil
+	if err == nil {
+		return req, nil, nil
+	}
+	// The connection's own error decides first: http.ReadRequest parses
+	// the partial line a timeout or EOF left it with, and calls that
+	// malformed.
+	if cerr := hr.rec.err; cerr != nil {
+		if errors.Is(cerr, io.EOF) {
+			return nil, nil, io.ErrUnexpectedEOF
 		}
+		return nil, nil, cerr
 	}
-	var buffered []byte
-	if n := hr.br.Buffered(); n > 0 {
-		b, _ := hr.br.Peek(n)
-		buffered = append([]byte(nil), b...)
+	if tlsHandshakeFailed(c) {
+		// Nothing can be answered in plain text (see client_tls.go).
+		return nil, nil, err
 	}
-	return req, buffered, nil, nil
+	if hr.lr.N <= 0 {
+		return nil, &rejection{
+			status: http.StatusRequestHeaderFieldsTooLarge,
+			msg:    "request head too large",
+		}, nil
+	}
+	return nil, reject(http.StatusBadRequest, "malformed HTTP request"), nil
 }
 
-// rejectClient answers a request the proxy refuses on its own, then closes
-// the connection. Client mistakes log at debug: they are the client's
-// business and can be many.
-func (s *Server) rejectClient(log *handshakeLog, c net.Conn, rej *rejection, deadline time.Time) {
-	log.write(slog.LevelDebug, "handshake rejected", slog.Int("status", rej.status), slog.String("reason", rej.msg))
-	if err := writeRejection(c, rej, deadline); err != nil {
-		log.write(slog.LevelDebug, "writing rejection", slog.Any("err", err))
-		_ = c.Close()
+// headCutShort deals with a head that did not arrive whole (got bytes of
+// it did). A timed-out head that had begun is answered 408 and logged as a
+// timeout; a connection that sent nothing before the deadline (a browser's
+// pre-connect, a balancer's probe) is closed silently; one that closed
+// mid-head is logged as such, with nobody left to answer.
+func (s *Server) headCutShort(log *handshakeLog, c net.Conn, err error, got int) {
+	switch {
+	case isTimeout(err) && got > 0:
+		s.refused(log, http.StatusRequestTimeout, "request head timed out", slog.Int("head_bytes", got))
+		if writeRejection(c, reject(http.StatusRequestTimeout, "request head timed out"), time.Now().Add(lingerTimeout)) == nil {
+			closeLingering(c)
+			return
+		}
+	case isTimeout(err):
+		log.write(slog.LevelDebug, "no request before the head timeout")
+	case errors.Is(err, io.ErrUnexpectedEOF) && got > 0:
+		log.write(slog.LevelInfo, "client closed mid-head", slog.Int("head_bytes", got))
+	default:
+		log.write(slog.LevelDebug, "reading request head", slog.Any("err", err))
+	}
+	_ = c.Close()
+}
+
+// rejectClient answers a handshake the proxy refuses on its own, then
+// closes the connection.
+func (s *Server) rejectClient(u *upgrade, m metrics.Route, rej *rejection, deadline time.Time) {
+	s.refused(u.log, rej.status, rej.msg)
+	m.Handshake(statusResult(rej.status), time.Since(u.start))
+	defer u.slot.release()
+	if err := writeRejection(u.c, rej, deadline); err != nil {
+		u.log.write(slog.LevelDebug, "writing rejection", slog.Any("err", err))
+		_ = u.c.Close()
 		return
 	}
-	closeLingering(c)
+	closeLingering(u.c)
 }
+
+// statusResult is a status as a handshake metric's result. A handshake
+// that ends without an answer is counted as what ended it: 499 when the
+// client went away before its 101, 503 when the server gave up on it.
+func statusResult(status int) string { return strconv.Itoa(status) }
 
 // upstreamFailed tells the client about a failed upstream handshake: the
-// upstream's own answer as it came, or 502/503/504. Logged at info: unlike
-// client mistakes, these say something about the upstream.
-func (s *Server) upstreamFailed(log *handshakeLog, c net.Conn, route *config.Route, uerr *upstreamError, deadline time.Time) {
+// upstream's own answer as it came, or 502/503/504, then closes the
+// connection: nothing that follows on it is read as a request.
+func (s *Server) upstreamFailed(u *upgrade, rs *routeState, uerr *upstreamError, deadline time.Time) {
+	defer u.slot.release()
 	var err error
 	if uerr.resp != nil {
-		log.write(slog.LevelInfo, "handshake failed: upstream refused the upgrade",
-			slog.String("upstream", route.Upstream.Address), slog.Int("status", uerr.resp.status))
-		err = writeUpstreamResponse(c, uerr.resp, deadline)
+		s.refused(u.log, uerr.resp.status, "upstream refused the upgrade", slog.String("upstream", rs.route.Upstream.Address))
+		rs.metrics.Handshake(statusResult(uerr.resp.status), time.Since(u.start))
+		err = writeUpstreamResponse(u.c, uerr.resp, deadline)
 	} else {
-		log.write(slog.LevelInfo, "handshake failed: upstream",
-			slog.String("upstream", route.Upstream.Address), slog.Int("status", uerr.status), slog.Any("err", uerr.err))
-		err = writeRejection(c, &rejection{status: uerr.status, msg: upstreamMessage(uerr.status)}, deadline)
+		s.refused(u.log, uerr.status, upstreamMessage(uerr.status), slog.String("upstream", rs.route.Upstream.Address), slog.Any("err", uerr.err))
+		rs.metrics.Handshake(statusResult(uerr.status), time.Since(u.start))
+		err = writeRejection(u.c, &rejection{status: uerr.status, msg: upstreamMessage(uerr.status)}, deadline)
 	}
 	if err != nil {
-		_ = c.Close()
+		_ = u.c.Close()
 		return
 	}
-	closeLingering(c)
+	closeLingering(u.c)
 }
 
 // upstreamMessage is the body for an upstream failure; the details stay in
@@ -272,21 +401,4 @@ func upstreamMessage(status int) string {
 	default:
 		return "upstream WebSocket handshake failed"
 	}
-}
-
-// clientIP is the client's address without port, for X-Forwarded-For.
-func clientIP(c net.Conn) string {
-	// The IP (and zone) of a TCP address directly: what splitting its
-	// String() gives, minus the port's formatting and the joined string.
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok && len(a.IP) > 0 {
-		if a.Zone != "" {
-			return a.IP.String() + "%" + a.Zone
-		}
-		return a.IP.String()
-	}
-	addr := c.RemoteAddr().String()
-	if host, _, err := net.SplitHostPort(addr); err == nil {
-		return host
-	}
-	return addr
 }

@@ -2,19 +2,18 @@ package proxy
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/wsalive/wsalive/config"
+	"github.com/wsalive/wsalive/proxy/metrics"
 	"github.com/wsalive/wsalive/proxy/relay"
 )
 
@@ -39,23 +38,29 @@ const (
 	headReaderSize = 4 << 10
 )
 
-// Server accepts client connections, performs both WebSocket handshakes and
-// hands each finished pair to a Relay. A goroutine runs per connection only
-// while it handshakes.
+// Server accepts client connections, classifies each one's first request,
+// passes plain HTTP to the route's upstream and performs both WebSocket
+// handshakes for upgrades, handing each finished pair to a Relay. A
+// goroutine runs per connection only while it handshakes (and, for plain
+// HTTP connections, inside net/http while they live).
 //
 // A Server may Serve several listeners at once. Its zero value is not
 // usable; create it with NewServer.
 type Server struct {
-	router *router
-	// routes holds what NewServer derived from each route.
-	routes map[*config.Route]*routeState
-	relay  Relay
-	log    *slog.Logger
-	// headTimeout bounds reading a client's request head. The route is not
-	// known until the head is read, so it is the largest HandshakeTimeout
-	// of all routes: no route's clients are cut off sooner than that
-	// route allows.
-	headTimeout time.Duration
+	// table is the route table; SetRoutes swaps it.
+	table   atomic.Pointer[routeTable]
+	relay   Relay
+	log     *slog.Logger
+	metrics metrics.Metrics
+	// unknown is the metrics handle of requests no route matched.
+	unknown metrics.Route
+	limits  config.Limits
+
+	handshakes *handshakeLimit
+	pairs      *pairCounter
+	refusals   refusalLog
+	// acceptErrors rate-limits the accept loop's log lines.
+	acceptErrors acceptErrorLog
 
 	// ctx is the parent of every upstream handshake; cancel aborts them when
 	// Shutdown runs out of time.
@@ -70,7 +75,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	closing   bool
-	listeners map[net.Listener]struct{}
+	listeners map[net.Listener]*listenerState
 	// handshaking holds the connections of in-flight handshakes (the
 	// client's, and the upstream's while its handshake runs), so a
 	// Shutdown that runs out of time can close them. A connection leaves
@@ -83,82 +88,51 @@ type Server struct {
 }
 
 // NewServer returns a Server that routes requests among routes and
-// attaches finished pairs to r. A nil logger means slog.Default().
+// attaches finished pairs to r. A nil logger means slog.Default(); opts
+// add metrics and limits.
 //
 // Routing picks the most specific match: exact host, then wildcard host
 // ("*.example.com", longer suffix first), then host-less routes; within
 // that, the longest PathPrefix; ties go to the earlier route. No match is
 // answered 404.
 //
-// Timeouts: the client's request head must arrive within the largest
+// Timeouts: a request head must arrive within the largest
 // HandshakeTimeout of all routes (the route is unknown until the head is
 // read, and no route's clients should be cut off sooner than that route
 // allows). The upstream dial and handshake are then bounded by the matched
 // route's HandshakeTimeout. A zero HandshakeTimeout counts as 10s.
-func NewServer(routes []*config.Route, r Relay, logger *slog.Logger) (*Server, error) {
-	if len(routes) == 0 {
-		return nil, errors.New("proxy: no routes")
-	}
+//
+// The owner must pass every pair the relay ends to PairClosed, or pair
+// and connection limits will count pairs that are gone.
+func NewServer(routes []*config.Route, r Relay, logger *slog.Logger, opts ...Option) (*Server, error) {
 	if r == nil {
 		return nil, errors.New("proxy: nil relay")
-	}
-	rt, err := newRouter(routes)
-	if err != nil {
-		return nil, err
 	}
 	if logger == nil {
 		logger = slog.Default()
 	}
 	s := &Server{
-		router:      rt,
 		relay:       r,
 		log:         logger,
+		metrics:     metrics.Nop{},
+		limits:      config.Limits{MaxHandshakes: config.DefaultMaxHandshakes, MaxHandshakesPerClientIP: config.DefaultMaxHandshakesPerClientIP},
+		pairs:       newPairCounter(),
 		done:        make(chan struct{}),
-		listeners:   make(map[net.Listener]struct{}),
+		listeners:   make(map[net.Listener]*listenerState),
 		handshaking: make(map[net.Conn]struct{}),
 	}
-	s.routes = make(map[*config.Route]*routeState, len(routes))
-	for _, route := range routes {
-		s.headTimeout = max(s.headTimeout, handshakeTimeout(route))
-		rs := newRouteState(route)
-		if rs.upstreamTLS, err = upstreamTLSConfig(route, logger); err != nil {
-			return nil, err
-		}
-		s.routes[route] = rs
+	for _, o := range opts {
+		o(s)
 	}
+	s.unknown = s.metrics.Route(metrics.UnknownRoute)
+	s.handshakes = newHandshakeLimit(s.limits)
+	t, err := s.newRouteTable(routes)
+	if err != nil {
+		return nil, err
+	}
+	s.table.Store(t)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
-}
-
-// routeState is what the server derives from a route once, in NewServer,
-// so that its handshakes do not redo it.
-type routeState struct {
-	// policy is the route's compiled liveness policy.
-	policy *relay.Policy
-	// upstream is the parsed "ws://" + Upstream.Address; each handshake
-	// only adds its request target. When the address does not parse,
-	// upstream is nil and upstreamErr fails the route's handshakes (502),
-	// as parsing it per handshake did.
-	upstream    *url.URL
-	upstreamErr error
-	// dialAddr is what to dial: upstream's host, with port 80 when it
-	// names none, as ws.Dialer reads a ws:// URL's host.
-	dialAddr string
-	// upstreamTLS is the client TLS configuration for a wss:// upstream,
-	// nil for ws:// (see upstream_tls.go).
-	upstreamTLS *tls.Config
-}
-
-func newRouteState(r *config.Route) *routeState {
-	rs := &routeState{policy: routePolicy(r)}
-	rs.upstream, rs.upstreamErr = url.ParseRequestURI("ws://" + r.Upstream.Address)
-	if rs.upstreamErr == nil {
-		rs.dialAddr = rs.upstream.Host
-		if strings.LastIndexByte(rs.dialAddr, ':') <= strings.IndexByte(rs.dialAddr, ']') {
-			rs.dialAddr += ":80"
-		}
-	}
-	return rs
 }
 
 func handshakeTimeout(r *config.Route) time.Duration {
@@ -170,18 +144,31 @@ func handshakeTimeout(r *config.Route) time.Duration {
 
 // Serve accepts connections on ln until Shutdown is called, then returns
 // ErrServerClosed; on any other accept error that is not temporary it
-// returns that error. Either way ln is closed on return. lcfg supplies
-// MaxHeaderBytes (0 or less means net/http's default, 1 MiB).
+// returns that error. Either way ln is closed on return. lcfg supplies the
+// listener's settings: MaxHeaderBytes (0 or less means net/http's default,
+// 1 MiB), trusted proxies, the connection bound and HTTP keep-alive.
 func (s *Server) Serve(ln net.Listener, lcfg config.Listener) error {
 	defer ln.Close()
-	maxHeader := lcfg.MaxHeaderBytes
-	if maxHeader <= 0 {
-		maxHeader = http.DefaultMaxHeaderBytes
-	}
-	if !s.trackListener(ln, true) {
+	ls := s.newListenerState(ln, lcfg)
+	if !s.trackListener(ln, ls) {
 		return ErrServerClosed
 	}
-	defer s.trackListener(ln, false)
+	defer s.untrackListener(ln)
+	httpDone := make(chan struct{})
+	go func() {
+		defer close(httpDone)
+		_ = ls.http.Serve(ls.feed)
+	}()
+	defer func() {
+		// The HTTP server stops taking connections with the listener.
+		// Those it has are Shutdown's to wait for or, on an accept error
+		// other than Shutdown's, end here.
+		_ = ls.feed.Close()
+		if !s.isClosing() {
+			_ = ls.http.Close()
+		}
+		<-httpDone
+	}()
 
 	var delay time.Duration
 	for {
@@ -191,11 +178,12 @@ func (s *Server) Serve(ln net.Listener, lcfg config.Listener) error {
 				return ErrServerClosed
 			}
 			// Back off on temporary errors (EMFILE, ECONNABORTED) as
-			// net/http does: 5ms doubling to 1s, instead of spinning.
+			// net/http does: 5ms doubling to 1s, instead of spinning, and
+			// say so once per burst rather than once per retry.
 			var te interface{ Temporary() bool }
 			if errors.As(err, &te) && te.Temporary() {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept error; retrying", "listener", ln.Addr().String(), "err", err, "delay", delay)
+				s.acceptErrors.failed(s.log, ln.Addr(), err, delay)
 				t := time.NewTimer(delay)
 				select {
 				case <-t.C:
@@ -207,21 +195,61 @@ func (s *Server) Serve(ln net.Listener, lcfg config.Listener) error {
 			}
 			return fmt.Errorf("proxy: accept on %s: %w", ln.Addr(), err)
 		}
-		delay = 0
+		if delay != 0 {
+			s.acceptErrors.recovered(s.log, ln.Addr())
+			delay = 0
+		}
+		slot, ok := ls.conns.acquire()
+		if !ok {
+			s.refuseAtAccept(c, "listener at its max_connections")
+			continue
+		}
+		p := peerOf(c)
+		if reason := s.handshakes.acquire(p.ip); reason != "" {
+			slot.release()
+			s.refuseAtAccept(c, reason)
+			continue
+		}
 		if !s.trackConn(c) {
+			s.handshakes.release(p.ip)
+			slot.release()
 			_ = c.Close()
 			return ErrServerClosed
 		}
-		go s.handle(c, maxHeader)
+		go s.handle(c, ls, slot, p)
 	}
 }
 
+// refuseAtAccept answers a connection a bound refused before anything was
+// read from it: a 503 written into the fresh socket's send buffer (it
+// never blocks), then close. Logged at info, rate-limited, and counted as
+// a handshake of no route (its request was never read) with result 503.
+func (s *Server) refuseAtAccept(c net.Conn, reason string) {
+	log := &handshakeLog{logger: s.log, client: peerOf(c).ip}
+	s.refused(log, http.StatusServiceUnavailable, reason)
+	s.unknown.Handshake(statusResult(http.StatusServiceUnavailable), 0)
+	_ = writeRejection(c, busy(reason), time.Now().Add(10*time.Millisecond))
+	// Closing with the client's request unread would send RST, which can
+	// destroy the 503 before the client reads it. What has already
+	// arrived is read away first, waiting at most a millisecond: the
+	// accept loop must not linger for a client it is refusing.
+	if cw, ok := c.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		if c.SetReadDeadline(time.Now().Add(time.Millisecond)) == nil {
+			_, _ = io.CopyN(io.Discard, c, lingerBytes)
+		}
+	}
+	_ = c.Close()
+}
+
 // Shutdown stops accepting on every listener and waits for in-flight
-// handshakes to finish (hand off or fail), bounded by ctx. When ctx ends
-// first, the remaining handshakes are aborted (their upstream dials
-// canceled, their client connections closed) and ctx's error is returned.
-// Pairs already handed to the relay are the relay's to drain. Shutdown may
-// be called more than once and from several goroutines; every call waits.
+// handshakes to finish (hand off or fail) and for plain HTTP requests in
+// flight to be answered (idle keep-alive connections close at once),
+// bounded by ctx. When ctx ends first, the remaining handshakes are
+// aborted (their upstream dials canceled, their client connections
+// closed), the remaining HTTP connections are closed, and ctx's error is
+// returned. Pairs already handed to the relay are the relay's to drain.
+// Shutdown may be called more than once and from several goroutines;
+// every call waits.
 func (s *Server) Shutdown(ctx context.Context) error {
 	// Once: closing listeners and the done channel twice would panic or
 	// log spurious errors, yet every caller deserves the wait below.
@@ -234,10 +262,25 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 	})
+	s.mu.Lock()
+	var servers []*http.Server
+	for _, ls := range s.listeners {
+		servers = append(servers, ls.http)
+	}
+	s.mu.Unlock()
 
 	idle := make(chan struct{})
 	go func() {
 		s.inflight.Wait()
+		var wg sync.WaitGroup
+		for _, hs := range servers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = hs.Shutdown(ctx)
+			}()
+		}
+		wg.Wait()
 		close(idle)
 	}()
 	select {
@@ -250,6 +293,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			_ = c.Close()
 		}
 		s.mu.Unlock()
+		for _, hs := range servers {
+			_ = hs.Close()
+		}
 		return ctx.Err()
 	}
 }
@@ -260,20 +306,26 @@ func (s *Server) isClosing() bool {
 	return s.closing
 }
 
-// trackListener adds (or removes) ln from the set Shutdown closes; adding
-// fails once Shutdown has started.
-func (s *Server) trackListener(ln net.Listener, add bool) bool {
+// trackListener adds ln to the set Shutdown closes; it fails once
+// Shutdown has started.
+func (s *Server) trackListener(ln net.Listener, ls *listenerState) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !add {
-		delete(s.listeners, ln)
-		return true
-	}
 	if s.closing {
 		return false
 	}
-	s.listeners[ln] = struct{}{}
+	s.listeners[ln] = ls
 	return true
+}
+
+// untrackListener removes ln from that set. Once Shutdown has started the
+// entry stays, so that Shutdown still finds the listener's HTTP server.
+func (s *Server) untrackListener(ln net.Listener) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closing {
+		delete(s.listeners, ln)
+	}
 }
 
 // trackConn registers a new handshake; it fails once Shutdown has started.
@@ -306,13 +358,13 @@ func (s *Server) releaseConn(c net.Conn) {
 	s.mu.Unlock()
 }
 
-// handle runs one connection's handshake on its own goroutine, which ends
-// with the handshake.
-func (s *Server) handle(c net.Conn, maxHeader int) {
+// handle runs one connection's first request on its own goroutine, which
+// ends with the handshake or with the handoff to the HTTP server.
+func (s *Server) handle(c net.Conn, ls *listenerState, slot *connSlot, p peer) {
 	defer s.inflight.Done()
 	defer s.releaseConn(c)
 	s.accepted.Add(1)
-	s.handshake(c, maxHeader)
+	s.firstRequest(c, ls, slot, p)
 }
 
 // Accepted returns how many client connections the server has taken for

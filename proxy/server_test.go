@@ -25,6 +25,8 @@ func TestClientRejections(t *testing.T) {
 	route := testRoute("ws", up.addr, 2*time.Second)
 	route.Host = "ws.example.com"
 	route.PathPrefix = "/ws"
+	// A WebSocket-only route: plain requests are refused, not passed on.
+	route.HTTP = config.HTTPReject
 	p := startProxy(t, []*config.Route{route}, config.Listener{}, false)
 
 	valid := func(extra string) string { return upgradeRequest("/ws", "ws.example.com", extra) }
@@ -367,12 +369,13 @@ func TestHeaderForwarding(t *testing.T) {
 			t.Errorf("upstream Host %q, want %q", req.Host, up.addr)
 		}
 		for k, want := range map[string]string{
-			"Cookie":                 "a=1; b=2",
-			"Authorization":          "Bearer tok",
-			"Origin":                 "https://app.example.com",
-			"User-Agent":             "test-agent/1",
-			"X-Foo":                  "bar",
-			"X-Forwarded-For":        "10.0.0.1, 127.0.0.1",
+			"Cookie":        "a=1; b=2",
+			"Authorization": "Bearer tok",
+			"Origin":        "https://app.example.com",
+			"User-Agent":    "test-agent/1",
+			"X-Foo":         "bar",
+			// The peer is no trusted proxy: its claim is replaced.
+			"X-Forwarded-For":        "127.0.0.1",
 			"X-Forwarded-Proto":      "http",
 			"X-Forwarded-Host":       "chat.example.com:8443",
 			"Sec-WebSocket-Protocol": "chat, superchat",

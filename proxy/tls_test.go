@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
 	"io"
 	"log/slog"
@@ -23,27 +22,6 @@ import (
 // client through a TLS listener, and the server's own TLS client toward a
 // wss:// upstream. The fake relay pipes the pair with io.Copy, which works
 // on *tls.Conn; the real engine's turn is in proxy/e2e.
-
-// logBuffer is a slog destination the test can search, mirrored to the
-// test output.
-type logBuffer struct {
-	mu  sync.Mutex
-	b   bytes.Buffer
-	out io.Writer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b.Write(p)
-	return l.out.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // tlsProxy is a Server behind a TLS listener (when tlsSrv is not nil) or a
 // plain one, with a piping fake relay and a searchable log.

@@ -153,7 +153,7 @@ func (u *upstreamDialer) release() {
 // deadline on the connection rather than by a goroutine that watches ctx.
 // Shutdown aborts it by closing the connection, as it does the client's.
 // req's header is consumed: it is edited into the upstream request's.
-func (s *Server) dialUpstream(ctx context.Context, route *config.Route, rs *routeState, req *http.Request, up *clientUpgrade, clientIP string) (upstreamConn, *upstreamError) {
+func (s *Server) dialUpstream(ctx context.Context, route *config.Route, rs *routeState, req *http.Request, up *clientUpgrade, fwd *forwarding) (upstreamConn, *upstreamError) {
 	if rs.upstreamErr != nil {
 		return upstreamConn{}, &upstreamError{status: http.StatusBadGateway, err: rs.upstreamErr}
 	}
@@ -179,7 +179,7 @@ func (s *Server) dialUpstream(ctx context.Context, route *config.Route, rs *rout
 	if uerr != nil {
 		return upstreamConn{}, uerr
 	}
-	uc, uerr := s.upgradeUpstream(ctx, conn, u, route, req, up, clientIP)
+	uc, uerr := s.upgradeUpstream(ctx, conn, u, route, req, up, fwd)
 	if uerr != nil {
 		_ = conn.Close()
 	}
@@ -188,7 +188,7 @@ func (s *Server) dialUpstream(ctx context.Context, route *config.Route, rs *rout
 
 // upgradeUpstream performs the WebSocket handshake on conn, the upstream
 // connection just dialed.
-func (s *Server) upgradeUpstream(ctx context.Context, conn net.Conn, u *url.URL, route *config.Route, req *http.Request, up *clientUpgrade, clientIP string) (upstreamConn, *upstreamError) {
+func (s *Server) upgradeUpstream(ctx context.Context, conn net.Conn, u *url.URL, route *config.Route, req *http.Request, up *clientUpgrade, fwd *forwarding) (upstreamConn, *upstreamError) {
 	deadline, _ := ctx.Deadline()
 	if err := conn.SetDeadline(deadline); err != nil {
 		return upstreamConn{}, &upstreamError{status: upstreamErrorStatus(err), err: err}
@@ -206,7 +206,7 @@ func (s *Server) upgradeUpstream(ctx context.Context, conn net.Conn, u *url.URL,
 	defer ud.release()
 	ud.d.Protocols = up.protocols
 	ud.d.Extensions = offeredExtensions(route, up.extensions)
-	ud.d.Header = ws.HandshakeHeaderHTTP(forwardHeader(req, clientIP))
+	ud.d.Header = ws.HandshakeHeaderHTTP(forwardHeader(req, fwd))
 	ud.conn = limitedConn{Conn: conn, left: maxUpstreamHandshake}
 
 	br, hs, err := ud.d.Upgrade(&ud.conn, u)
@@ -302,29 +302,19 @@ func readUpstreamResponse(r io.Reader) (*upstreamResponse, error) {
 
 // forwardHeader builds the extra request headers for the upstream: the
 // client's end-to-end headers (cookies, authorization, origin, custom ones)
-// plus X-Forwarded-For/-Proto/-Host. What the Dialer writes itself and what
-// is hop-by-hop is left out.
+// plus X-Forwarded-For/-Proto/-Host as fwd says (forwarded.go). What the
+// Dialer writes itself and what is hop-by-hop is left out.
 //
 // It edits req.Header in place and returns it: the client's header is not
 // needed afterwards, and a copy would be the largest allocation of the
 // handshake after the request itself.
-func forwardHeader(req *http.Request, clientIP string) http.Header {
+func forwardHeader(req *http.Request, fwd *forwarding) http.Header {
 	h := req.Header
 	removeHopByHop(h)
 	for _, name := range dialerWritten {
 		h.Del(name)
 	}
-	// Append to an existing chain, as nginx's
-	// $proxy_add_x_forwarded_for does; several header lines count as one
-	// comma-separated list (RFC 9110 §5.3).
-	if prior := h.Values("X-Forwarded-For"); len(prior) > 0 {
-		h.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+clientIP)
-	} else {
-		h.Set("X-Forwarded-For", clientIP)
-	}
-	// The listener is plain TCP; a TLS listener will set "https".
-	h.Set("X-Forwarded-Proto", "http")
-	h.Set("X-Forwarded-Host", req.Host)
+	fwd.apply(h)
 	return h
 }
 

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -132,6 +133,8 @@ func TestForwardHeader(t *testing.T) {
 		header  http.Header
 		want    map[string]string // "" means absent
 		wantXFF string
+		// trusted makes the peer, 192.0.2.7, a trusted proxy.
+		trusted bool
 	}{
 		{
 			name:    "xff-added",
@@ -140,9 +143,16 @@ func TestForwardHeader(t *testing.T) {
 			wantXFF: "192.0.2.7",
 		},
 		{
-			name:    "xff-lines-joined-and-appended",
+			name:    "trusted-peer-xff-lines-joined-and-appended",
 			header:  http.Header{"X-Forwarded-For": {"10.0.0.1", "10.0.0.2, 10.0.0.3"}},
 			wantXFF: "10.0.0.1, 10.0.0.2, 10.0.0.3, 192.0.2.7",
+			trusted: true,
+		},
+		{
+			name:    "untrusted-peer-xff-replaced",
+			header:  http.Header{"X-Forwarded-For": {"10.0.0.1", "10.0.0.2, 10.0.0.3"}, "Forwarded": {"for=10.0.0.1"}},
+			want:    map[string]string{"Forwarded": ""},
+			wantXFF: "192.0.2.7",
 		},
 		{
 			name: "connection-named-and-hop-by-hop-dropped",
@@ -190,7 +200,13 @@ func TestForwardHeader(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			req := &http.Request{Header: tc.header, Host: "client.example:80"}
-			h := forwardHeader(req, "192.0.2.7")
+			var trusted trustedSet
+			if tc.trusted {
+				trusted = trustedSet{netip.MustParsePrefix("192.0.2.0/24")}
+			}
+			p := peer{addr: netip.MustParseAddr("192.0.2.7"), ip: "192.0.2.7"}
+			fwd := forwardingFor(trusted, "http", p, req.Header, req.Host)
+			h := forwardHeader(req, &fwd)
 			for k, want := range tc.want {
 				if got := strings.Join(h.Values(k), "|"); got != want {
 					t.Errorf("%s = %q, want %q", k, got, want)

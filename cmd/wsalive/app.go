@@ -128,7 +128,7 @@ func startApp(cfg *config.Config, logger *slog.Logger, opts appOptions) (*app, e
 	eng, err := relay.New(relay.Options{
 		Loops:          cfg.Engine.Loops,
 		DisableIOUring: !cfg.Engine.IOUring,
-		OnClose:        a.logPairClosed,
+		OnClose:        a.pairClosed,
 		Logger:         logger,
 	})
 	if err != nil {
@@ -149,7 +149,7 @@ func startApp(cfg *config.Config, logger *slog.Logger, opts appOptions) (*app, e
 	if p, ok := any(eng).(engineLiveness); ok {
 		a.liveness.add("relay", p.Live)
 	}
-	srv, err := proxy.NewServer(cfg.Routes, eng, logger)
+	srv, err := proxy.NewServer(cfg.Routes, eng, logger, proxy.WithLimits(cfg.Limits), proxy.WithMetrics(a.metrics))
 	if err != nil {
 		a.abort()
 		return nil, err
@@ -157,7 +157,7 @@ func startApp(cfg *config.Config, logger *slog.Logger, opts appOptions) (*app, e
 	a.server = srv
 	a.routes = opts.routes
 	if a.routes == nil {
-		a.routes = routesNeedRestart{}
+		a.routes = srv
 	}
 	var opened []*servedListener
 	for _, l := range cfg.Listeners {
@@ -297,6 +297,14 @@ func maxCloseTimeout(cfg *config.Config) time.Duration {
 		d = max(d, r.CloseTimeout)
 	}
 	return d
+}
+
+// pairClosed is the engine's OnClose: the server gives back what the pair
+// held against its limits, and the line is logged. Pairs only exist once
+// the server does.
+func (a *app) pairClosed(st relay.PairStats) {
+	a.server.PairClosed(st)
+	a.logPairClosed(st)
 }
 
 func (a *app) logPairClosed(st relay.PairStats) {

@@ -25,22 +25,11 @@ import (
 // pair is dropped. config.Static settings that changed are logged as
 // needing a restart and keep their running values.
 
-// routeSetter swaps the route table new handshakes are routed with.
-// *proxy.Server provides it once the front door's route swap lands;
-// routesNeedRestart stands in.
+// routeSetter swaps the route table new handshakes are routed with;
+// *proxy.Server provides it, and tests stand in for it.
 type routeSetter interface {
 	SetRoutes(routes []*config.Route) error
 }
-
-// errRoutesNeedRestart is what routesNeedRestart answers.
-var errRoutesNeedRestart = errors.New("this build's handshake server cannot swap its routes: route changes need a restart")
-
-// routesNeedRestart is the routeSetter of a server that cannot swap its
-// routes: it refuses, so a reload that changes routes fails as a whole
-// and says why, instead of pretending to have applied them.
-type routesNeedRestart struct{}
-
-func (routesNeedRestart) SetRoutes([]*config.Route) error { return errRoutesNeedRestart }
 
 // reload re-reads and applies the configuration; trigger says why, for
 // the log. It returns the error that made the reload change nothing.

@@ -265,15 +265,22 @@ func TestReloadRemovesListener(t *testing.T) {
 	}
 }
 
-// TestReloadRoutesNeedRestart: with a server that cannot swap routes, a
+// refusingRoutes is a server whose route swap fails.
+type refusingRoutes struct{}
+
+var errRoutesRefused = errors.New("routes refused")
+
+func (refusingRoutes) SetRoutes([]*config.Route) error { return errRoutesRefused }
+
+// TestReloadRoutesRefused: when the server refuses the new routes, a
 // reload that changes them fails whole, saying why, and opens nothing.
-func TestReloadRoutesNeedRestart(t *testing.T) {
-	f := startFixture(t, `delay = "0s"`, appOptions{})
+func TestReloadRoutesRefused(t *testing.T) {
+	f := startFixture(t, `delay = "0s"`, appOptions{routes: refusingRoutes{}})
 	added := freeAddr(t)
 	f.write(strings.Replace(configText(f.backend, `delay = "0s"`, fmt.Sprintf("listener {\n  address = %q\n}\n", added)),
 		`route "default" {`, "route \"default\" {\n  idle_timeout = \"1h\"", 1))
-	if err := f.a.reload("test"); !errors.Is(err, errRoutesNeedRestart) {
-		t.Fatalf("reload returned %v, want errRoutesNeedRestart", err)
+	if err := f.a.reload("test"); !errors.Is(err, errRoutesRefused) {
+		t.Fatalf("reload returned %v, want errRoutesRefused", err)
 	}
 	if _, err := net.Dial("tcp", added); err == nil {
 		t.Fatal("a failed reload left its new listener open")

@@ -52,7 +52,11 @@ func setUpNode() error {
 		return fmt.Errorf("node is not on PATH: %w", err)
 	}
 	wsPackage := filepath.Join(nodeDir, "node_modules", "ws", "package.json")
-	if _, err := os.Stat(wsPackage); err == nil {
+	// socket.io came later: a node_modules from before it needs npm ci too.
+	sioPackage := filepath.Join(nodeDir, "node_modules", "socket.io-client", "package.json")
+	_, errWS := os.Stat(wsPackage)
+	_, errSIO := os.Stat(sioPackage)
+	if errWS == nil && errSIO == nil {
 		return nil
 	}
 	npm, err := exec.LookPath("npm")

@@ -1,0 +1,201 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/wsalive/wsalive/config"
+	"github.com/wsalive/wsalive/proxy/metrics"
+	"github.com/wsalive/wsalive/proxy/relay"
+)
+
+// Option configures a Server beyond its routes, relay and logger.
+type Option func(*Server)
+
+// WithMetrics makes the server report handshakes and plain HTTP requests
+// to m; without it (or with nil) nothing is reported.
+func WithMetrics(m metrics.Metrics) Option {
+	return func(s *Server) {
+		if m != nil {
+			s.metrics = m
+		}
+	}
+}
+
+// WithLimits sets the process-wide bounds on connections in handshake;
+// without it the defaults of package config apply.
+func WithLimits(l config.Limits) Option {
+	return func(s *Server) { s.limits = l }
+}
+
+// routeTable is everything derived from one set of routes: the router and
+// each route's state. It is swapped whole by SetRoutes; a handshake or
+// request loads it once and keeps using what it loaded.
+type routeTable struct {
+	router *router
+	states map[*config.Route]*routeState
+	// headTimeout bounds reading a request head: the largest
+	// HandshakeTimeout of all routes (the route is not known until the
+	// head is read, and no route's clients should be cut off sooner than
+	// that route allows).
+	headTimeout time.Duration
+}
+
+func (s *Server) newRouteTable(routes []*config.Route) (*routeTable, error) {
+	if len(routes) == 0 {
+		return nil, errors.New("proxy: no routes")
+	}
+	rt, err := newRouter(routes)
+	if err != nil {
+		return nil, err
+	}
+	t := &routeTable{router: rt, states: make(map[*config.Route]*routeState, len(routes))}
+	for _, route := range routes {
+		t.headTimeout = max(t.headTimeout, handshakeTimeout(route))
+		rs, err := s.newRouteState(route)
+		if err != nil {
+			return nil, err
+		}
+		t.states[route] = rs
+	}
+	return t, nil
+}
+
+// SetRoutes replaces the route table for every handshake and request that
+// starts afterwards. Handshakes in flight, requests being proxied and live
+// pairs keep the routes, policies and limits they started with. Pair
+// counts are kept by route name, so a route that keeps its name keeps
+// counting its live pairs against its (new) limits. The new routes are
+// checked first; on error nothing changes. What a listener fixed when it
+// started serving stays: the head timeout of its plain HTTP connections
+// (ReadHeaderTimeout) is the largest handshake_timeout of the routes at
+// that moment.
+func (s *Server) SetRoutes(routes []*config.Route) error {
+	t, err := s.newRouteTable(routes)
+	if err != nil {
+		return err
+	}
+	old := s.table.Swap(t)
+	// Idle upstream connections of the old table's routes are closed;
+	// those in use finish their request and are closed by their idle
+	// timeout.
+	for _, rs := range old.states {
+		rs.transport.CloseIdleConnections()
+	}
+	return nil
+}
+
+// routeState is what the server derives from a route once, when the
+// route table is built, so that its handshakes and requests do not redo it.
+type routeState struct {
+	route *config.Route
+	// policy is the route's compiled liveness policy.
+	policy *relay.Policy
+	// upstream is the parsed "ws://" + Upstream.Address; each handshake
+	// only adds its request target. When the address does not parse,
+	// upstream is nil and upstreamErr fails the route's handshakes (502),
+	// as parsing it per handshake did.
+	upstream    *url.URL
+	upstreamErr error
+	// dialAddr is what to dial: upstream's host, with port 80 when it
+	// names none, as ws.Dialer reads a ws:// URL's host.
+	dialAddr string
+	// upstreamTLS is the client TLS configuration for a wss:// upstream,
+	// nil for ws:// (see upstream_tls.go); plain HTTP requests of the
+	// route use it too.
+	upstreamTLS *tls.Config
+	origins     originPolicy
+	metrics     metrics.Route
+	// proxy passes plain HTTP requests to the upstream through transport,
+	// the route's pool of upstream connections.
+	proxy     *httputil.ReverseProxy
+	transport *http.Transport
+}
+
+func (s *Server) newRouteState(r *config.Route) (*routeState, error) {
+	rs := &routeState{
+		route:   r,
+		policy:  routePolicy(r),
+		origins: originPolicy{allowed: r.AllowedOrigins, require: r.RequireOrigin},
+		metrics: s.metrics.Route(r.Name),
+	}
+	rs.upstream, rs.upstreamErr = url.ParseRequestURI("ws://" + r.Upstream.Address)
+	if rs.upstreamErr == nil {
+		rs.dialAddr = rs.upstream.Host
+		if strings.LastIndexByte(rs.dialAddr, ':') <= strings.IndexByte(rs.dialAddr, ']') {
+			rs.dialAddr += ":80"
+		}
+	}
+	var err error
+	if rs.upstreamTLS, err = upstreamTLSConfig(r, s.log); err != nil {
+		return nil, err
+	}
+	s.newRouteProxy(rs)
+	return rs, nil
+}
+
+// httpUpstream returns the base URL plain HTTP requests of the route go
+// to: the upstream's ws:// turned into http://, wss:// into https://. It is the one place the HTTP path learns where the upstream
+// is, so that choosing among several servers can take its place.
+func (rs *routeState) httpUpstream() (*url.URL, error) {
+	if rs.upstreamErr != nil {
+		return nil, rs.upstreamErr
+	}
+	scheme := "http"
+	if rs.upstreamTLS != nil {
+		scheme = "https"
+	}
+	return &url.URL{Scheme: scheme, Host: rs.upstream.Host}, nil
+}
+
+// listenerState is what Serve keeps per listener: its settings, its count
+// of connections, and the net/http server its plain HTTP connections are
+// handed to.
+type listenerState struct {
+	s         *Server
+	addr      net.Addr
+	maxHeader int
+	maxLines  int
+	trusted   trustedSet
+	// proto is the scheme X-Forwarded-Proto names for clients of this
+	// listener: "http", or "https" on a TLS listener.
+	proto string
+	conns connLimit
+	// http serves the plain HTTP connections; feed is its listener.
+	http *http.Server
+	feed *connFeed
+}
+
+func (s *Server) newListenerState(ln net.Listener, lcfg config.Listener) *listenerState {
+	ls := &listenerState{
+		s:         s,
+		addr:      ln.Addr(),
+		maxHeader: lcfg.MaxHeaderBytes,
+		maxLines:  lcfg.MaxHeaderLines,
+		trusted:   trustedSet(lcfg.TrustedProxies),
+		proto:     lcfg.ForwardedProto,
+	}
+	if ls.maxHeader <= 0 {
+		ls.maxHeader = http.DefaultMaxHeaderBytes
+	}
+	if ls.maxLines <= 0 {
+		ls.maxLines = config.DefaultMaxHeaderLines
+	}
+	if ls.proto == "" {
+		ls.proto = "http"
+	}
+	ls.conns.max = int64(lcfg.MaxConnections)
+	idle := lcfg.HTTPIdleTimeout
+	if idle <= 0 {
+		idle = config.DefaultHTTPIdleTimeout
+	}
+	ls.feed = newConnFeed(ln.Addr())
+	ls.http = s.newHTTPServer(ls, idle)
+	return ls
+}

@@ -1,0 +1,257 @@
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/wsalive/wsalive/config"
+	"github.com/wsalive/wsalive/proxy/relay"
+)
+
+// retryAfter is the Retry-After, in seconds, of a 503 for a full route:
+// long enough that a crowd of reconnecting clients does not hammer it,
+// short enough that a client retries once a pair has ended.
+const retryAfter = 5
+
+// busy is the answer to a handshake a limit refused.
+func busy(msg string) *rejection {
+	return &rejection{
+		status: http.StatusServiceUnavailable,
+		header: http.Header{"Retry-After": {strconv.Itoa(retryAfter)}},
+		msg:    msg,
+	}
+}
+
+// connSlot is one client connection counted against its listener's
+// max_connections. It is released exactly once, by whoever owns the
+// connection when it ends: the handshake that fails, the HTTP server's
+// connection, or the pair (through Server.PairClosed). A nil slot counts
+// nothing (no bound configured).
+type connSlot struct {
+	live     *atomic.Int64
+	released atomic.Bool
+}
+
+func (s *connSlot) release() {
+	if s != nil && s.released.CompareAndSwap(false, true) {
+		s.live.Add(-1)
+	}
+}
+
+// connLimit is a listener's max_connections.
+type connLimit struct {
+	max  int64
+	live atomic.Int64
+}
+
+// acquire takes a slot, or reports that the listener is full. With no
+// bound it returns nil, true.
+func (l *connLimit) acquire() (*connSlot, bool) {
+	if l.max <= 0 {
+		return nil, true
+	}
+	if l.live.Add(1) > l.max {
+		l.live.Add(-1)
+		return nil, false
+	}
+	return &connSlot{live: &l.live}, true
+}
+
+// handshakeLimit bounds the connections that have not finished their
+// first request head: a slowloris client holds a goroutine, a descriptor
+// and a head buffer for each (issue 12). The per-client bound is on the
+// peer's address: nothing of the head, so no forwarded address, is known
+// yet.
+type handshakeLimit struct {
+	max, perIP int
+	mu         sync.Mutex
+	n          int
+	byIP       map[string]int
+}
+
+func newHandshakeLimit(l config.Limits) *handshakeLimit {
+	if l.MaxHandshakes <= 0 {
+		l.MaxHandshakes = config.DefaultMaxHandshakes
+	}
+	if l.MaxHandshakesPerClientIP <= 0 {
+		l.MaxHandshakesPerClientIP = config.DefaultMaxHandshakesPerClientIP
+	}
+	return &handshakeLimit{max: l.MaxHandshakes, perIP: l.MaxHandshakesPerClientIP, byIP: map[string]int{}}
+}
+
+// acquire counts a connection from ip in handshake; the reason is "" on
+// success.
+func (h *handshakeLimit) acquire(ip string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.n >= h.max {
+		return "too many connections in handshake"
+	}
+	if h.byIP[ip] >= h.perIP {
+		return "too many connections in handshake from this address"
+	}
+	h.n++
+	h.byIP[ip]++
+	return ""
+}
+
+func (h *handshakeLimit) release(ip string) {
+	h.mu.Lock()
+	h.n--
+	if n := h.byIP[ip] - 1; n > 0 {
+		h.byIP[ip] = n
+	} else {
+		delete(h.byIP, ip)
+	}
+	h.mu.Unlock()
+}
+
+// inHandshake returns how many connections are in handshake.
+func (h *handshakeLimit) inHandshake() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.n
+}
+
+// pairCounter counts live pairs per route and per route and client IP,
+// for max_pairs and max_pairs_per_client_ip. A handshake reserves its
+// place before it dials (so that concurrent handshakes cannot overshoot),
+// records the pair before handing it to the relay, and the relay's report
+// of the pair's end (relay.Options.OnClose, wired by the owner to
+// Server.PairClosed) gives the place back. The engine never calls into
+// the proxy: it reports what happened, and its owner passes it on.
+//
+// Pairs are found again by route name and client address, the two things
+// PairStats carries that the handoff fixed; the address is unique among
+// live connections.
+type pairCounter struct {
+	mu     sync.Mutex
+	routes map[string]*routePairs
+	live   map[pairKey]livePair
+}
+
+type routePairs struct {
+	n    int
+	byIP map[string]int
+}
+
+// pairKey finds a live pair again. The address is kept as a value, not
+// as text: formatting it per handshake would cost two allocations, while
+// parsing PairStats.ClientAddr happens once per pair, off the hot path.
+type pairKey struct {
+	route      string
+	clientAddr netip.AddrPort
+}
+
+// addrPortOf returns c's remote address as a comparable value.
+func addrPortOf(c net.Conn) netip.AddrPort {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	return ap
+}
+
+type livePair struct {
+	clientIP string
+	slot     *connSlot
+}
+
+func newPairCounter() *pairCounter {
+	return &pairCounter{routes: map[string]*routePairs{}, live: map[pairKey]livePair{}}
+}
+
+// reserve counts one more pair of route from ip, unless a limit is
+// reached: the reason is then the 503's message.
+func (pc *pairCounter) reserve(route *config.Route, ip string) string {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	rp := pc.routes[route.Name]
+	if rp == nil {
+		rp = &routePairs{byIP: map[string]int{}}
+		pc.routes[route.Name] = rp
+	}
+	if route.MaxPairs > 0 && rp.n >= route.MaxPairs {
+		return "route at its max_pairs"
+	}
+	if route.MaxPairsPerClientIP > 0 && rp.byIP[ip] >= route.MaxPairsPerClientIP {
+		return "too many pairs from this client address"
+	}
+	rp.n++
+	rp.byIP[ip]++
+	return ""
+}
+
+// unreserve gives back a reservation whose handshake failed.
+func (pc *pairCounter) unreserve(route, ip string) {
+	pc.mu.Lock()
+	pc.unreserveLocked(route, ip)
+	pc.mu.Unlock()
+}
+
+func (pc *pairCounter) unreserveLocked(route, ip string) {
+	rp := pc.routes[route]
+	if rp == nil {
+		return
+	}
+	rp.n--
+	if n := rp.byIP[ip] - 1; n > 0 {
+		rp.byIP[ip] = n
+	} else {
+		delete(rp.byIP, ip)
+	}
+	// rp stays when it reaches zero: recreating it (and its map) for the
+	// next handshake would cost two allocations each time a route goes
+	// idle and back; there is one per route name ever served.
+}
+
+// attach records a reserved pair about to be handed to the relay, with
+// the listener slot its client connection holds.
+func (pc *pairCounter) attach(route string, clientAddr netip.AddrPort, ip string, slot *connSlot) {
+	pc.mu.Lock()
+	pc.live[pairKey{route, clientAddr}] = livePair{clientIP: ip, slot: slot}
+	pc.mu.Unlock()
+}
+
+// closed ends a recorded pair: its reservation and its slot are given
+// back. It reports whether the pair was known.
+func (pc *pairCounter) closed(route string, clientAddr netip.AddrPort) bool {
+	pc.mu.Lock()
+	k := pairKey{route, clientAddr}
+	p, ok := pc.live[k]
+	if ok {
+		delete(pc.live, k)
+		pc.unreserveLocked(route, p.clientIP)
+	}
+	pc.mu.Unlock()
+	if ok {
+		p.slot.release()
+	}
+	return ok
+}
+
+// count returns the live (or reserved) pairs of route, and of route from ip.
+func (pc *pairCounter) count(route, ip string) (int, int) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	rp := pc.routes[route]
+	if rp == nil {
+		return 0, 0
+	}
+	return rp.n, rp.byIP[ip]
+}
+
+// PairClosed gives back what a pair held against the route's max_pairs,
+// max_pairs_per_client_ip and its listener's max_connections. The owner
+// calls it from relay.Options.OnClose for every pair the engine ends.
+func (s *Server) PairClosed(st relay.PairStats) {
+	ap, err := netip.ParseAddrPort(st.ClientAddr)
+	if err != nil {
+		return // not an address the server attached
+	}
+	s.pairs.closed(st.Route, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+}

@@ -1,0 +1,369 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/wsalive/wsalive/config"
+)
+
+// Plain HTTP pass-through.
+//
+// A connection whose first request is not a WebSocket upgrade (and whose
+// route passes plain HTTP) is handed, with the bytes already read from it
+// replayed in front, to a net/http.Server per listener. From then on the
+// standard library does HTTP: keep-alive, chunked and Content-Length
+// bodies streamed both ways, 100-continue, HEAD, HTTP/1.0, the head limits
+// (ReadHeaderTimeout is the largest handshake_timeout, MaxHeaderBytes the
+// listener's) and the idle limit between requests. Each request is routed
+// on its own and passed to its route's upstream by an
+// httputil.ReverseProxy with a pooled http.Transport. A WebSocket upgrade
+// arriving on such a connection is hijacked from net/http and takes the
+// same path as one that came first.
+
+// connFeed is the net.Listener the HTTP server accepts from: Serve pushes
+// the connections it classified as plain HTTP into it.
+type connFeed struct {
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newConnFeed(addr net.Addr) *connFeed {
+	return &connFeed{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (f *connFeed) Accept() (net.Conn, error) {
+	select {
+	case c := <-f.ch:
+		return c, nil
+	case <-f.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (f *connFeed) Close() error {
+	f.once.Do(func() { close(f.done) })
+	return nil
+}
+
+func (f *connFeed) Addr() net.Addr { return f.addr }
+
+// push hands c to the HTTP server; false once the server has stopped.
+func (f *connFeed) push(c net.Conn) bool {
+	select {
+	case f.ch <- c:
+		return true
+	case <-f.done:
+		return false
+	}
+}
+
+// frontConn is a client connection handed to the HTTP server: it replays
+// the bytes read while classifying it, then reads the connection; closing
+// it gives back its listener slot.
+type frontConn struct {
+	net.Conn // the accepted connection
+	prefix   []byte
+	peer     peer
+	mu       sync.Mutex
+	slot     *connSlot
+}
+
+func (c *frontConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *frontConn) Close() error {
+	err := c.Conn.Close()
+	c.takeSlot().release()
+	return err
+}
+
+// takeSlot hands the listener slot to a new owner (the pair an upgrade
+// becomes); the frontConn no longer gives it back.
+func (c *frontConn) takeSlot() *connSlot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.slot
+	c.slot = nil
+	return s
+}
+
+type frontConnKey struct{}
+
+// reqInfo is what a proxied request's Rewrite and ErrorHandler need.
+type reqInfo struct {
+	fwd      forwarding
+	rs       *routeState
+	log      *handshakeLog
+	upstream *url.URL
+}
+
+type reqInfoKey struct{}
+
+func (s *Server) newHTTPServer(ls *listenerState, idle time.Duration) *http.Server {
+	return &http.Server{
+		Handler:           ls,
+		ReadHeaderTimeout: s.table.Load().headTimeout,
+		IdleTimeout:       idle,
+		// net/http allows 4 KiB beyond MaxHeaderBytes; the first head,
+		// read by the proxy itself, was held to the exact bound.
+		MaxHeaderBytes: ls.maxHeader,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, frontConnKey{}, c)
+		},
+	}
+}
+
+// ServeHTTP handles one request of a plain HTTP connection.
+func (ls *listenerState) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s := ls.s
+	start := time.Now()
+	fc, _ := r.Context().Value(frontConnKey{}).(*frontConn)
+	if fc == nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	t := s.table.Load()
+	fwd := forwardingFor(ls.trusted, ls.proto, fc.peer, r.Header, r.Host)
+	log := &handshakeLog{logger: s.log, client: fwd.clientIP}
+	if countHeaderLines(r.Header) > ls.maxLines {
+		s.httpRefused(w, log, s.unknown, reject(http.StatusRequestHeaderFieldsTooLarge, "too many header lines"))
+		return
+	}
+	if isWebSocketUpgrade(r.Header) {
+		s.upgradeHijacked(w, r, ls, t, fwd, log, start)
+		return
+	}
+	route := t.router.match(r.Host, r.URL.Path)
+	if route == nil {
+		s.httpRefused(w, log, s.unknown, reject(http.StatusNotFound, "no route for this host and path"))
+		return
+	}
+	log.route = route
+	rs := t.states[route]
+	if route.HTTP == config.HTTPReject {
+		_, rej := checkUpgrade(r) // a plain request: always the 405 or 426
+		s.httpRefused(w, log, rs.metrics, rej)
+		return
+	}
+	if rej := rs.origins.check(r.Header); rej != nil {
+		s.httpRefused(w, log, rs.metrics, rej)
+		return
+	}
+	if max := route.MaxBodySize; max > 0 {
+		if r.ContentLength > max {
+			s.httpRefused(w, log, rs.metrics, reject(http.StatusRequestEntityTooLarge, "request body larger than max_body_size"))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, max)
+	}
+	up, err := rs.httpUpstream()
+	if err != nil {
+		s.httpRefused(w, log, rs.metrics, reject(http.StatusBadGateway, "upstream address is invalid"))
+		return
+	}
+	// Another protocol's upgrade (h2c, TLS/1.0) is not granted: without
+	// Upgrade the request is plain HTTP to the reverse proxy too, which
+	// then never switches protocols or tunnels (RFC 9110 §7.8 lets a
+	// server ignore Upgrade).
+	r.Header.Del("Upgrade")
+	info := &reqInfo{fwd: fwd, rs: rs, log: log, upstream: up}
+	sw := &statusWriter{ResponseWriter: w}
+	rs.proxy.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), reqInfoKey{}, info)))
+	rs.metrics.HTTPRequest(sw.code())
+}
+
+// httpRefused answers a plain HTTP request the proxy refuses on its own.
+func (s *Server) httpRefused(w http.ResponseWriter, log *handshakeLog, m interface{ HTTPRequest(int) }, rej *rejection) {
+	s.refused(log, rej.status, rej.msg)
+	for k, v := range rej.header {
+		w.Header()[k] = v
+	}
+	if rej.header.Get("Upgrade") != "" {
+		w.Header().Set("Connection", "Upgrade")
+	}
+	http.Error(w, rej.msg, rej.status)
+	m.HTTPRequest(rej.status)
+}
+
+// newRouteProxy builds the route's reverse proxy and its pool of upstream
+// connections.
+func (s *Server) newRouteProxy(rs *routeState) {
+	route := rs.route
+	dialer := &net.Dialer{Timeout: handshakeTimeout(route), KeepAlive: 30 * time.Second}
+	rs.transport = &http.Transport{
+		// Never the environment's HTTP_PROXY: the upstream is configured.
+		Proxy:       nil,
+		DialContext: dialer.DialContext,
+		// A wss:// upstream's plain HTTP goes over TLS with the same
+		// verification as its WebSocket handshakes (nil for ws://).
+		TLSClientConfig: rs.upstreamTLS,
+		// Keep-alive toward the upstream: one pool per route, as many idle
+		// connections per server as a busy page needs in parallel.
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		// Bytes pass as they came: no Accept-Encoding added, no body
+		// decompressed on the way.
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: 1 << 20,
+	}
+	rs.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			info := pr.In.Context().Value(reqInfoKey{}).(*reqInfo)
+			pr.Out.URL.Scheme, pr.Out.URL.Host = info.upstream.Scheme, info.upstream.Host
+			if route.Upstream.Path != "" {
+				if u, err := url.ParseRequestURI(upstreamTarget(pr.In.URL, route.PathPrefix, route.Upstream.Path)); err == nil {
+					pr.Out.URL.Path, pr.Out.URL.RawPath, pr.Out.URL.RawQuery = u.Path, u.RawPath, u.RawQuery
+				}
+			}
+			// Host is the upstream's, as on the WebSocket path; the
+			// client's goes in X-Forwarded-Host.
+			pr.Out.Host = ""
+			info.fwd.apply(pr.Out.Header)
+			if v := pr.In.Header.Values("Forwarded"); info.fwd.trusted && len(v) > 0 {
+				pr.Out.Header["Forwarded"] = v
+			}
+		},
+		Transport: rs.transport,
+		// 0 flushes when the response is done, except where streaming
+		// matters: ReverseProxy flushes every write of a text/event-stream
+		// response and of one without Content-Length (long polling,
+		// chunked streams) at once.
+		FlushInterval: 0,
+		ModifyResponse: func(resp *http.Response) error {
+			// The request carried no Upgrade, so a 101 is a broken or
+			// hostile upstream; nothing is tunneled (ReverseProxy would
+			// refuse too: the protocols do not match).
+			if resp.StatusCode == http.StatusSwitchingProtocols {
+				return errors.New("upstream switched protocols on a plain request")
+			}
+			return nil
+		},
+		// Without a pool ReverseProxy allocates (and the GC clears) a
+		// 32 KiB copy buffer for every response.
+		BufferPool:   copyBuffers{},
+		ErrorHandler: s.proxyError,
+		ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+}
+
+// proxyError answers a request the upstream could not serve: 413 for a
+// body over max_body_size, 504 when the dial or the upstream ran out of
+// time, 502 for the rest, as on the WebSocket path.
+func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	info := r.Context().Value(reqInfoKey{}).(*reqInfo)
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// The client went away; nobody is left to answer.
+		info.log.write(slog.LevelDebug, "client left during proxied request", slog.Any("err", err))
+		if sw, ok := w.(*statusWriter); ok {
+			sw.status = statusClientClosed // counted, never sent
+		}
+		return
+	}
+	status := http.StatusBadGateway
+	msg := "upstream request failed"
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		status, msg = http.StatusRequestEntityTooLarge, "request body larger than max_body_size"
+	case isTimeout(err):
+		status, msg = http.StatusGatewayTimeout, "upstream did not answer in time"
+	}
+	s.refused(info.log, status, msg, slog.String("upstream", info.upstream.Host), slog.String("err", err.Error()))
+	http.Error(w, msg, status)
+}
+
+// copyBuffers lends ReverseProxy its response copy buffers.
+type copyBuffers struct{}
+
+var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (copyBuffers) Get() []byte  { return *copyBufferPool.Get().(*[]byte) }
+func (copyBuffers) Put(b []byte) { copyBufferPool.Put(&b) }
+
+// statusClientClosed counts a request whose client left before it was
+// answered, as nginx logs it.
+const statusClientClosed = 499
+
+// statusWriter notes the status a handler answered, for metrics. Unwrap
+// lets http.ResponseController (and so ReverseProxy's flushes) reach the
+// connection's writer.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) code() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
+}
+
+// upgradeHijacked takes a WebSocket upgrade that arrived on a plain HTTP
+// connection away from net/http and runs the WebSocket path on it, with
+// whatever net/http had already read beyond the request (its buffered
+// bytes, then any replayed bytes it had not read yet) as the client's
+// buffered bytes.
+func (s *Server) upgradeHijacked(w http.ResponseWriter, r *http.Request, ls *listenerState, t *routeTable, fwd forwarding, log *handshakeLog, start time.Time) {
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		s.httpRefused(w, log, s.unknown, reject(http.StatusInternalServerError, fmt.Sprintf("cannot take over the connection: %v", err)))
+		return
+	}
+	fc := conn.(*frontConn)
+	var buffered []byte
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		buffered = append(buffered, b...)
+	}
+	buffered = append(buffered, fc.prefix...)
+	fc.prefix = nil
+	slot := fc.takeSlot()
+	c := fc.Conn
+	if !s.trackConn(c) {
+		_ = writeRejection(c, busy("server shutting down"), time.Now().Add(lingerTimeout))
+		_ = c.Close()
+		slot.release()
+		return
+	}
+	defer s.inflight.Done()
+	defer s.releaseConn(c)
+	s.serveUpgrade(&upgrade{
+		c: c, req: r, buffered: buffered, t: t, fwd: fwd, slot: slot, start: start, log: log,
+	})
+}
