@@ -228,7 +228,7 @@ func TestTLSListener(t *testing.T) {
 		expectClosed(t, ex.conn, ex.br)
 		// Logged before the connection closed, at debug: the client's
 		// mistake, not the upstream's.
-		if logs := p.log.String(); !strings.Contains(logs, `msg="handshake failed: reading request head"`) ||
+		if logs := p.log.String(); !strings.Contains(logs, `msg="reading request head"`) ||
 			!strings.Contains(logs, "plain HTTP request on a TLS port") {
 			t.Errorf("log lacks the plain HTTP request:\n%s", logs)
 		}
@@ -377,7 +377,7 @@ func TestWSSUpstream(t *testing.T) {
 				t.Errorf("the answer's body %q tells the client the cause", ex.body)
 			}
 			p.stop(t) // every log line is written by now
-			if logs := p.log.String(); !strings.Contains(logs, "handshake failed: upstream") || !strings.Contains(logs, tc.inLog) {
+			if logs := p.log.String(); !strings.Contains(logs, `msg="request refused"`) || !strings.Contains(logs, tc.inLog) {
 				t.Errorf("log lacks a failed upstream handshake with %q:\n%s", tc.inLog, logs)
 			}
 			if n := len(p.relay.handoffs); n != 0 {
