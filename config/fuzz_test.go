@@ -1,0 +1,168 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// FuzzParse feeds Parse arbitrary files. It must not panic; a file it
+// accepts gives a usable Config; every problem it reports points at a place
+// in the file (file:line:col, within the source) so the user can find it;
+// and the same file gives the same answer twice.
+//
+// Short run (CI): go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 20s -fuzzminimizetime 100x ./config
+// Long run:       go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 30m -fuzzminimizetime 100x ./config
+//
+// Seeds: every testdata/*.hcl (the golden files, so new settings are
+// fuzzed as soon as they have a golden test) plus testdata/fuzz/FuzzParse.
+func FuzzParse(f *testing.F) {
+	files, err := filepath.Glob(filepath.Join("testdata", "*.hcl"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	if len(files) == 0 {
+		f.Fatal("no testdata/*.hcl to seed from")
+	}
+	for _, name := range files {
+		src, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(src)
+	}
+	f.Fuzz(func(t *testing.T, src []byte) {
+		checkParse(t, src)
+	})
+}
+
+// fuzzFilename is the name FuzzParse gives its input.
+const fuzzFilename = "fuzz.hcl"
+
+func checkParse(t *testing.T, src []byte) {
+	cfg, err := Parse(fuzzFilename, src)
+	if err == nil {
+		if cfg == nil {
+			t.Fatal("Parse returned neither a Config nor an error")
+		}
+		if len(cfg.Listeners) == 0 || len(cfg.Routes) == 0 {
+			t.Fatalf("accepted a configuration with %d listeners and %d routes", len(cfg.Listeners), len(cfg.Routes))
+		}
+		for _, r := range cfg.Routes {
+			if r == nil || r.Upstream.Address == "" {
+				t.Fatalf("accepted a route without an upstream address: %+v", r)
+			}
+		}
+		again, err := Parse(fuzzFilename, src)
+		if err != nil || !reflect.DeepEqual(cfg, again) {
+			t.Fatalf("the same file parsed twice gives different answers: %v", err)
+		}
+		return
+	}
+	if cfg != nil {
+		t.Fatalf("Parse returned a Config and an error: %v", err)
+	}
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("error %T is not a *config.Error: %v", err, err)
+	}
+	diags := e.Diagnostics()
+	if len(diags) == 0 {
+		t.Fatalf("an error without diagnostics: %v", err)
+	}
+	for _, d := range diags {
+		checkDiagPosition(t, d, map[string][]byte{fuzzFilename: src})
+	}
+	// The rendering leads with the position: a problem can be found
+	// from its first line alone.
+	text := err.Error()
+	if !strings.HasPrefix(text, fuzzFilename+":") {
+		t.Fatalf("the error text does not start with the position:\n%s", text)
+	}
+	if _, err2 := Parse(fuzzFilename, src); err2 == nil || err2.Error() != text {
+		t.Fatalf("the same file parsed twice gives different errors:\n%s\n---\n%v", text, err2)
+	}
+}
+
+// checkDiagPosition: d points at a place in one of files, as file:line:col
+// with the line and column counted as hcl counts them (from 1, columns in
+// characters), and with its byte offsets inside that file.
+func checkDiagPosition(t *testing.T, d *hcl.Diagnostic, files map[string][]byte) {
+	t.Helper()
+	if d.Severity != hcl.DiagError {
+		return // warnings are not the reason of the error
+	}
+	s := d.Subject
+	if s == nil {
+		t.Fatalf("diagnostic without a position: %s: %s", d.Summary, d.Detail)
+	}
+	src, ok := files[s.Filename]
+	if !ok {
+		t.Fatalf("diagnostic %q points into %q, which is not the input", d.Summary, s.Filename)
+	}
+	if s.Start.Line < 1 || s.Start.Column < 1 || s.End.Line < s.Start.Line {
+		t.Fatalf("diagnostic %q at a position that does not exist: %s", d.Summary, s)
+	}
+	if s.Start.Byte < 0 || s.Start.Byte > len(src) || s.End.Byte < s.Start.Byte || s.End.Byte > len(src) {
+		t.Fatalf("diagnostic %q at bytes %d-%d of a %d-byte file", d.Summary, s.Start.Byte, s.End.Byte, len(src))
+	}
+	// The line number agrees with the byte offset; the column too when
+	// the line is valid UTF-8 (hcl counts characters there).
+	before := src[:s.Start.Byte]
+	line := 1 + strings.Count(string(before), "\n")
+	if line != s.Start.Line {
+		t.Fatalf("diagnostic %q says line %d; byte %d is on line %d", d.Summary, s.Start.Line, s.Start.Byte, line)
+	}
+	lineStart := strings.LastIndexByte(string(before), '\n') + 1
+	if col := string(before[lineStart:]); utf8.ValidString(col) && !strings.ContainsAny(col, "\r\t") {
+		// hcl counts grapheme clusters; for plain text that is runes, so
+		// only check columns on lines of single-rune graphemes (ASCII).
+		if isASCII(col) && len(col)+1 != s.Start.Column {
+			t.Fatalf("diagnostic %q says column %d; byte %d is column %d", d.Summary, s.Start.Column, s.Start.Byte, len(col)+1)
+		}
+	}
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// FuzzMinimal feeds Minimal (the configuration `wsalive run -listen ...
+// -upstream ...` builds) arbitrary flag values: no panic, and every problem
+// points into the flag it is about, as if the flag were a one-line file.
+//
+// Short run: go test -run '^$' -fuzz '^FuzzMinimal$' -fuzztime 20s -fuzzminimizetime 100x ./config
+func FuzzMinimal(f *testing.F) {
+	f.Add("127.0.0.1:8080", "ws://127.0.0.1:3000")
+	f.Add(":0", "localhost:3000")
+	f.Add("[::1]:http", "wss://[::1]:443/path?q")
+	f.Add("", "ftp://x")
+	f.Add("127.0.0.1:99999", "ws://h\x00st:3000")
+	f.Fuzz(func(t *testing.T, listen, upstream string) {
+		cfg, err := Minimal(listen, upstream)
+		if err == nil {
+			if cfg == nil || len(cfg.Listeners) != 1 || len(cfg.Routes) != 1 || cfg.Routes[0].Upstream.Address == "" {
+				t.Fatalf("accepted, but the Config is not one listener and one routed upstream: %+v", cfg)
+			}
+			return
+		}
+		var e *Error
+		if !errors.As(err, &e) || len(e.Diagnostics()) == 0 {
+			t.Fatalf("error without diagnostics: %T %v", err, err)
+		}
+		for _, d := range e.Diagnostics() {
+			checkDiagPosition(t, d, map[string][]byte{"-listen": []byte(listen), "-upstream": []byte(upstream)})
+		}
+	})
+}
