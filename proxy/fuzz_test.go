@@ -40,6 +40,16 @@ func FuzzRequestHead(f *testing.F) {
 		if broken := headRules(v.head, v.upgrade); len(broken) > 0 {
 			t.Fatalf("head accepted (upgrade=%v) but breaks %v:\n%q", v.upgrade, broken, v.head)
 		}
+		// What the proxy goes on with (and forwards) holds no CR, LF or
+		// NUL: obs-folds are replaced with SP (RFC 9112 §5.2, RFC 9110
+		// §5.5).
+		for name, values := range v.req.Header {
+			for _, value := range values {
+				if strings.ContainsAny(name+value, "\r\n\x00") {
+					t.Fatalf("accepted field %q: %q holds CR, LF or NUL", name, value)
+				}
+			}
+		}
 	})
 }
 
@@ -120,7 +130,7 @@ const (
 	ruleHostValue       headRule = "§3.2: the Host field value is uri-host [ \":\" port ]"
 	ruleFieldNameToken  headRule = "§5.1: a field name is a token"
 	ruleNoWSBeforeColon headRule = "§5.1: no whitespace between the field name and the colon (issue 12 defect 3)"
-	ruleFieldValueChars headRule = "§5.5: no CR, LF or NUL in a field value"
+	ruleFieldValueChars headRule = "RFC 9110 §5.5: no CR, LF or NUL in a field value"
 	ruleHeaderLines     headRule = "issue 12 defect 3: the number of header lines is bounded"
 	ruleUpgradeNoBody   headRule = "§6.1-§6.3 with RFC 6455 §4.1: an upgrade has no Content-Length or Transfer-Encoding body (issue 12 defect 3 via \"Content-Length : 5\")"
 	ruleUpgradeKey      headRule = "RFC 6455 §4.1: one Sec-WebSocket-Key, base64 of 16 bytes, on an upgrade"
@@ -454,13 +464,28 @@ func TestHeadRulesAcceptValid(t *testing.T) {
 		{"pct-host", strings.Replace(wsHead("GET / HTTP/1.1", ""), "example.com", "ex%41mple.com", 1)},
 		{"content-length-0", wsHead("GET / HTTP/1.1", "Content-Length: 0\r\n")},
 		{"ows-around-value", wsHead("GET / HTTP/1.1", "X-A: \t b \t\r\n")},
+		{"absolute-form", wsHead("GET http://target.example/chat HTTP/1.1", "")},
+		{"target-8000-octets", wsHead("GET /"+strings.Repeat("a", 7999)+" HTTP/1.1", "")},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if broken := headRules([]byte(c.raw), true); len(broken) > 0 {
 				t.Fatalf("valid head flagged: %v", broken)
 			}
-			if v := frontDoorVerdict([]byte(c.raw)); v.req == nil || !v.upgrade {
+			v := frontDoorVerdict([]byte(c.raw))
+			if v.req == nil || !v.upgrade {
 				t.Fatalf("the front door refuses a valid upgrade (status %d)", v.status)
+			}
+			// RFC 9112 §5.1: OWS around a value is not part of it;
+			// §5.2: an obs-fold becomes SP.
+			for name, want := range map[string]string{"X-A": "b", "X-Folded": "a b"} {
+				if got, ok := v.req.Header[name]; ok && (len(got) != 1 || got[0] != want) {
+					t.Fatalf("%s: %q, want %q", name, got, want)
+				}
+			}
+			// RFC 9112 §3.2.2: with an absolute-form target, the target's
+			// host is the one that counts, not the Host field's.
+			if c.name == "absolute-form" && v.req.Host != "target.example" {
+				t.Fatalf("host %q, want target.example", v.req.Host)
 			}
 		})
 	}
