@@ -27,6 +27,10 @@ import (
 // break rules are pinned by TestRequestHeadDefects instead. Once that test
 // has no open defects, add this target to .ci/run.
 //
+// To look for new defects while known ones are open, set
+// WSALIVE_FUZZ_SKIP_OPEN=1: inputs that break only rules of open
+// headDefects are then skipped instead of failing.
+//
 // Short run: go test -run '^$' -fuzz '^FuzzRequestHead$' -fuzztime 20s -fuzzminimizetime 100x ./proxy
 // Long run:  go test -run '^$' -fuzz '^FuzzRequestHead$' -fuzztime 30m -fuzzminimizetime 100x ./proxy
 //
@@ -38,6 +42,9 @@ func FuzzRequestHead(f *testing.F) {
 			return
 		}
 		if broken := headRules(v.head, v.upgrade); len(broken) > 0 {
+			if os.Getenv("WSALIVE_FUZZ_SKIP_OPEN") != "" && onlyOpenRules(broken) {
+				t.Skipf("breaks only rules of open defects: %v", broken)
+			}
 			t.Fatalf("head accepted (upgrade=%v) but breaks %v:\n%q", v.upgrade, broken, v.head)
 		}
 		// What the proxy goes on with (and forwards) holds no CR, LF or
@@ -419,6 +426,23 @@ var headDefects = []headDefect{
 	{name: "nul-in-value", raw: wsHead("GET / HTTP/1.1", "X-Foo: a\x00b\r\n"), breaks: ruleFieldValueChars},
 	{name: "whitespace-before-first-field", raw: strings.Replace(wsHead("GET / HTTP/1.1", ""), "\r\nHost", "\r\n Host", 1), breaks: ruleNoLeadingWS},
 	{name: "double-space-in-request-line", raw: wsHead("GET  / HTTP/1.1", ""), breaks: ruleRequestLine},
+}
+
+// onlyOpenRules reports whether every rule in broken is the rule of an open
+// headDefect.
+func onlyOpenRules(broken []headRule) bool {
+	for _, r := range broken {
+		open := false
+		for _, d := range headDefects {
+			if d.open != "" && d.breaks == r {
+				open = true
+			}
+		}
+		if !open {
+			return false
+		}
+	}
+	return true
 }
 
 // TestRequestHeadDefects runs the known bad heads through the front door.

@@ -2,6 +2,10 @@ package proxy
 
 import (
 	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/wsalive/wsalive/config"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -68,14 +72,15 @@ var rfc9112Spec = []specSentence{
 	{"5.1", "MUST", "A request with whitespace between a field name and the colon is answered 400.",
 		[]string{"TestRequestHeadDefects/space-before-colon", "TestRequestHeadDefects/tab-before-colon", "FuzzRequestHead"},
 		"open for SP (issue 12 defect 3); a tab is refused"},
-	{"5.1", "MUST", "A proxy removes whitespace between field name and colon from a response before forwarding it.", nil,
-		"the upstream's non-101 answer is forwarded by writeUpstreamResponse; no test sends it such a field"},
+	{"5.1", "MUST", "A proxy removes whitespace between field name and colon from a response before forwarding it.",
+		[]string{"TestUpstreamAnswerFieldSyntax/space-before-colon"},
+		"net/http's Header.Write drops a field whose name is not a token, which removes the whitespace with the field"},
 	{"5.1", "SHOULD", "Leading and trailing OWS is not part of the field value.",
 		[]string{"TestHeadRulesAcceptValid/ows-around-value"}, ""},
 	{"5.2", "MUST", "An obs-fold in a request is rejected with 400, or replaced with SP before the value is used or forwarded.",
 		[]string{"TestHeadRulesAcceptValid/obs-fold", "FuzzRequestHead"}, "replaced with SP"},
-	{"5.2", "MUST", "A proxy receiving an obs-fold in a response answers 502, or replaces it with SP before forwarding.", nil,
-		"the upstream's answer is parsed by gobwas/ws's dialer and net/http; not tested"},
+	{"5.2", "MUST", "A proxy receiving an obs-fold in a response answers 502, or replaces it with SP before forwarding.",
+		[]string{"TestUpstreamAnswerFieldSyntax/obs-fold"}, ""},
 	{"5.5", "MUST", "CR, LF or NUL in a field value makes the request rejected, or is replaced with SP (RFC 9110 §5.5).",
 		[]string{"TestRequestHeadDefects/nul-in-value", "FuzzRequestHead"}, ""},
 	{"6.1", "MUST", "An upgrade request carries no body: neither Content-Length (other than 0) nor Transfer-Encoding, let alone both (RFC 9112 §6 with RFC 6455 §4.1).",
@@ -83,6 +88,38 @@ var rfc9112Spec = []specSentence{
 		"open: \"Content-Length : 5\" slips past (issue 12 defect 3)"},
 	{"-", "MUST", "The number of header lines is bounded (issue 12 defect 3; not an RFC sentence).",
 		[]string{"TestRequestHeadDefects/3000-header-lines", "FuzzRequestHead"}, "open (issue 12 defect 3)"},
+}
+
+// TestUpstreamAnswerFieldSyntax has the upstream refuse the upgrade with
+// field lines a proxy must not forward as they came (RFC 9112 §5.1, §5.2):
+// the client must get them repaired (or dropped) or a 502.
+func TestUpstreamAnswerFieldSyntax(t *testing.T) {
+	for _, c := range []struct{ name, field string }{
+		{"space-before-colon", "X-Foo : bar\r\n"},
+		{"obs-fold", "X-Folded: a\r\n b\r\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			u := startRawUpstream(t, answerWith(func(*http.Request) string {
+				return "HTTP/1.1 403 Forbidden\r\n" + c.field + "Content-Length: 2\r\n\r\nno"
+			}))
+			p := startProxy(t, []*config.Route{testRoute(c.name, u.addr, 2*time.Second)}, config.Listener{}, true)
+			ex := roundTrip(t, p.addr, upgradeRequest("/", "x", ""))
+			defer expectClosed(t, ex.conn, ex.br)
+			if ex.resp.StatusCode == http.StatusBadGateway {
+				return // refused whole: allowed
+			}
+			var bad []string
+			for _, line := range strings.Split(ex.head, "\r\n")[1:] {
+				name, _, _ := strings.Cut(line, ":")
+				if line != "" && (line[0] == ' ' || line[0] == '\t' || strings.TrimRight(name, " \t") != name) {
+					bad = append(bad, line)
+				}
+			}
+			if len(bad) > 0 {
+				t.Fatalf("forwarded %q as it came; want it repaired or 502", bad)
+			}
+		})
+	}
 }
 
 func TestSpecCoverage(t *testing.T) {
