@@ -113,10 +113,12 @@ func checkDiagPosition(t *testing.T, d *hcl.Diagnostic, files map[string][]byte)
 		t.Fatalf("diagnostic %q at bytes %d-%d of a %d-byte file", d.Summary, s.Start.Byte, s.End.Byte, len(src))
 	}
 	// The line number agrees with the byte offset; the column too when
-	// the line is valid UTF-8 (hcl counts characters there).
+	// the line is valid UTF-8 (hcl counts characters there). Not after
+	// invalid UTF-8: hcl then miscounts lines, an open defect pinned by
+	// TestParseLineAfterInvalidUTF8.
 	before := src[:s.Start.Byte]
 	line := 1 + strings.Count(string(before), "\n")
-	if line != s.Start.Line {
+	if line != s.Start.Line && utf8.Valid(before) {
 		t.Fatalf("diagnostic %q says line %d; byte %d is on line %d", d.Summary, s.Start.Line, s.Start.Byte, line)
 	}
 	lineStart := strings.LastIndexByte(string(before), '\n') + 1
@@ -165,4 +167,41 @@ func FuzzMinimal(f *testing.F) {
 			checkDiagPosition(t, d, map[string][]byte{"-listen": []byte(listen), "-upstream": []byte(upstream)})
 		}
 	})
+}
+
+// openInvalidUTF8Lines names the open defect TestParseLineAfterInvalidUTF8
+// pins; empty once fixed.
+var openInvalidUTF8Lines = "new: hcl miscounts lines after invalid UTF-8 (reported by the fuzz branch, no issue yet)"
+
+// TestParseLineAfterInvalidUTF8 pins a defect FuzzParse found: after two
+// invalid UTF-8 bytes that end a line, hcl's scanner loses that newline, so
+// every later problem is reported one line too early. Here "t" is on line
+// 3 and reported on line 2. The bytes are what a Latin-1 editor writes for
+// "ê" twice. Open: the case is skipped while the defect is there and fails
+// once it is gone (clear openInvalidUTF8Lines then, so it guards the fix).
+// A fix on wsalive's side: refuse a file that is not UTF-8 up front, with
+// the position of its first bad byte.
+func TestParseLineAfterInvalidUTF8(t *testing.T) {
+	src := []byte("m = 1\xea\xea\na = false\nt")
+	_, err := Parse(fuzzFilename, src)
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("want a *config.Error, got %v", err)
+	}
+	wrong := false
+	for _, d := range e.Diagnostics() {
+		if s := d.Subject; s != nil && s.Start.Line != 1+strings.Count(string(src[:s.Start.Byte]), "\n") {
+			wrong = true
+			if openInvalidUTF8Lines == "" {
+				t.Errorf("%q reported on line %d; byte %d is on line %d", d.Summary, s.Start.Line, s.Start.Byte,
+					1+strings.Count(string(src[:s.Start.Byte]), "\n"))
+			}
+		}
+	}
+	switch {
+	case wrong && openInvalidUTF8Lines != "":
+		t.Skipf("known defect (%s)", openInvalidUTF8Lines)
+	case !wrong && openInvalidUTF8Lines != "":
+		t.Fatalf("every line is right now: the defect (%s) is fixed; clear openInvalidUTF8Lines", openInvalidUTF8Lines)
+	}
 }
