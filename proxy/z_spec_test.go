@@ -34,7 +34,7 @@ import (
 // specSentence is one requirement and the tests that check it.
 type specSentence struct {
 	section string
-	level   string // MUST, MUST NOT, SHOULD, SHOULD NOT
+	level   string // MUST, MUST NOT, SHOULD, SHOULD NOT; "defines" for the grammar a rule rests on, "wsalive" for its own rules
 	text    string
 	tests   []string // empty: not covered
 	note    string
@@ -49,7 +49,7 @@ var rfc9112Spec = []specSentence{
 		[]string{"TestRequestHeadDefects/whitespace-before-first-field", "FuzzRequestHead"}, ""},
 	{"2.2", "SHOULD", "A request that does not match the HTTP-message grammar is answered 400 and the connection closed.",
 		[]string{"TestClientRejections/malformed-request-line", "FuzzRequestHead"}, ""},
-	{"2.3", "MUST", "HTTP-version is \"HTTP/\" DIGIT \".\" DIGIT, case-sensitive (an upgrade needs HTTP/1.1, RFC 6455 §4.1).",
+	{"2.3", "defines", "HTTP-version is \"HTTP/\" DIGIT \".\" DIGIT, case-sensitive (an upgrade needs HTTP/1.1, RFC 6455 §4.1).",
 		[]string{"TestClientRejections/http-1.0", "FuzzRequestHead"}, ""},
 	{"3", "SHOULD", "An invalid request-line is answered 400 (or 301), never autocorrected.",
 		[]string{"TestClientRejections/malformed-request-line", "TestRequestHeadDefects/double-space-in-request-line", "FuzzRequestHead"}, ""},
@@ -57,7 +57,7 @@ var rfc9112Spec = []specSentence{
 		[]string{"TestHeadRulesAcceptValid/target-8000-octets"}, "the default max_header_bytes is 16 KiB"},
 	{"3", "MUST", "A request-target longer than the server will parse is answered 414.", nil,
 		"a target that overflows max_header_bytes is answered 431 for the whole head (TestOversizedHead), not 414"},
-	{"3.1", "MUST", "The method is a token.",
+	{"3.1", "defines", "The method is a token.",
 		[]string{"FuzzRequestHead"}, ""},
 	{"3.2", "MUST", "A request with no Host field line (HTTP/1.1), more than one, or an invalid Host value is answered 400.",
 		[]string{"TestClientRejections/missing-host", "TestRequestHeadDefects/two-hosts", "TestRequestHeadDefects/absolute-form-without-host", "TestRequestHeadDefects/host-with-invalid-character", "FuzzRequestHead"},
@@ -66,7 +66,7 @@ var rfc9112Spec = []specSentence{
 		[]string{"TestHeadRulesAcceptValid/absolute-form"}, ""},
 	{"3.2.2", "MUST", "With an absolute-form target, the Host field is ignored for the target's host.",
 		[]string{"TestHeadRulesAcceptValid/absolute-form"}, ""},
-	{"5.1", "MUST", "A field name is a token.",
+	{"5.1", "defines", "A field name is a token.",
 		[]string{"TestRequestHeadDefects/space-inside-field-name", "FuzzRequestHead"},
 		"open: a space inside a name is accepted (issue 12 defect 3)"},
 	{"5.1", "MUST", "A request with whitespace between a field name and the colon is answered 400.",
@@ -75,7 +75,7 @@ var rfc9112Spec = []specSentence{
 	{"5.1", "MUST", "A proxy removes whitespace between field name and colon from a response before forwarding it.",
 		[]string{"TestUpstreamAnswerFieldSyntax/space-before-colon"},
 		"net/http's Header.Write drops a field whose name is not a token, which removes the whitespace with the field"},
-	{"5.1", "SHOULD", "Leading and trailing OWS is not part of the field value.",
+	{"5.1", "defines", "Leading and trailing OWS is not part of the field value.",
 		[]string{"TestHeadRulesAcceptValid/ows-around-value"}, ""},
 	{"5.2", "MUST", "An obs-fold in a request is rejected with 400, or replaced with SP before the value is used or forwarded.",
 		[]string{"TestHeadRulesAcceptValid/obs-fold", "FuzzRequestHead"}, "replaced with SP"},
@@ -83,10 +83,10 @@ var rfc9112Spec = []specSentence{
 		[]string{"TestUpstreamAnswerFieldSyntax/obs-fold"}, ""},
 	{"5.5", "MUST", "CR, LF or NUL in a field value makes the request rejected, or is replaced with SP (RFC 9110 §5.5).",
 		[]string{"TestRequestHeadDefects/nul-in-value", "FuzzRequestHead"}, ""},
-	{"6.1", "MUST", "An upgrade request carries no body: neither Content-Length (other than 0) nor Transfer-Encoding, let alone both (RFC 9112 §6 with RFC 6455 §4.1).",
+	{"6.3", "wsalive", "An upgrade request carries no body: neither Content-Length (other than 0) nor Transfer-Encoding; both together \"ought to be handled as an error\" (§6.3) in any request.",
 		[]string{"TestClientRejections/with-body", "TestRequestHeadDefects/transfer-encoding", "TestRequestHeadDefects/content-length-and-transfer-encoding", "TestRequestHeadDefects/content-length-with-space-before-colon", "FuzzRequestHead"},
 		"open: \"Content-Length : 5\" slips past (issue 12 defect 3)"},
-	{"-", "MUST", "The number of header lines is bounded (issue 12 defect 3; not an RFC sentence).",
+	{"-", "wsalive", "The number of header lines is bounded (issue 12 defect 3; not an RFC sentence).",
 		[]string{"TestRequestHeadDefects/3000-header-lines", "FuzzRequestHead"}, "open (issue 12 defect 3)"},
 }
 

@@ -30,7 +30,7 @@ import (
 // specSentence is one requirement and the tests that check it.
 type specSentence struct {
 	section string
-	level   string // MUST, MUST NOT, SHOULD, SHOULD NOT
+	level   string // MUST, MUST NOT, SHOULD, SHOULD NOT; MAY or "defines" for the few definitions a rule rests on
 	text    string
 	tests   []string // empty: not covered
 	note    string
@@ -59,7 +59,7 @@ var rfc6455Spec = []specSentence{
 		"each injected frame toward the upstream takes a new key from the loop's ChaCha8 generator; no test asserts that keys differ"},
 	{"5.3", "MUST", "The masking key is derived from a strong source of entropy.", nil,
 		"ChaCha8 seeded from crypto/rand (engine_linux.go); not testable as a property"},
-	{"5.3", "MUST", "Masking and unmasking XOR octet i of the payload with octet i mod 4 of the key.",
+	{"5.3", "defines", "Masking and unmasking XOR octet i of the payload with octet i mod 4 of the key.",
 		[]string{"TestAppendControlFrame", "TestStreamControlSplit", "FuzzStreamParser"}, ""},
 	{"5.4", "MUST NOT", "Control frames are not fragmented.",
 		[]string{"TestStreamViolations/fragmented-control", "FuzzStreamParser"}, ""},
@@ -67,7 +67,7 @@ var rfc6455Spec = []specSentence{
 		[]string{"TestStreamFragmentedMessage", "TestRelayBytesVerbatim", "FuzzStreamParser"}, ""},
 	{"5.4", "MUST NOT", "The fragments of one message are not interleaved with those of another unless an extension interprets the interleaving.",
 		[]string{"TestStreamViolations/text-inside-fragmented-message", "FuzzStreamParser"}, ""},
-	{"5.4", "MUST", "A continuation frame continues a fragmented message; one outside a message is an error.",
+	{"5.4", "defines", "A continuation frame continues a fragmented message; one outside a message is an error.",
 		[]string{"TestStreamViolations/continuation-without-start", "FuzzStreamParser"}, ""},
 	{"5.4", "MUST", "An endpoint handles control frames in the middle of a fragmented message.",
 		[]string{"TestStreamFragmentedMessage", "e2e.TestFragmentsWithControlFrames", "FuzzStreamParser"}, ""},
@@ -77,7 +77,7 @@ var rfc6455Spec = []specSentence{
 		[]string{"TestRelayBytesVerbatim", "FuzzStreamParser"}, "wsalive forwards frames byte for byte"},
 	{"5.4", "MUST NOT", "An intermediary does not change the fragmentation of a message with reserved bits it does not understand, nor on a connection with extensions it does not know.",
 		[]string{"TestStreamUnknownExtension", "FuzzStreamParser"}, ""},
-	{"5.4", "MUST NOT", "Nothing is sent inside a frame: injected control frames go between frames, data frames between messages.",
+	{"5.4", "MAY", "Control frames may be injected between the fragments of a message (never inside a frame; injected data frames wait for the end of a message).",
 		[]string{"TestStreamInjectMidFrame", "TestStreamInjectRandom", "e2e.TestHeartbeatBetweenFragments", "e2e.TestHeartbeatBehindLongFrame"},
 		"§5.4 allows control frames between fragments; the frame format allows nothing inside a frame"},
 	{"5.5", "MUST", "Control frames have a payload of 125 bytes or less.",
@@ -111,7 +111,7 @@ var rfc6455Spec = []specSentence{
 		[]string{"TestClosePayload", "e2e.TestUpstreamGone", "e2e.TestClientGone", "e2e.TestHeartbeatFrozenPeer"}, ""},
 	{"7.1.2", "SHOULD", "Once a close is both sent and received, the endpoint closes the connection.",
 		[]string{"e2e.TestCloseHandshake"}, ""},
-	{"7.1.5", "MUST", "A close without a status code counts as 1005.",
+	{"7.1.5", "defines", "A close without a status code counts as 1005.",
 		[]string{"TestCheckClosePayload/accept/empty"}, ""},
 	{"7.1.7", "MUST", "Failing the connection closes it (a server should log the problem).",
 		[]string{"TestUnmaskedClientFrame", "e2e.TestClientProtocolViolations", "e2e.TestUpstreamProtocolViolation"}, ""},
@@ -130,9 +130,9 @@ var rfc6455Spec = []specSentence{
 		"wsalive closes the upstream side only for a stated reason: client gone, heartbeat, idle or lifetime limit, drain"},
 	{"7.4.1", "MUST NOT", "1005, 1006 and 1015 are never sent in a close frame (received ones are errors).",
 		[]string{"TestCheckClosePayload/reject/code=1005", "TestCheckClosePayload/reject/code=1006", "TestCheckClosePayload/reject/code=1015", "FuzzStreamParser"}, ""},
-	{"7.4.1", "MUST", "1009 ends a connection that received a message too big to process.",
+	{"7.4.1", "defines", "1009 ends a connection that received a message too big to process.",
 		[]string{"TestStreamViolations/over-max-payload", "FuzzStreamParser"}, ""},
-	{"7.4.2", "MUST", "Codes 0-999 are not used and 1016-2999 are reserved; 3000-4999 are for libraries and applications and cross.",
+	{"7.4.2", "defines", "Codes 0-999 are not used and 1016-2999 are reserved; 3000-4999 are for libraries and applications and cross.",
 		[]string{"TestCheckClosePayload/reject/code=999", "TestCheckClosePayload/reject/code=2999", "TestCheckClosePayload/accept/code=4999", "e2e.TestCloseHandshake", "FuzzStreamParser"}, ""},
 }
 
