@@ -393,8 +393,8 @@ func wsHead(firstLine, extra string) string {
 
 const (
 	openDefect3 = "issue 12 defect 3"
-	// openHostRules is found by FuzzRequestHead in this session and not in
-	// an issue yet: see the fuzzing report of the branch that added it.
+	// openHostRules was found by FuzzRequestHead and is not in an issue
+	// yet: see the report of the branch that added it.
 	openHostRules = "new: Host rules of RFC 9112 §3.2 (reported by the fuzz branch, no issue yet)"
 )
 
@@ -405,9 +405,10 @@ var headDefects = []headDefect{
 		breaks: ruleNoWSBeforeColon, open: openDefect3},
 	{name: "content-length-with-space-before-colon", raw: wsHead("GET / HTTP/1.1", "Content-Length : 5\r\n") + "hello",
 		breaks: ruleUpgradeNoBody, open: openDefect3},
-	// Found by FuzzRequestHead: the parser accepts a space anywhere in a
-	// name, not only before the colon (golang/go#34540 again), so the
-	// fix must check the whole name is a token.
+	// Found while writing these cases: the parser accepts a space
+	// anywhere in a name, not only before the colon (the same leniency,
+	// golang/go#34540), so the fix must check that the whole name is a
+	// token.
 	{name: "space-inside-field-name", raw: wsHead("GET / HTTP/1.1", "X Foo: bar\r\n"),
 		breaks: ruleFieldNameToken, open: openDefect3},
 	{name: "3000-header-lines", raw: wsHead("GET / HTTP/1.1", strings.Repeat("a:\r\n", 3000)),
