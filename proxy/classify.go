@@ -50,15 +50,20 @@ func isWebSocketUpgrade(h http.Header) bool {
 // it: "a server MUST reject, with a response status code of 400, any
 // received request message that contains whitespace between a header
 // field name and colon"), no obsolete line folding, and at most maxLines
-// field lines (431).
+// field lines (431). It also counts Host lines: RFC 9112 §3.2 wants exactly
+// one, and http.ReadRequest removes them from the header (taking the host
+// from an absolute-form target when there is none), so only the raw head
+// can tell; and each Host line's value must be valid even when an
+// absolute-form target names the host.
 func checkHeadLines(head []byte, maxLines int) *rejection {
 	// Skip the request line.
 	i := bytes.IndexByte(head, '\n')
 	if i < 0 {
 		return nil
 	}
+	http11 := bytes.HasSuffix(bytes.TrimSuffix(head[:i], []byte("\r")), []byte("HTTP/1.1"))
 	head = head[i+1:]
-	lines := 0
+	lines, hosts := 0, 0
 	for len(head) > 0 {
 		var line []byte
 		if i := bytes.IndexByte(head, '\n'); i >= 0 {
@@ -68,7 +73,7 @@ func checkHeadLines(head []byte, maxLines int) *rejection {
 		}
 		line = bytes.TrimSuffix(line, []byte("\r"))
 		if len(line) == 0 {
-			return nil // the end of the head
+			break // the end of the head
 		}
 		if line[0] == ' ' || line[0] == '\t' {
 			return reject(http.StatusBadRequest, "obsolete line folding in request head")
@@ -86,6 +91,18 @@ func checkHeadLines(head []byte, maxLines int) *rejection {
 				return reject(http.StatusBadRequest, "invalid header field name")
 			}
 		}
+		if colon == len("Host") && bytes.EqualFold(line[:colon], []byte("Host")) {
+			hosts++
+			if !validHostHeader(string(bytes.Trim(line[colon+1:], " \t"))) {
+				return reject(http.StatusBadRequest, "malformed Host header")
+			}
+		}
+	}
+	switch {
+	case hosts > 1:
+		return reject(http.StatusBadRequest, "more than one Host header")
+	case hosts == 0 && http11:
+		return reject(http.StatusBadRequest, "missing Host header")
 	}
 	return nil
 }

@@ -65,13 +65,17 @@ func checkHead(req *http.Request) *rejection {
 	if req.ProtoMajor != 1 || req.ProtoMinor < 1 {
 		return reject(http.StatusHTTPVersionNotSupported, "HTTP/1.1 is required")
 	}
-	if hosts := req.Header["Host"]; len(hosts) > 1 {
-		return reject(http.StatusBadRequest, "more than one Host header")
-	}
+	// RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request)
+	// status code to any HTTP/1.1 request message that lacks a Host
+	// header field and to any request message that contains more than one
+	// Host header field line or a Host header field with an invalid
+	// field value." The count of Host lines is checked on the raw head
+	// (checkHeadLines; net/http's server does it for kept-alive
+	// requests), the value here.
 	if req.Host == "" {
 		return reject(http.StatusBadRequest, "missing Host header")
 	}
-	if strings.ContainsAny(req.Host, " \t/\\@") {
+	if !validHostHeader(req.Host) {
 		return reject(http.StatusBadRequest, "malformed Host header")
 	}
 	// A body would sit where the first frames go; a proxy that reads it as
@@ -172,4 +176,66 @@ func appendAcceptKey(dst []byte, key string) []byte {
 	in = append(in, magic...)
 	sum := sha1.Sum(in)
 	return base64.StdEncoding.AppendEncode(dst, sum[:])
+}
+
+// validHostHeader reports whether v is a Host field value: uri-host
+// [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2-3.2.3). The host is an IP
+// literal in brackets or a reg-name of unreserved characters,
+// percent-encodings and sub-delims (an IPv4 address is one of those); the
+// port is digits.
+func validHostHeader(v string) bool {
+	host, port := v, ""
+	if strings.HasPrefix(v, "[") {
+		end := strings.IndexByte(v, ']')
+		if end < 2 {
+			return false
+		}
+		host, port = v[1:end], v[end+1:]
+		for i := 0; i < len(host); i++ {
+			c := host[i]
+			if !isHexDigit(c) && c != ':' && c != '.' && !(host[0] == 'v' && (isRegNameByte(c) || c == ':')) {
+				return false
+			}
+		}
+	} else {
+		if i := strings.IndexByte(v, ':'); i >= 0 {
+			host, port = v[:i], v[i:]
+		}
+		for i := 0; i < len(host); i++ {
+			switch c := host[i]; {
+			case c == '%':
+				if i+2 >= len(host) || !isHexDigit(host[i+1]) || !isHexDigit(host[i+2]) {
+					return false
+				}
+				i += 2
+			case !isRegNameByte(c):
+				return false
+			}
+		}
+	}
+	if port == "" {
+		return true
+	}
+	if port[0] != ':' {
+		return false
+	}
+	for i := 1; i < len(port); i++ {
+		if port[i] < '0' || port[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// isRegNameByte: unreserved or sub-delims (RFC 3986 §2.2-2.3).
+func isRegNameByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("-._~!$&'()*+,;=", c) >= 0
+}
+
+func isHexDigit(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
