@@ -54,6 +54,7 @@ const netnsPrefix = "wsab"
 // and {{dir}}, of the proxy's command line and environment).
 const (
 	placeholderListen       = "{{listen}}"
+	placeholderListenHost   = "{{listen_host}}"
 	placeholderUpstream     = "{{upstream}}"
 	placeholderUpstreamAddr = "{{upstream_addr}}"
 	placeholderAdmin        = "{{admin}}"
@@ -110,7 +111,8 @@ func ExpandTemplate(tmpl, listen, upstream, admin string) string {
 // TemplateVars are the values of the placeholders of a proxy
 // configuration template.
 type TemplateVars struct {
-	// Listen is the host:port the proxy listens on: {{listen}}.
+	// Listen is the host:port the proxy listens on: {{listen}}; its host
+	// alone is {{listen_host}}.
 	Listen string
 	// Upstream is the backend's ws://host:port: {{upstream}}.
 	Upstream string
@@ -131,7 +133,12 @@ func ExpandVars(tmpl string, v TemplateVars) string {
 		addr = strings.TrimPrefix(strings.TrimPrefix(v.Upstream, "ws://"), "wss://")
 		addr = strings.TrimSuffix(addr, "/")
 	}
+	host, _, err := net.SplitHostPort(v.Listen)
+	if err != nil {
+		host = v.Listen
+	}
 	return strings.NewReplacer(
+		placeholderListenHost, host,
 		placeholderListen, v.Listen,
 		placeholderUpstreamAddr, addr,
 		placeholderUpstream, v.Upstream,
