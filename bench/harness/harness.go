@@ -44,8 +44,12 @@ type Options struct {
 	// Reps is the number of rounds of each scenario; 0 means 3.
 	Reps int
 	// Plan is the scenarios; nil means FullPlan, or ShortPlan when Short.
-	Plan  []Scenario
-	Short bool
+	Plan []Scenario
+	// Clients are the WebSocket clients the echo, idle, storm and churn
+	// scenarios run with, each a variant of the scenario (see
+	// WithClients); nil means both, wsload's own (gobwas) and gorilla.
+	Clients []string
+	Short   bool
 	// Install lets the harness apt-get install the competitors that are
 	// missing (as root only).
 	Install bool
@@ -133,6 +137,14 @@ func Bench(ctx context.Context, opts Options) (*Results, error) {
 			opts.Plan = ShortPlan()
 		}
 	}
+	if opts.Clients == nil {
+		opts.Clients = []string{wsload.ClientGobwas, wsload.ClientGorilla}
+	}
+	plan, err := WithClients(opts.Plan, opts.Clients)
+	if err != nil {
+		return nil, err
+	}
+	opts.Plan = plan
 	if opts.Root == "" {
 		root, err := FindRoot()
 		if err != nil {
@@ -189,7 +201,7 @@ func Bench(ctx context.Context, opts Options) (*Results, error) {
 			}
 		}
 		r.res.Scenarios = append(r.res.Scenarios, ScenarioInfo{
-			Name: sc.Name, Kind: sc.Kind, Title: sc.Title, Params: sc.params(), Targets: ts,
+			Name: sc.Name, Kind: sc.Kind, Title: sc.Title, Params: sc.params(), Targets: ts, Client: sc.client(),
 		})
 	}
 	r.save()
@@ -295,8 +307,12 @@ func orderTargets(targets []string) ([]string, error) {
 func (r *runner) checkCompetitors(ctx context.Context, targets []string) []string {
 	var missing []string
 	for _, t := range targets {
-		if _, ok := competitors[t]; ok && lookCompetitor(t) == "" {
-			missing = append(missing, competitors[t])
+		if c, ok := competitors[t]; ok && lookCompetitor(t) == "" {
+			for _, p := range c.pkgs {
+				if !slices.Contains(missing, p) {
+					missing = append(missing, p)
+				}
+			}
 		}
 	}
 	if len(missing) > 0 && r.opts.Install {
@@ -308,17 +324,21 @@ func (r *runner) checkCompetitors(ctx context.Context, targets []string) []strin
 	}
 	var out []string
 	for _, t := range targets {
-		if _, ok := competitors[t]; ok {
+		if c, ok := competitors[t]; ok {
 			bin := lookCompetitor(t)
 			if bin == "" {
+				pkgs := strings.Join(c.pkgs, " ")
 				r.note(fmt.Sprintf("Target %s was skipped: %s is not installed (as root: apt-get install -y %s).",
-					t, competitors[t], competitors[t]))
+					t, pkgs, pkgs))
 				continue
 			}
 			switch t {
 			case TargetNginx:
 				r.bins.Nginx = bin
-			case TargetHAProxy:
+			case TargetNginxL4:
+				r.bins.Nginx = bin
+				r.bins.NginxStreamModule, _ = nginxStreamModule(bin) // checked by lookCompetitor
+			case TargetHAProxy, TargetHAProxyL4:
 				r.bins.HAProxy = bin
 			case TargetCaddy:
 				r.bins.Caddy = bin
@@ -380,7 +400,7 @@ func FindRoot() (string, error) {
 	}
 }
 
-// Build builds wsalive, wsload and legacy-echo from the module at root into
+// Build builds wsalive, wsload, gorilla-echo and legacy-echo from the module at root into
 // dir.
 func Build(ctx context.Context, root, dir string) (Binaries, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -391,7 +411,7 @@ func Build(ctx context.Context, root, dir string) (Binaries, error) {
 		return Binaries{}, fmt.Errorf("go is needed to build the benchmark's programs: %w", err)
 	}
 	cmd := exec.CommandContext(ctx, gobin, "build", "-o", dir+string(filepath.Separator),
-		"./cmd/wsalive", "./bench/cmd/wsload", "./examples/legacyecho/cmd/legacy-echo")
+		"./cmd/wsalive", "./bench/cmd/wsload", "./bench/cmd/gorilla-echo", "./examples/legacyecho/cmd/legacy-echo")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return Binaries{}, fmt.Errorf("go build: %w\n%s", err, out)
@@ -401,9 +421,10 @@ func Build(ctx context.Context, root, dir string) (Binaries, error) {
 		return Binaries{}, err
 	}
 	return Binaries{
-		Dir:     abs,
-		Wsalive: filepath.Join(abs, "wsalive"),
-		Wsload:  filepath.Join(abs, "wsload"),
-		Echo:    filepath.Join(abs, "legacy-echo"),
+		Dir:         abs,
+		Wsalive:     filepath.Join(abs, "wsalive"),
+		Wsload:      filepath.Join(abs, "wsload"),
+		Echo:        filepath.Join(abs, "legacy-echo"),
+		GorillaEcho: filepath.Join(abs, "gorilla-echo"),
 	}, nil
 }

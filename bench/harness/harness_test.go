@@ -3,16 +3,21 @@ package harness
 import (
 	"context"
 	"errors"
+	"fmt"
 	"image/png"
 	"log/slog"
 	"math"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/wsalive/wsalive/bench/configs"
 	"github.com/wsalive/wsalive/bench/wsload"
 )
 
@@ -28,7 +33,7 @@ func TestSmoke(t *testing.T) {
 	}
 	targets := []string{TargetDirect, TargetWsalive}
 	if !testing.Short() {
-		for _, c := range []string{TargetNginx, TargetHAProxy, TargetCaddy} {
+		for _, c := range []string{TargetNginx, TargetHAProxy, TargetCaddy, TargetNginxL4, TargetHAProxyL4} {
 			if lookCompetitor(c) != "" {
 				targets = append(targets, c)
 			} else {
@@ -61,7 +66,11 @@ func TestSmoke(t *testing.T) {
 	if netnsErr != nil && os.Getenv("WSALIVE_REQUIRE_NETNS") == "1" {
 		t.Fatalf("WSALIVE_REQUIRE_NETNS=1 but the blackhole scenarios cannot run: %v", netnsErr)
 	}
-	for _, sc := range ShortPlan() {
+	plan, err := WithClients(ShortPlan(), []string{wsload.ClientGobwas, wsload.ClientGorilla})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range plan {
 		if sc.Kind == KindBlackhole && netnsErr != nil {
 			continue
 		}
@@ -96,6 +105,20 @@ func TestSmoke(t *testing.T) {
 			case KindIdle:
 				if m[MetricPairs] != float64(sc.N) || m[MetricRSS0] <= 0 || m[MetricRSS] <= 0 {
 					t.Errorf("%s × %s: %v", sc.Name, tg, m)
+				}
+				if tg == TargetWsalive && (m[MetricFloorUs] <= 0 || m[MetricPingRTPerS] != float64(sc.N)*2/5) {
+					t.Errorf("%s × wsalive: no heartbeat per ping or floor: %v", sc.Name, m)
+				}
+			case KindStorm:
+				if m[MetricConnsOpened] != float64(sc.N) || m[MetricHSPerSec] <= 0 || m[MetricHSP999] < m[MetricHSP50] {
+					t.Errorf("%s × %s: %v", sc.Name, tg, m)
+				}
+				if _, ok := m[MetricCPUPerHS]; tg != TargetDirect && !ok {
+					t.Errorf("%s × %s: no CPU per handshake: %v", sc.Name, tg, m)
+				}
+			case KindChurn:
+				if n := sc.Rate * sc.Duration.Seconds(); m[MetricCompleted] != n || m[MetricChurnPerSec] <= 0 || m[MetricLifeP50] <= 0 {
+					t.Errorf("%s × %s: completed %v of %v: %v", sc.Name, tg, m[MetricCompleted], n, m)
 				}
 			case KindBlackhole:
 				if m[MetricConnected] == 0 {
@@ -386,5 +409,109 @@ func TestDeriveWindowMissed(t *testing.T) {
 	var late *lateError
 	if err := checkLag(f); !errors.As(err, &late) {
 		t.Errorf("old ready file: %v", err)
+	}
+}
+
+func TestWithClients(t *testing.T) {
+	plan, err := WithClients(ShortPlan(), []string{wsload.ClientGobwas, wsload.ClientGorilla})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, sc := range plan {
+		names = append(names, sc.Name)
+		if strings.HasSuffix(sc.Name, "+gorilla") != (sc.client() == wsload.ClientGorilla) {
+			t.Errorf("%s runs with client %s", sc.Name, sc.client())
+		}
+	}
+	want := []string{ScenarioEcho1K, ScenarioEcho1K + "+gorilla", ScenarioHandshake, ScenarioIdle, ScenarioIdle + "+gorilla",
+		ScenarioStorm, ScenarioStorm + "+gorilla", ScenarioChurn, ScenarioChurn + "+gorilla", ScenarioBlackholeCli, ScenarioBlackholeUp}
+	if !slices.Equal(names, want) {
+		t.Errorf("plan = %v, want %v", names, want)
+	}
+	if _, err := WithClients(ShortPlan(), []string{"nhooyr"}); err == nil {
+		t.Error("an unknown client was accepted")
+	}
+	if backendFor(wsload.ClientGorilla) != backendGorilla || backendFor(wsload.ClientGobwas) != backendLegacy {
+		t.Error("a client goes with the wrong backend")
+	}
+}
+
+func TestL4TargetsRunEchoOnly(t *testing.T) {
+	for _, sc := range FullPlan() {
+		for _, tg := range []string{TargetNginxL4, TargetHAProxyL4} {
+			if got := sc.appliesTo(tg); got != (sc.Kind == KindEcho) {
+				t.Errorf("%s applies to %s: %v", sc.Name, tg, got)
+			}
+		}
+	}
+}
+
+func TestStreamModuleLine(t *testing.T) {
+	has := func(string) bool { return true }
+	hasNot := func(string) bool { return false }
+	cases := []struct {
+		name, v  string
+		exists   func(string) bool
+		want     string
+		wantFail bool
+	}{
+		{"built in", "configure arguments: --with-http_ssl_module --with-stream --with-stream_ssl_module", hasNot, "", false},
+		{"dynamic, installed", "configure arguments: --modules-path=/usr/lib/nginx/modules --with-stream=dynamic", has,
+			"load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n", false},
+		{"dynamic, other path", "configure arguments: --with-stream=dynamic --modules-path=/opt/ngx/mods", has,
+			"load_module /opt/ngx/mods/ngx_stream_module.so;\n", false},
+		{"dynamic, missing", "configure arguments: --with-stream=dynamic", hasNot, "", true},
+		{"absent", "configure arguments: --with-stream_ssl_module", has, "", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := streamModuleLine(c.v, c.exists)
+			if (err != nil) != c.wantFail || got != c.want {
+				t.Errorf("got %q, %v; want %q, failure %v", got, err, c.want, c.wantFail)
+			}
+		})
+	}
+}
+
+// TestHeartbeatTemplate checks that the idle scenario's configuration
+// pings both sides every heartbeatInterval, which heartbeatPerPing assumes.
+func TestHeartbeatTemplate(t *testing.T) {
+	text := configs.Text(configs.WsaliveHeartbeat)
+	want := fmt.Sprintf("interval   = %q", heartbeatInterval.String())
+	if n := strings.Count(text, want); n != heartbeatSides {
+		t.Errorf("%s has %d heartbeats with %s, want %d", configs.WsaliveHeartbeat, n, want, heartbeatSides)
+	}
+	m := map[string]float64{MetricProxyCPU: 2, MetricWindow: 10, MetricFloorUs: 4}
+	heartbeatPerPing(m, 9000)
+	// 9,000 pairs × 2 sides / 5 s = 3,600 round trips a second; 2 % of a
+	// core over 10 s is 0.2 s, over 36,000 round trips 5.56 µs each.
+	if m[MetricPingRTPerS] != 3600 || math.Abs(m[MetricCPUPerPing]-0.2/36000*1e6) > 1e-9 ||
+		math.Abs(m[MetricPingFloorX]-m[MetricCPUPerPing]/4) > 1e-12 {
+		t.Errorf("heartbeat per ping: %v", m)
+	}
+}
+
+// TestOwnsListener checks the check that a probed port is the child's.
+func TestOwnsListener(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if !ownsListener(os.Getpid(), ln.Addr().String()) {
+		t.Errorf("this process does not own its own listener %s", ln.Addr())
+	}
+	// A process that holds no socket: the test's own child.
+	cmd := exec.Command("sleep", "10")
+	if err := cmd.Start(); err != nil {
+		t.Skip(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	if ownsListener(cmd.Process.Pid, ln.Addr().String()) {
+		t.Errorf("sleep owns %s", ln.Addr())
 	}
 }
