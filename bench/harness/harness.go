@@ -1,7 +1,9 @@
 // Package harness is wsalive's side-by-side benchmark: it runs the load
-// generator (bench/wsload) against the legacy echo backend directly and
-// through nginx, HAProxy, Caddy and wsalive, alternating the targets round
-// by round, samples the proxy's CPU and memory from /proc, records
+// generator (bench/wsload) against an echo backend directly and through
+// nginx, HAProxy, Caddy, the L4 floor (nginx stream, HAProxy mode tcp) and
+// wsalive, with two clients (wsload's own on gobwas/ws with legacy-echo,
+// and gorilla/websocket clients with gorilla-echo), alternating the
+// targets round by round, samples the proxy's CPU and memory from /proc, records
 // everything in results.json, and renders BENCHMARKS.md with PNG charts
 // from it. The command is bench/cmd/wsbench.
 //
@@ -186,7 +188,7 @@ func Bench(ctx context.Context, opts Options) (*Results, error) {
 	if err := os.MkdirAll(r.runsDir, 0o755); err != nil {
 		return nil, err
 	}
-	r.log.Info("building wsalive, wsload and legacy-echo", "into", opts.BinDir)
+	r.log.Info("building wsalive, wsload, gorilla-echo and legacy-echo", "into", opts.BinDir)
 	if r.bins, err = Build(ctx, opts.Root, opts.BinDir); err != nil {
 		return nil, err
 	}
