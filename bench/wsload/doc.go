@@ -12,6 +12,7 @@
 //     the run is interrupted; then close them all with a close handshake.
 //     This is the scenario of "memory per idle pair" and of heartbeats at
 //     scale, where the proxy is what is measured.
+//
 //   - echo: open N connections, keep K binary messages of a given size in
 //     flight on each, check every echo byte for byte, and report messages
 //     per second and round-trip percentiles.
@@ -19,6 +20,7 @@
 //   - churn: open N connections at a steady rate, each exchanging one
 //     verified message and closing with a close handshake at once: the cost
 //     of connection setup and teardown (churn.go).
+//
 //   - floor: no target; bare loopback write+read round trips in this
 //     process, the CPU floor a proxy's ping-pong is compared to (floor.go).
 //
