@@ -276,8 +276,9 @@ func (r *runner) record(run Run) {
 // brief picks the headline metrics of a run for the progress log.
 func brief(m map[string]float64) string {
 	var parts []string
-	for _, k := range []string{MetricMsgsPerSec, MetricRTTP50, MetricCPUPerMsg, MetricHSP50, MetricRSSPerPair,
-		MetricIdleCPU, MetricDetected, MetricUndetected, MetricDetectP50, MetricDetectMax} {
+	for _, k := range []string{MetricMsgsPerSec, MetricRTTP50, MetricCPUPerMsg, MetricHSPerSec, MetricChurnPerSec, MetricHSP50,
+		MetricHSP99, MetricCPUPerHS, MetricCPUPerConn, MetricRSSPerPair, MetricIdleCPU, MetricCPUPerPing, MetricPingFloorX,
+		MetricDetected, MetricUndetected, MetricDetectP50, MetricDetectMax} {
 		if v, ok := m[k]; ok {
 			parts = append(parts, fmt.Sprintf("%s=%.4g", k, v))
 		}

@@ -135,11 +135,11 @@ func (s Scenario) params() string {
 		return fmt.Sprintf("%d idle pairs from %d wsload processes at %.0f/s in all; RSS read %v after the last dial and again after a %v CPU window",
 			s.N, s.Procs, s.Rate, s.Settle, s.Duration)
 	case KindStorm:
-		return fmt.Sprintf("%d clients connect at once, %d handshakes in flight (%s); proxy CPU over the dial phase",
-			s.N, s.DialConcurrency, clientText(s.client()))
+		return fmt.Sprintf("%s clients connect at once, %d handshakes in flight (%s); proxy CPU over the dial phase",
+			fmtInt(float64(s.N)), s.DialConcurrency, clientText(s.client()))
 	case KindChurn:
-		return fmt.Sprintf("%d connections/s for %v, each opening, echoing one %d B message and closing with a close handshake, at most %d at a time (%s)",
-			int(s.Rate), s.Duration, s.Size, s.DialConcurrency, clientText(s.client()))
+		return fmt.Sprintf("%s connections/s for %v, each opening, echoing one %d B message and closing with a close handshake, at most %d at a time (%s)",
+			fmtInt(s.Rate), s.Duration, s.Size, s.DialConcurrency, clientText(s.client()))
 	case KindBlackhole:
 		return fmt.Sprintf("%s side vanishes (iptables DROP in its network namespace); wsalive: %d pairs, max wait %v; others: %d pairs, max wait %v",
 			s.Side, s.N, s.MaxWait, s.CompetitorN, s.CompetitorMaxWait)

@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -101,7 +102,7 @@ func run() int {
 			if plan[i].Kind == harness.KindStorm {
 				if *stormN > 0 {
 					plan[i].N = *stormN
-					plan[i].Title = fmt.Sprintf("Reconnect storm, %d clients at once", *stormN)
+					plan[i].Title = fmt.Sprintf("Reconnect storm, %s clients at once", thousands(*stormN))
 				}
 				if *stormIn > 0 {
 					plan[i].DialConcurrency = *stormIn
@@ -154,4 +155,13 @@ func run() int {
 	}
 	log.Info("report written", "md", *md, "charts", *charts, "results", resPath)
 	return 0
+}
+
+// thousands writes n with thousands separators, as the report does.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
