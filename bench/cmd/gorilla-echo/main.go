@@ -47,22 +47,7 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	up := websocket.Upgrader{
-		ReadBufferSize:  4096,
-		WriteBufferSize: 4096,
-		// A benchmark backend: any origin.
-		CheckOrigin: func(*http.Request) bool { return true },
-	}
-	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			c, err := up.Upgrade(w, r, nil)
-			if err != nil {
-				return // Upgrade answered the client already
-			}
-			echo(c)
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	srv := &http.Server{Handler: echoHandler(), ReadHeaderTimeout: 10 * time.Second}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
@@ -74,6 +59,23 @@ func main() {
 		fmt.Fprintln(os.Stderr, "gorilla-echo:", err)
 		os.Exit(1)
 	}
+}
+
+// echoHandler upgrades every request and echoes on the connection.
+func echoHandler() http.Handler {
+	up := websocket.Upgrader{
+		ReadBufferSize:  4096,
+		WriteBufferSize: 4096,
+		// A benchmark backend: any origin.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return // Upgrade answered the client already
+		}
+		echo(c)
+	})
 }
 
 // echo sends every message back until the connection ends. gorilla's
