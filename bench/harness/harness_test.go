@@ -515,3 +515,71 @@ func TestOwnsListener(t *testing.T) {
 		t.Errorf("sleep owns %s", ln.Addr())
 	}
 }
+
+// TestRenderStormChurnAndFloors renders the issue-14 sections from
+// made-up results and checks their goals and tables.
+func TestRenderStormChurnAndFloors(t *testing.T) {
+	res := &Results{
+		Started: time.Now().Add(-time.Minute), Finished: time.Now(), Reps: 1,
+		Targets: []string{TargetDirect, TargetNginx, TargetHAProxy, TargetNginxL4, TargetHAProxyL4, TargetWsalive},
+	}
+	plan, err := WithClients(FullPlan(), []string{wsload.ClientGobwas, wsload.ClientGorilla})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range plan {
+		var ts []string
+		for _, tg := range res.Targets {
+			if sc.appliesTo(tg) {
+				ts = append(ts, tg)
+			}
+		}
+		res.Scenarios = append(res.Scenarios, ScenarioInfo{Name: sc.Name, Kind: sc.Kind, Title: sc.Title, Params: sc.params(), Targets: ts, Client: sc.client()})
+	}
+	add := func(sc, tg string, m map[string]float64) {
+		res.Runs = append(res.Runs, Run{Scenario: sc, Target: tg, Round: 1, Metrics: m, Commands: []string{"$BIN/wsload"}})
+	}
+	add(ScenarioStorm, TargetNginx, map[string]float64{MetricHSPerSec: 8000, MetricHSP99: 60, MetricCPUPerHS: 240})
+	add(ScenarioStorm, TargetHAProxy, map[string]float64{MetricHSPerSec: 9000, MetricHSP99: 50, MetricCPUPerHS: 260})
+	add(ScenarioStorm, TargetWsalive, map[string]float64{MetricHSPerSec: 10000, MetricHSP99: 55, MetricHSP999: 70, MetricCPUPerHS: 180})
+	add(ScenarioChurn, TargetWsalive, map[string]float64{MetricCompleted: 20000, MetricChurnPerSec: 1000, MetricCPUPerConn: 150})
+	add(ScenarioEcho1K, TargetNginx, map[string]float64{MetricMsgsPerSec: 20000, MetricCPUPerMsg: 20})
+	add(ScenarioEcho1K, TargetNginxL4, map[string]float64{MetricMsgsPerSec: 22000, MetricCPUPerMsg: 16})
+	add(ScenarioEcho1K, TargetHAProxyL4, map[string]float64{MetricMsgsPerSec: 21000, MetricCPUPerMsg: 10})
+	add(ScenarioEcho1K, TargetWsalive, map[string]float64{MetricMsgsPerSec: 26000, MetricCPUPerMsg: 12})
+	m := map[string]float64{MetricProxyCPU: 1.5, MetricWindow: 10, MetricFloorUs: 3, MetricIdleCPU: 1.5, MetricRSSPerPair: 900}
+	heartbeatPerPing(m, 9000)
+	add(ScenarioIdle+"+gorilla", TargetWsalive, m)
+
+	dir := t.TempDir()
+	md := filepath.Join(dir, "BENCHMARKS.md")
+	if err := Render(res, md, filepath.Join(dir, "charts")); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(md)
+	text := string(b)
+	for _, want := range []string{
+		"| storm handshakes/s vs haproxy | ≥ 1.10× | 1.11× | met |",
+		"| storm handshakes/s vs nginx | ≥ 1.20× | 1.25× | met |",
+		"| storm connect p99 vs nginx | ≤ 1.00× | 0.92× | met |",
+		"| storm proxy CPU per handshake vs nginx | ≤ 0.80× | 0.75× | met |",
+		"| storm handshakes/s vs nginx (gorilla clients) | ≥ 1.20× | — | not measured |",
+		// 1.5 % of a core over 10 s, 3,600 round trips a second: 4.17 µs, 1.39 × a 3 µs floor.
+		"| heartbeat CPU per ping-pong vs a bare loopback write+read (gorilla clients) | ≤ 1.25× | 1.39× | **missed** |",
+		"| wsalive heartbeat | 3,600 | 1.50 % | 4.17 µs | 3.00 µs | 1.39× |",
+		"## L4 floor: wsalive against nginx and HAProxy relaying bare bytes",
+		"| 200 connections × 1 KiB | 12.0 µs | 16.0 µs | 10.0 µs | 0.75× | 1.20× | 0.60× |",
+		"## Reconnect storm, 9,000 clients at once\n",
+		"## Reconnect storm, 9,000 clients at once (gorilla clients and backend)",
+		"| wsalive | 10,000 | 1.25× | 1.11× |",
+		"## Churn, 1,000 connections/s",
+		"| wsalive | 20,000 | 1,000 |",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("report:\n%s", text)
+	}
+}
