@@ -4,8 +4,12 @@
 //	{{listen}}         host:port the proxy listens on
 //	{{upstream}}       ws://host:port of the backend (wsalive)
 //	{{upstream_addr}}  host:port of the backend (nginx, HAProxy, Caddy)
+//	{{listen_host}}    the host of {{listen}} alone (Caddy's bind)
 //	{{admin}}          a free loopback host:port (wsalive's admin endpoint)
 //	{{dir}}            the run's private directory (pid, logs, temp files)
+//
+// nginx-stream.conf.tmpl and haproxy-tcp.cfg.tmpl are the L4 floor: the
+// same two proxies relaying bare TCP bytes, knowing nothing of WebSocket.
 //
 // Each competitor has its standard WebSocket reverse-proxy configuration,
 // tuned only where the benchmark machine needs it: one worker or thread,
@@ -26,6 +30,8 @@ const (
 	Nginx             = "nginx.conf.tmpl"
 	HAProxy           = "haproxy.cfg.tmpl"
 	Caddy             = "Caddyfile.tmpl"
+	NginxStream       = "nginx-stream.conf.tmpl"
+	HAProxyTCP        = "haproxy-tcp.cfg.tmpl"
 	WsaliveThroughput = "wsalive-throughput.hcl"
 	WsaliveHeartbeat  = "wsalive-heartbeat.hcl"
 	BlackholeClient   = "blackhole-client.hcl"

@@ -14,6 +14,7 @@ func expand(t *testing.T, name, dir string) string {
 	t.Helper()
 	return strings.NewReplacer(
 		"{{listen}}", "127.0.0.1:18001",
+		"{{listen_host}}", "127.0.0.1",
 		"{{upstream}}", "ws://127.0.0.1:18002",
 		"{{upstream_addr}}", "127.0.0.1:18002",
 		"{{admin}}", "127.0.0.1:18003",
@@ -54,19 +55,23 @@ func TestTemplates(t *testing.T) {
 // configuration (skipped for those not installed).
 func TestCompetitorConfigs(t *testing.T) {
 	cases := []struct {
-		bin, tmpl, file string
-		args            func(dir, cfg string) []string
+		name, bin, tmpl, file string
+		args                  func(dir, cfg string) []string
 	}{
-		{"nginx", Nginx, "nginx.conf", func(dir, cfg string) []string {
+		{"nginx", "nginx", Nginx, "nginx.conf", func(dir, cfg string) []string {
 			return []string{"-t", "-q", "-p", dir, "-c", cfg, "-e", filepath.Join(dir, "error.log")}
 		}},
-		{"haproxy", HAProxy, "haproxy.cfg", func(dir, cfg string) []string { return []string{"-c", "-q", "-f", cfg} }},
-		{"caddy", Caddy, "Caddyfile", func(dir, cfg string) []string {
+		{"haproxy", "haproxy", HAProxy, "haproxy.cfg", func(dir, cfg string) []string { return []string{"-c", "-q", "-f", cfg} }},
+		{"nginx-stream", "nginx", NginxStream, "nginx.conf", func(dir, cfg string) []string {
+			return []string{"-t", "-q", "-p", dir, "-c", cfg, "-e", filepath.Join(dir, "error.log")}
+		}},
+		{"haproxy-tcp", "haproxy", HAProxyTCP, "haproxy.cfg", func(dir, cfg string) []string { return []string{"-c", "-q", "-f", cfg} }},
+		{"caddy", "caddy", Caddy, "Caddyfile", func(dir, cfg string) []string {
 			return []string{"adapt", "--config", cfg, "--adapter", "caddyfile"}
 		}},
 	}
 	for _, c := range cases {
-		t.Run(c.bin, func(t *testing.T) {
+		t.Run(c.name, func(t *testing.T) {
 			bin, err := exec.LookPath(c.bin)
 			if err != nil {
 				for _, d := range []string{"/usr/sbin", "/usr/bin"} {
@@ -79,6 +84,18 @@ func TestCompetitorConfigs(t *testing.T) {
 				t.Skipf("%s is not installed", c.bin)
 			}
 			dir := t.TempDir()
+			// The stream module's load_module line (see NginxStream).
+			module := ""
+			if c.tmpl == NginxStream {
+				const so = "/usr/lib/nginx/modules/ngx_stream_module.so"
+				if _, err := os.Stat(so); err != nil {
+					t.Skipf("nginx's stream module is not installed (%v)", err)
+				}
+				module = "load_module " + so + ";\n"
+			}
+			if err := os.WriteFile(filepath.Join(dir, "stream-module.conf"), []byte(module), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			cfg := filepath.Join(dir, c.file)
 			if err := os.WriteFile(cfg, []byte(expand(t, c.tmpl, dir)), 0o644); err != nil {
 				t.Fatal(err)

@@ -36,6 +36,10 @@ func targetColor(t string) color.RGBA {
 		return color.RGBA{255, 140, 30, 255}
 	case TargetWsalive:
 		return color.RGBA{214, 39, 40, 255}
+	case TargetNginxL4:
+		return color.RGBA{152, 223, 138, 255}
+	case TargetHAProxyL4:
+		return color.RGBA{174, 199, 232, 255}
 	}
 	return color.RGBA{100, 100, 100, 255}
 }

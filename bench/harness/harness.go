@@ -1,7 +1,9 @@
 // Package harness is wsalive's side-by-side benchmark: it runs the load
-// generator (bench/wsload) against the legacy echo backend directly and
-// through nginx, HAProxy, Caddy and wsalive, alternating the targets round
-// by round, samples the proxy's CPU and memory from /proc, records
+// generator (bench/wsload) against an echo backend directly and through
+// nginx, HAProxy, Caddy, the L4 floor (nginx stream, HAProxy mode tcp) and
+// wsalive, with two clients (wsload's own on gobwas/ws with legacy-echo,
+// and gorilla/websocket clients with gorilla-echo), alternating the
+// targets round by round, samples the proxy's CPU and memory from /proc, records
 // everything in results.json, and renders BENCHMARKS.md with PNG charts
 // from it. The command is bench/cmd/wsbench.
 //
@@ -44,8 +46,12 @@ type Options struct {
 	// Reps is the number of rounds of each scenario; 0 means 3.
 	Reps int
 	// Plan is the scenarios; nil means FullPlan, or ShortPlan when Short.
-	Plan  []Scenario
-	Short bool
+	Plan []Scenario
+	// Clients are the WebSocket clients the echo, idle, storm and churn
+	// scenarios run with, each a variant of the scenario (see
+	// WithClients); nil means both, wsload's own (gobwas) and gorilla.
+	Clients []string
+	Short   bool
 	// Install lets the harness apt-get install the competitors that are
 	// missing (as root only).
 	Install bool
@@ -133,6 +139,14 @@ func Bench(ctx context.Context, opts Options) (*Results, error) {
 			opts.Plan = ShortPlan()
 		}
 	}
+	if opts.Clients == nil {
+		opts.Clients = []string{wsload.ClientGobwas, wsload.ClientGorilla}
+	}
+	plan, err := WithClients(opts.Plan, opts.Clients)
+	if err != nil {
+		return nil, err
+	}
+	opts.Plan = plan
 	if opts.Root == "" {
 		root, err := FindRoot()
 		if err != nil {
@@ -174,7 +188,7 @@ func Bench(ctx context.Context, opts Options) (*Results, error) {
 	if err := os.MkdirAll(r.runsDir, 0o755); err != nil {
 		return nil, err
 	}
-	r.log.Info("building wsalive, wsload and legacy-echo", "into", opts.BinDir)
+	r.log.Info("building wsalive, wsload, gorilla-echo and legacy-echo", "into", opts.BinDir)
 	if r.bins, err = Build(ctx, opts.Root, opts.BinDir); err != nil {
 		return nil, err
 	}
@@ -189,7 +203,7 @@ func Bench(ctx context.Context, opts Options) (*Results, error) {
 			}
 		}
 		r.res.Scenarios = append(r.res.Scenarios, ScenarioInfo{
-			Name: sc.Name, Kind: sc.Kind, Title: sc.Title, Params: sc.params(), Targets: ts,
+			Name: sc.Name, Kind: sc.Kind, Title: sc.Title, Params: sc.params(), Targets: ts, Client: sc.client(),
 		})
 	}
 	r.save()
@@ -262,8 +276,9 @@ func (r *runner) record(run Run) {
 // brief picks the headline metrics of a run for the progress log.
 func brief(m map[string]float64) string {
 	var parts []string
-	for _, k := range []string{MetricMsgsPerSec, MetricRTTP50, MetricCPUPerMsg, MetricHSP50, MetricRSSPerPair,
-		MetricIdleCPU, MetricDetected, MetricUndetected, MetricDetectP50, MetricDetectMax} {
+	for _, k := range []string{MetricMsgsPerSec, MetricRTTP50, MetricCPUPerMsg, MetricHSPerSec, MetricChurnPerSec, MetricHSP50,
+		MetricHSP99, MetricCPUPerHS, MetricCPUPerConn, MetricRSSPerPair, MetricIdleCPU, MetricCPUPerPing, MetricPingFloorX,
+		MetricDetected, MetricUndetected, MetricDetectP50, MetricDetectMax} {
 		if v, ok := m[k]; ok {
 			parts = append(parts, fmt.Sprintf("%s=%.4g", k, v))
 		}
@@ -295,8 +310,12 @@ func orderTargets(targets []string) ([]string, error) {
 func (r *runner) checkCompetitors(ctx context.Context, targets []string) []string {
 	var missing []string
 	for _, t := range targets {
-		if _, ok := competitors[t]; ok && lookCompetitor(t) == "" {
-			missing = append(missing, competitors[t])
+		if c, ok := competitors[t]; ok && lookCompetitor(t) == "" {
+			for _, p := range c.pkgs {
+				if !slices.Contains(missing, p) {
+					missing = append(missing, p)
+				}
+			}
 		}
 	}
 	if len(missing) > 0 && r.opts.Install {
@@ -308,17 +327,21 @@ func (r *runner) checkCompetitors(ctx context.Context, targets []string) []strin
 	}
 	var out []string
 	for _, t := range targets {
-		if _, ok := competitors[t]; ok {
+		if c, ok := competitors[t]; ok {
 			bin := lookCompetitor(t)
 			if bin == "" {
+				pkgs := strings.Join(c.pkgs, " ")
 				r.note(fmt.Sprintf("Target %s was skipped: %s is not installed (as root: apt-get install -y %s).",
-					t, competitors[t], competitors[t]))
+					t, pkgs, pkgs))
 				continue
 			}
 			switch t {
 			case TargetNginx:
 				r.bins.Nginx = bin
-			case TargetHAProxy:
+			case TargetNginxL4:
+				r.bins.Nginx = bin
+				r.bins.NginxStreamModule, _ = nginxStreamModule(bin) // checked by lookCompetitor
+			case TargetHAProxy, TargetHAProxyL4:
 				r.bins.HAProxy = bin
 			case TargetCaddy:
 				r.bins.Caddy = bin
@@ -380,7 +403,7 @@ func FindRoot() (string, error) {
 	}
 }
 
-// Build builds wsalive, wsload and legacy-echo from the module at root into
+// Build builds wsalive, wsload, gorilla-echo and legacy-echo from the module at root into
 // dir.
 func Build(ctx context.Context, root, dir string) (Binaries, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -391,7 +414,7 @@ func Build(ctx context.Context, root, dir string) (Binaries, error) {
 		return Binaries{}, fmt.Errorf("go is needed to build the benchmark's programs: %w", err)
 	}
 	cmd := exec.CommandContext(ctx, gobin, "build", "-o", dir+string(filepath.Separator),
-		"./cmd/wsalive", "./bench/cmd/wsload", "./examples/legacyecho/cmd/legacy-echo")
+		"./cmd/wsalive", "./bench/cmd/wsload", "./bench/cmd/gorilla-echo", "./examples/legacyecho/cmd/legacy-echo")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return Binaries{}, fmt.Errorf("go build: %w\n%s", err, out)
@@ -401,9 +424,10 @@ func Build(ctx context.Context, root, dir string) (Binaries, error) {
 		return Binaries{}, err
 	}
 	return Binaries{
-		Dir:     abs,
-		Wsalive: filepath.Join(abs, "wsalive"),
-		Wsload:  filepath.Join(abs, "wsload"),
-		Echo:    filepath.Join(abs, "legacy-echo"),
+		Dir:         abs,
+		Wsalive:     filepath.Join(abs, "wsalive"),
+		Wsload:      filepath.Join(abs, "wsload"),
+		Echo:        filepath.Join(abs, "legacy-echo"),
+		GorillaEcho: filepath.Join(abs, "gorilla-echo"),
 	}, nil
 }

@@ -3,16 +3,21 @@ package harness
 import (
 	"context"
 	"errors"
+	"fmt"
 	"image/png"
 	"log/slog"
 	"math"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/wsalive/wsalive/bench/configs"
 	"github.com/wsalive/wsalive/bench/wsload"
 )
 
@@ -28,7 +33,7 @@ func TestSmoke(t *testing.T) {
 	}
 	targets := []string{TargetDirect, TargetWsalive}
 	if !testing.Short() {
-		for _, c := range []string{TargetNginx, TargetHAProxy, TargetCaddy} {
+		for _, c := range []string{TargetNginx, TargetHAProxy, TargetCaddy, TargetNginxL4, TargetHAProxyL4} {
 			if lookCompetitor(c) != "" {
 				targets = append(targets, c)
 			} else {
@@ -61,7 +66,11 @@ func TestSmoke(t *testing.T) {
 	if netnsErr != nil && os.Getenv("WSALIVE_REQUIRE_NETNS") == "1" {
 		t.Fatalf("WSALIVE_REQUIRE_NETNS=1 but the blackhole scenarios cannot run: %v", netnsErr)
 	}
-	for _, sc := range ShortPlan() {
+	plan, err := WithClients(ShortPlan(), []string{wsload.ClientGobwas, wsload.ClientGorilla})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range plan {
 		if sc.Kind == KindBlackhole && netnsErr != nil {
 			continue
 		}
@@ -96,6 +105,20 @@ func TestSmoke(t *testing.T) {
 			case KindIdle:
 				if m[MetricPairs] != float64(sc.N) || m[MetricRSS0] <= 0 || m[MetricRSS] <= 0 {
 					t.Errorf("%s × %s: %v", sc.Name, tg, m)
+				}
+				if tg == TargetWsalive && (m[MetricFloorUs] <= 0 || m[MetricPingRTPerS] != float64(sc.N)*2/5) {
+					t.Errorf("%s × wsalive: no heartbeat per ping or floor: %v", sc.Name, m)
+				}
+			case KindStorm:
+				if m[MetricConnsOpened] != float64(sc.N) || m[MetricHSPerSec] <= 0 || m[MetricHSP999] < m[MetricHSP50] {
+					t.Errorf("%s × %s: %v", sc.Name, tg, m)
+				}
+				if _, ok := m[MetricCPUPerHS]; tg != TargetDirect && !ok {
+					t.Errorf("%s × %s: no CPU per handshake: %v", sc.Name, tg, m)
+				}
+			case KindChurn:
+				if n := sc.Rate * sc.Duration.Seconds(); m[MetricCompleted] != n || m[MetricChurnPerSec] <= 0 || m[MetricLifeP50] <= 0 {
+					t.Errorf("%s × %s: completed %v of %v: %v", sc.Name, tg, m[MetricCompleted], n, m)
 				}
 			case KindBlackhole:
 				if m[MetricConnected] == 0 {
@@ -386,5 +409,177 @@ func TestDeriveWindowMissed(t *testing.T) {
 	var late *lateError
 	if err := checkLag(f); !errors.As(err, &late) {
 		t.Errorf("old ready file: %v", err)
+	}
+}
+
+func TestWithClients(t *testing.T) {
+	plan, err := WithClients(ShortPlan(), []string{wsload.ClientGobwas, wsload.ClientGorilla})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, sc := range plan {
+		names = append(names, sc.Name)
+		if strings.HasSuffix(sc.Name, "+gorilla") != (sc.client() == wsload.ClientGorilla) {
+			t.Errorf("%s runs with client %s", sc.Name, sc.client())
+		}
+	}
+	want := []string{ScenarioEcho1K, ScenarioEcho1K + "+gorilla", ScenarioHandshake, ScenarioIdle, ScenarioIdle + "+gorilla",
+		ScenarioStorm, ScenarioStorm + "+gorilla", ScenarioChurn, ScenarioChurn + "+gorilla", ScenarioBlackholeCli, ScenarioBlackholeUp}
+	if !slices.Equal(names, want) {
+		t.Errorf("plan = %v, want %v", names, want)
+	}
+	if _, err := WithClients(ShortPlan(), []string{"nhooyr"}); err == nil {
+		t.Error("an unknown client was accepted")
+	}
+	if backendFor(wsload.ClientGorilla) != backendGorilla || backendFor(wsload.ClientGobwas) != backendLegacy {
+		t.Error("a client goes with the wrong backend")
+	}
+}
+
+func TestL4TargetsRunEchoOnly(t *testing.T) {
+	for _, sc := range FullPlan() {
+		for _, tg := range []string{TargetNginxL4, TargetHAProxyL4} {
+			if got := sc.appliesTo(tg); got != (sc.Kind == KindEcho) {
+				t.Errorf("%s applies to %s: %v", sc.Name, tg, got)
+			}
+		}
+	}
+}
+
+func TestStreamModuleLine(t *testing.T) {
+	has := func(string) bool { return true }
+	hasNot := func(string) bool { return false }
+	cases := []struct {
+		name, v  string
+		exists   func(string) bool
+		want     string
+		wantFail bool
+	}{
+		{"built in", "configure arguments: --with-http_ssl_module --with-stream --with-stream_ssl_module", hasNot, "", false},
+		{"dynamic, installed", "configure arguments: --modules-path=/usr/lib/nginx/modules --with-stream=dynamic", has,
+			"load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n", false},
+		{"dynamic, other path", "configure arguments: --with-stream=dynamic --modules-path=/opt/ngx/mods", has,
+			"load_module /opt/ngx/mods/ngx_stream_module.so;\n", false},
+		{"dynamic, missing", "configure arguments: --with-stream=dynamic", hasNot, "", true},
+		{"absent", "configure arguments: --with-stream_ssl_module", has, "", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := streamModuleLine(c.v, c.exists)
+			if (err != nil) != c.wantFail || got != c.want {
+				t.Errorf("got %q, %v; want %q, failure %v", got, err, c.want, c.wantFail)
+			}
+		})
+	}
+}
+
+// TestHeartbeatTemplate checks that the idle scenario's configuration
+// pings both sides every heartbeatInterval, which heartbeatPerPing assumes.
+func TestHeartbeatTemplate(t *testing.T) {
+	text := configs.Text(configs.WsaliveHeartbeat)
+	want := fmt.Sprintf("interval   = %q", heartbeatInterval.String())
+	if n := strings.Count(text, want); n != heartbeatSides {
+		t.Errorf("%s has %d heartbeats with %s, want %d", configs.WsaliveHeartbeat, n, want, heartbeatSides)
+	}
+	m := map[string]float64{MetricProxyCPU: 2, MetricWindow: 10, MetricFloorUs: 4}
+	heartbeatPerPing(m, 9000)
+	// 9,000 pairs × 2 sides / 5 s = 3,600 round trips a second; 2 % of a
+	// core over 10 s is 0.2 s, over 36,000 round trips 5.56 µs each.
+	if m[MetricPingRTPerS] != 3600 || math.Abs(m[MetricCPUPerPing]-0.2/36000*1e6) > 1e-9 ||
+		math.Abs(m[MetricPingFloorX]-m[MetricCPUPerPing]/4) > 1e-12 {
+		t.Errorf("heartbeat per ping: %v", m)
+	}
+}
+
+// TestOwnsListener checks the check that a probed port is the child's.
+func TestOwnsListener(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if !ownsListener(os.Getpid(), ln.Addr().String()) {
+		t.Errorf("this process does not own its own listener %s", ln.Addr())
+	}
+	// A process that holds no socket: the test's own child.
+	cmd := exec.Command("sleep", "10")
+	if err := cmd.Start(); err != nil {
+		t.Skip(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	if ownsListener(cmd.Process.Pid, ln.Addr().String()) {
+		t.Errorf("sleep owns %s", ln.Addr())
+	}
+}
+
+// TestRenderStormChurnAndFloors renders the issue-14 sections from
+// made-up results and checks their goals and tables.
+func TestRenderStormChurnAndFloors(t *testing.T) {
+	res := &Results{
+		Started: time.Now().Add(-time.Minute), Finished: time.Now(), Reps: 1,
+		Targets: []string{TargetDirect, TargetNginx, TargetHAProxy, TargetNginxL4, TargetHAProxyL4, TargetWsalive},
+	}
+	plan, err := WithClients(FullPlan(), []string{wsload.ClientGobwas, wsload.ClientGorilla})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range plan {
+		var ts []string
+		for _, tg := range res.Targets {
+			if sc.appliesTo(tg) {
+				ts = append(ts, tg)
+			}
+		}
+		res.Scenarios = append(res.Scenarios, ScenarioInfo{Name: sc.Name, Kind: sc.Kind, Title: sc.Title, Params: sc.params(), Targets: ts, Client: sc.client()})
+	}
+	add := func(sc, tg string, m map[string]float64) {
+		res.Runs = append(res.Runs, Run{Scenario: sc, Target: tg, Round: 1, Metrics: m, Commands: []string{"$BIN/wsload"}})
+	}
+	add(ScenarioStorm, TargetNginx, map[string]float64{MetricHSPerSec: 8000, MetricHSP99: 60, MetricCPUPerHS: 240})
+	add(ScenarioStorm, TargetHAProxy, map[string]float64{MetricHSPerSec: 9000, MetricHSP99: 50, MetricCPUPerHS: 260})
+	add(ScenarioStorm, TargetWsalive, map[string]float64{MetricHSPerSec: 10000, MetricHSP99: 55, MetricHSP999: 70, MetricCPUPerHS: 180})
+	add(ScenarioChurn, TargetWsalive, map[string]float64{MetricCompleted: 20000, MetricChurnPerSec: 1000, MetricCPUPerConn: 150})
+	add(ScenarioEcho1K, TargetNginx, map[string]float64{MetricMsgsPerSec: 20000, MetricCPUPerMsg: 20})
+	add(ScenarioEcho1K, TargetNginxL4, map[string]float64{MetricMsgsPerSec: 22000, MetricCPUPerMsg: 16})
+	add(ScenarioEcho1K, TargetHAProxyL4, map[string]float64{MetricMsgsPerSec: 21000, MetricCPUPerMsg: 10})
+	add(ScenarioEcho1K, TargetWsalive, map[string]float64{MetricMsgsPerSec: 26000, MetricCPUPerMsg: 12})
+	m := map[string]float64{MetricProxyCPU: 1.5, MetricWindow: 10, MetricFloorUs: 3, MetricIdleCPU: 1.5, MetricRSSPerPair: 900}
+	heartbeatPerPing(m, 9000)
+	add(ScenarioIdle+"+gorilla", TargetWsalive, m)
+
+	dir := t.TempDir()
+	md := filepath.Join(dir, "BENCHMARKS.md")
+	if err := Render(res, md, filepath.Join(dir, "charts")); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(md)
+	text := string(b)
+	for _, want := range []string{
+		"| storm handshakes/s vs haproxy | ≥ 1.10× | 1.11× | met |",
+		"| storm handshakes/s vs nginx | ≥ 1.20× | 1.25× | met |",
+		"| storm connect p99 vs nginx | ≤ 1.00× | 0.92× | met |",
+		"| storm proxy CPU per handshake vs nginx | ≤ 0.80× | 0.75× | met |",
+		"| storm handshakes/s vs nginx (gorilla clients) | ≥ 1.20× | — | not measured |",
+		// 1.5 % of a core over 10 s, 3,600 round trips a second: 4.17 µs, 1.39 × a 3 µs floor.
+		"| heartbeat CPU per ping-pong vs a bare loopback write+read (gorilla clients) | ≤ 1.25× | 1.39× | **missed** |",
+		"| wsalive heartbeat | 3,600 | 1.50 % | 4.17 µs | 3.00 µs | 1.39× |",
+		"## L4 floor: wsalive against nginx and HAProxy relaying bare bytes",
+		"| 200 connections × 1 KiB | 12.0 µs | 16.0 µs | 10.0 µs | 0.75× | 1.20× | 0.60× |",
+		"## Reconnect storm, 9,000 clients at once\n",
+		"## Reconnect storm, 9,000 clients at once (gorilla clients and backend)",
+		"| wsalive | 10,000 | 1.25× | 1.11× |",
+		"## Churn, 1,000 connections/s",
+		"| wsalive | 20,000 | 1,000 |",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("report:\n%s", text)
 	}
 }

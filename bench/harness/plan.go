@@ -2,7 +2,10 @@ package harness
 
 import (
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/wsalive/wsalive/bench/wsload"
 )
 
 // Kinds of scenario.
@@ -11,6 +14,12 @@ const (
 	KindHandshake = "handshake"
 	KindIdle      = "idle"
 	KindBlackhole = "blackhole"
+	// KindStorm: N clients connect at once, DialConcurrency handshakes in
+	// flight: a reconnect storm after a deploy or a failover.
+	KindStorm = "storm"
+	// KindChurn: connections open at a steady Rate, exchange one message
+	// and close, for Duration.
+	KindChurn = "churn"
 )
 
 // Scenario is one measurement, run against every target it applies to.
@@ -19,7 +28,8 @@ type Scenario struct {
 	Kind  string
 	Title string
 
-	// N is the number of connections (pairs through a proxy).
+	// N is the number of connections (pairs through a proxy); churn
+	// opens Rate × Duration instead.
 	N int
 	// Size and Inflight: echo payload bytes and messages in flight per
 	// connection.
@@ -31,6 +41,12 @@ type Scenario struct {
 	Rate float64
 	// Procs is the number of wsload processes holding the idle pairs.
 	Procs int
+	// DialConcurrency bounds the handshakes in flight (storm, churn).
+	DialConcurrency int
+	// Client is the WebSocket client of the load: wsload.ClientGobwas
+	// (the default; legacy-echo backend) or wsload.ClientGorilla
+	// (gorilla-echo backend). See WithClients.
+	Client string
 	// Settle is the wait, in idle, between the last dial and the RSS
 	// reading (and the start of the CPU window).
 	Settle time.Duration
@@ -50,11 +66,60 @@ type Scenario struct {
 // appliesTo reports whether the scenario measures target: the idle and
 // blackhole scenarios measure a proxy, so direct has nothing to show there.
 func (s Scenario) appliesTo(target string) bool {
+	if target == TargetNginxL4 || target == TargetHAProxyL4 {
+		// The L4 floor is about relaying messages.
+		return s.Kind == KindEcho
+	}
 	switch s.Kind {
 	case KindIdle, KindBlackhole:
 		return target != TargetDirect
 	}
 	return true
+}
+
+// client returns the scenario's client, the default filled in.
+func (s Scenario) client() string {
+	if s.Client == "" {
+		return wsload.ClientGobwas
+	}
+	return s.Client
+}
+
+// clientKinds are the kinds of scenario run with every client.
+var clientKinds = []string{KindEcho, KindIdle, KindStorm, KindChurn}
+
+// WithClients returns plan with every echo, idle, storm and churn scenario
+// once per client: wsload's own client keeps the scenario's name, the
+// gorilla variant is named NAME+gorilla and runs gorilla clients against
+// the gorilla backend, so that no figure depends on sharing gobwas/ws
+// with wsalive. The variants follow each other, so that a scenario's
+// variants run minutes apart, not a whole plan apart.
+func WithClients(plan []Scenario, clients []string) ([]Scenario, error) {
+	if len(clients) == 0 {
+		return nil, fmt.Errorf("no client")
+	}
+	for _, c := range clients {
+		if c != wsload.ClientGobwas && c != wsload.ClientGorilla {
+			return nil, fmt.Errorf("unknown client %q (want %s or %s)", c, wsload.ClientGobwas, wsload.ClientGorilla)
+		}
+	}
+	var out []Scenario
+	for _, sc := range plan {
+		if !slices.Contains(clientKinds, sc.Kind) || sc.Client != "" {
+			out = append(out, sc)
+			continue
+		}
+		for _, c := range clients {
+			v := sc
+			v.Client = c
+			if c == wsload.ClientGorilla {
+				v.Name += "+gorilla"
+				v.Title += " (gorilla clients and backend)"
+			}
+			out = append(out, v)
+		}
+	}
+	return out, nil
 }
 
 // params describes the parameters for the report.
@@ -69,6 +134,12 @@ func (s Scenario) params() string {
 	case KindIdle:
 		return fmt.Sprintf("%d idle pairs from %d wsload processes at %.0f/s in all; RSS read %v after the last dial and again after a %v CPU window",
 			s.N, s.Procs, s.Rate, s.Settle, s.Duration)
+	case KindStorm:
+		return fmt.Sprintf("%s clients connect at once, %d handshakes in flight (%s); proxy CPU over the dial phase",
+			fmtInt(float64(s.N)), s.DialConcurrency, clientText(s.client()))
+	case KindChurn:
+		return fmt.Sprintf("%s connections/s for %v, each opening, echoing one %d B message and closing with a close handshake, at most %d at a time (%s)",
+			fmtInt(s.Rate), s.Duration, s.Size, s.DialConcurrency, clientText(s.client()))
 	case KindBlackhole:
 		return fmt.Sprintf("%s side vanishes (iptables DROP in its network namespace); wsalive: %d pairs, max wait %v; others: %d pairs, max wait %v",
 			s.Side, s.N, s.MaxWait, s.CompetitorN, s.CompetitorMaxWait)
@@ -85,7 +156,17 @@ const (
 	ScenarioIdle         = "idle-9000"
 	ScenarioBlackholeCli = "blackhole-client"
 	ScenarioBlackholeUp  = "blackhole-upstream"
+	ScenarioStorm        = "storm-9000"
+	ScenarioChurn        = "churn-1000"
 )
+
+// clientText names a client and its backend for the report.
+func clientText(client string) string {
+	if client == wsload.ClientGorilla {
+		return "gorilla/websocket clients, gorilla-echo backend"
+	}
+	return "wsload's gobwas/ws clients, legacy-echo backend"
+}
 
 // FullPlan is the benchmark of BENCHMARKS.md: about 17 minutes with 3
 // rounds and five targets on a 2-core machine.
@@ -101,6 +182,10 @@ func FullPlan() []Scenario {
 			N: 1000, Rate: 1000},
 		{Name: ScenarioIdle, Kind: KindIdle, Title: "9,000 idle pairs: RSS per pair and heartbeat CPU",
 			N: 9000, Procs: 2, Rate: 3000, Settle: 5 * time.Second, Duration: 10 * time.Second},
+		{Name: ScenarioStorm, Kind: KindStorm, Title: "Reconnect storm, 9,000 clients at once",
+			N: 9000, DialConcurrency: 256, Rate: -1},
+		{Name: ScenarioChurn, Kind: KindChurn, Title: "Churn, 1,000 connections/s",
+			Rate: 1000, Duration: 20 * time.Second, Size: 64, DialConcurrency: 256},
 		{Name: ScenarioBlackholeCli, Kind: KindBlackhole, Title: "Blackholed client: time to detect",
 			Side: "client", N: 1000, MaxWait: 30 * time.Second, CompetitorN: 200, CompetitorMaxWait: 160 * time.Second},
 		{Name: ScenarioBlackholeUp, Kind: KindBlackhole, Title: "Blackholed backend: time to detect",
@@ -133,6 +218,10 @@ route "blackhole" {
 			N: 10, Rate: 200},
 		{Name: ScenarioIdle, Kind: KindIdle, Title: "Idle pairs (smoke)",
 			N: 20, Procs: 2, Rate: 1000, Settle: 200 * time.Millisecond, Duration: 500 * time.Millisecond},
+		{Name: ScenarioStorm, Kind: KindStorm, Title: "Reconnect storm (smoke)",
+			N: 50, DialConcurrency: 16, Rate: -1},
+		{Name: ScenarioChurn, Kind: KindChurn, Title: "Churn (smoke)",
+			Rate: 100, Duration: 400 * time.Millisecond, Size: 64, DialConcurrency: 16},
 		{Name: ScenarioBlackholeCli, Kind: KindBlackhole, Title: "Blackholed client (smoke)",
 			Side: "client", N: 3, MaxWait: 4 * time.Second, CompetitorN: 2, CompetitorMaxWait: time.Second,
 			WsaliveTemplate: fast("client")},

@@ -21,16 +21,21 @@ const (
 
 // The issue's targets for wsalive.
 const (
-	goalVsNginx       = 1.15 // messages/s, × nginx
-	goalVsDirect      = 0.80 // messages/s, × direct
-	goalCPUVsNginx    = 0.80 // proxy CPU per message, × nginx
-	goalRSSPerPair    = 2048 // bytes per idle pair, heartbeats on
-	goalHeartbeatCPU  = 2.0  // % of one core at 9,000 idle pairs
-	goalDetectSlack   = 1.0  // seconds over the heartbeat bound
-	referenceNginx    = TargetNginx
-	referenceDirect   = TargetDirect
-	notesFileName     = "notes.md"
-	benchmarksCommand = "go run ./bench/cmd/wsbench"
+	goalVsNginx      = 1.15 // messages/s, × nginx
+	goalVsDirect     = 0.80 // messages/s, × direct
+	goalCPUVsNginx   = 0.80 // proxy CPU per message, × nginx
+	goalRSSPerPair   = 2048 // bytes per idle pair, heartbeats on
+	goalHeartbeatCPU = 2.0  // % of one core at 9,000 idle pairs
+	goalDetectSlack  = 1.0  // seconds over the heartbeat bound
+	// Issue 14: reconnect storms and the heartbeat's floor.
+	goalStormVsHAProxy = 1.1  // handshakes/s, × HAProxy
+	goalStormVsNginx   = 1.2  // handshakes/s, × nginx
+	goalStormCPU       = 0.8  // proxy CPU per handshake, × nginx
+	goalPingVsFloor    = 1.25 // heartbeat CPU per round trip, × the loopback floor
+	referenceNginx     = TargetNginx
+	referenceDirect    = TargetDirect
+	notesFileName      = "notes.md"
+	benchmarksCommand  = "go run ./bench/cmd/wsbench"
 )
 
 // Render writes the report to mdPath and its charts to chartsDir, from
@@ -239,13 +244,43 @@ func (res *Results) goals() []goal {
 		}
 		out = append(out, g)
 	}
+	for _, info := range res.scenariosOf(KindStorm) {
+		sfx := clientSuffix(info)
+		for _, ref := range []struct {
+			target string
+			want   float64
+		}{{TargetHAProxy, goalStormVsHAProxy}, {TargetNginx, goalStormVsNginx}} {
+			g := goal{what: "storm handshakes/s vs " + ref.target + sfx, want: fmt.Sprintf("≥ %.2f×", ref.want)}
+			if v, ok := res.Ratio(info.Name, TargetWsalive, ref.target, MetricHSPerSec); ok {
+				g.measured, g.met = fmt.Sprintf("%.2f×", v), boolp(v >= ref.want)
+			}
+			out = append(out, g)
+		}
+		g := goal{what: "storm connect p99 vs nginx" + sfx, want: "≤ 1.00×"}
+		if v, ok := res.Ratio(info.Name, TargetWsalive, TargetNginx, MetricHSP99); ok {
+			g.measured, g.met = fmt.Sprintf("%.2f×", v), boolp(v <= 1)
+		}
+		out = append(out, g)
+		g = goal{what: "storm proxy CPU per handshake vs nginx" + sfx, want: fmt.Sprintf("≤ %.2f×", goalStormCPU)}
+		if v, ok := res.Ratio(info.Name, TargetWsalive, TargetNginx, MetricCPUPerHS); ok {
+			g.measured, g.met = fmt.Sprintf("%.2f×", v), boolp(v <= goalStormCPU)
+		}
+		out = append(out, g)
+	}
 	for _, info := range res.scenariosOf(KindIdle) {
-		g := goal{what: "RSS per idle pair, heartbeats on (5 s both sides)", want: fmt.Sprintf("≤ %s B", fmtInt(goalRSSPerPair))}
+		g := goal{what: "heartbeat CPU per ping-pong vs a bare loopback write+read" + clientSuffix(info), want: fmt.Sprintf("≤ %.2f×", goalPingVsFloor)}
+		if v, ok := res.Median(info.Name, TargetWsalive, MetricPingFloorX); ok {
+			g.measured, g.met = fmt.Sprintf("%.2f×", v), boolp(v <= goalPingVsFloor)
+		}
+		out = append(out, g)
+	}
+	for _, info := range res.scenariosOf(KindIdle) {
+		g := goal{what: "RSS per idle pair, heartbeats on (5 s both sides)" + clientSuffix(info), want: fmt.Sprintf("≤ %s B", fmtInt(goalRSSPerPair))}
 		if v, ok := res.Median(info.Name, TargetWsalive, MetricRSSPerPair); ok {
 			g.measured, g.met = fmtInt(v)+" B", boolp(v <= goalRSSPerPair)
 		}
 		out = append(out, g)
-		g = goal{what: "heartbeat CPU at idle pairs, 5 s interval both sides", want: fmt.Sprintf("< %.0f %% of one core", goalHeartbeatCPU)}
+		g = goal{what: "heartbeat CPU at idle pairs, 5 s interval both sides" + clientSuffix(info), want: fmt.Sprintf("< %.0f %% of one core", goalHeartbeatCPU)}
 		if v, ok := res.Median(info.Name, TargetWsalive, MetricIdleCPU); ok {
 			g.measured, g.met = pct(v), boolp(v < goalHeartbeatCPU)
 		}
@@ -271,6 +306,14 @@ func (res *Results) goals() []goal {
 		out = append(out, g)
 	}
 	return out
+}
+
+// clientSuffix labels the goals of a scenario's gorilla variant.
+func clientSuffix(info ScenarioInfo) string {
+	if info.Client == "gorilla" {
+		return " (gorilla clients)"
+	}
+	return ""
 }
 
 func sideOf(info ScenarioInfo) string {
@@ -387,6 +430,11 @@ func renderMarkdown(res *Results, chartsRel string, charts []string, notes strin
 	w("- **A shared machine.** Before each run the harness waits (up to 15 s) until the rest of\n")
 	w("  the machine uses less than a quarter of a core; the echo tables show what it used\n")
 	w("  during each window anyway (\"other CPU\").\n")
+	w("- **Two clients.** The echo, idle, storm and churn scenarios run twice: with wsload's own\n")
+	w("  client (gobwas/ws, the library wsalive is built on) against legacy-echo, and, as the\n")
+	w("  `+gorilla` variants, with gorilla/websocket clients against a gorilla/websocket echo\n")
+	w("  backend (`bench/cmd/gorilla-echo`), so that no figure depends on sharing a library with\n")
+	w("  the proxy. gorilla writes every message with one write, as the applications do.\n")
 	w("- **Echo** messages are verified byte for byte; one message in flight per connection, so\n")
 	w("  messages/s is bounded by round-trip latency under load.\n\n")
 
@@ -420,6 +468,81 @@ func renderMarkdown(res *Results, chartsRel string, charts []string, notes strin
 		w("Proxy CPU is in %% of one core. Other CPU is what the rest of the machine used during\n")
 		w("the window (all CPU time but the proxy's, the backend's and wsload's, in %% of one core):\n")
 		w("the noise of this shared machine.\n\n")
+		writeFailures(&b, res, info)
+	}
+
+	// L4 floor.
+	if res.has(TargetWsalive) && (res.has(TargetNginxL4) || res.has(TargetHAProxyL4)) {
+		w("## L4 floor: wsalive against nginx and HAProxy relaying bare bytes\n\n")
+		w("nginx's `stream` module and HAProxy in `mode tcp` relay the same echo traffic as bare TCP\n")
+		w("bytes (the handshake included), knowing nothing of WebSocket: the cost of the extra hop\n")
+		w("itself, one core each (`bench/configs/nginx-stream.conf.tmpl`, `haproxy-tcp.cfg.tmpl`).\n")
+		w("Proxy CPU per echoed message, medians; ratios within rounds.\n\n")
+		t := mdTable{head: []string{"scenario", "wsalive", TargetNginxL4, TargetHAProxyL4, "wsalive × nginx-l4", "wsalive × haproxy-l4", "wsalive × nginx (HTTP)"}, left: []int{0}}
+		for _, info := range res.scenariosOf(KindEcho) {
+			t.add(strings.TrimPrefix(info.Title, "Echo, "),
+				res.cell(info.Name, TargetWsalive, MetricCPUPerMsg, us),
+				res.cell(info.Name, TargetNginxL4, MetricCPUPerMsg, us),
+				res.cell(info.Name, TargetHAProxyL4, MetricCPUPerMsg, us),
+				ratioOrDash(res, info.Name, TargetWsalive, TargetNginxL4, MetricCPUPerMsg),
+				ratioOrDash(res, info.Name, TargetWsalive, TargetHAProxyL4, MetricCPUPerMsg),
+				ratioOrDash(res, info.Name, TargetWsalive, referenceNginx, MetricCPUPerMsg),
+			)
+		}
+		w("%s\n", t.String())
+	}
+
+	// Storm.
+	for _, info := range res.scenariosOf(KindStorm) {
+		w("## %s\n\n%s.\n\n", info.Title, info.Params)
+		t := mdTable{head: []string{"target", "handshakes/s", "× nginx", "× HAProxy", "connect p50", "p99", "p99.9",
+			"p99 × nginx", "proxy CPU / handshake", "CPU/hs × nginx", "failed", "handshakes/s by round"}}
+		for _, tg := range info.Targets {
+			t.add(tg,
+				res.cell(info.Name, tg, MetricHSPerSec, f0),
+				res.ratioCell(info.Name, tg, referenceNginx, MetricHSPerSec),
+				res.ratioCell(info.Name, tg, TargetHAProxy, MetricHSPerSec),
+				res.cell(info.Name, tg, MetricHSP50, ms),
+				res.cell(info.Name, tg, MetricHSP99, ms),
+				res.cell(info.Name, tg, MetricHSP999, ms),
+				res.ratioCell(info.Name, tg, referenceNginx, MetricHSP99),
+				res.cell(info.Name, tg, MetricCPUPerHS, us),
+				ratioOrDash(res, info.Name, tg, referenceNginx, MetricCPUPerHS),
+				res.cell(info.Name, tg, MetricDialFailed, f0),
+				res.perRound(info.Name, tg, MetricHSPerSec, f0),
+			)
+		}
+		w("%s\n", t.String())
+		w("Handshakes/s is the connections opened over the time from the first dial to the last\n")
+		w("handshake; connect latency is TCP connect plus the WebSocket handshake, through the\n")
+		w("proxy to the backend. Proxy CPU per handshake is its CPU over that dial phase divided by\n")
+		w("the handshakes.\n\n")
+		writeFailures(&b, res, info)
+	}
+
+	// Churn.
+	for _, info := range res.scenariosOf(KindChurn) {
+		w("## %s\n\n%s.\n\n", info.Title, info.Params)
+		t := mdTable{head: []string{"target", "completed", "connections/s", "connect p50", "connect p99", "message RTT p50",
+			"lifetime p50", "lifetime p99", "proxy CPU / connection", "× nginx", "proxy CPU"}}
+		for _, tg := range info.Targets {
+			t.add(tg,
+				res.cell(info.Name, tg, MetricCompleted, f0),
+				res.cell(info.Name, tg, MetricChurnPerSec, f0),
+				res.cell(info.Name, tg, MetricHSP50, ms),
+				res.cell(info.Name, tg, MetricHSP99, ms),
+				res.cell(info.Name, tg, MetricRTTP50, ms),
+				res.cell(info.Name, tg, MetricLifeP50, ms),
+				res.cell(info.Name, tg, MetricLifeP99, ms),
+				res.cell(info.Name, tg, MetricCPUPerConn, us),
+				ratioOrDash(res, info.Name, tg, referenceNginx, MetricCPUPerConn),
+				res.cell(info.Name, tg, MetricProxyCPU, pct),
+			)
+		}
+		w("%s\n", t.String())
+		w("Lifetime runs from the start of the dial to the end of the close handshake (the\n")
+		w("server's FIN). Proxy CPU per connection covers its whole life: accept, both handshakes,\n")
+		w("the message, the close.\n\n")
 		writeFailures(&b, res, info)
 	}
 
@@ -467,6 +590,23 @@ func renderMarkdown(res *Results, chartsRel string, charts []string, notes strin
 		w("over the window, in %% of one core: for wsalive it is the heartbeat's cost (pings to\n")
 		w("both sides every 5 s, pongs absorbed); the others send nothing on idle pairs, which is\n")
 		w("why they cannot notice a vanished peer (next section).\n\n")
+		if _, ok := res.Median(info.Name, TargetWsalive, MetricCPUPerPing); ok {
+			t := mdTable{head: []string{"", "ping-pong round trips/s", "proxy CPU", "CPU per round trip", "floor: write+read", "× floor", "by round"}, left: []int{0}}
+			t.add("wsalive heartbeat",
+				res.cell(info.Name, TargetWsalive, MetricPingRTPerS, f0),
+				res.cell(info.Name, TargetWsalive, MetricIdleCPU, func(v float64) string { return fmt.Sprintf("%.2f %%", v) }),
+				res.cell(info.Name, TargetWsalive, MetricCPUPerPing, func(v float64) string { return fmt.Sprintf("%.2f µs", v) }),
+				res.cell(info.Name, TargetWsalive, MetricFloorUs, func(v float64) string { return fmt.Sprintf("%.2f µs", v) }),
+				res.cell(info.Name, TargetWsalive, MetricPingFloorX, func(v float64) string { return fmt.Sprintf("%.2f×", v) }),
+				res.perRound(info.Name, TargetWsalive, MetricPingFloorX, f2),
+			)
+			w("**Heartbeat per ping**\n\n%s\n", t.String())
+			w("The same idle CPU per ping-pong round trip (pairs × 2 sides every 5 s), beside the floor\n")
+			w("measured in the same run, while the pairs were held: `wsload -mode floor` on one core's\n")
+			w("worth (GOMAXPROCS=1) writing a %d-byte ping frame and reading a %d-byte pong over loopback\n", pingFrameSize, pongFrameSize)
+			w("TCP, CPU per write+read of one end. The proxy's round trip is that plus its timer, its\n")
+			w("frame parsing and its event loop.\n\n")
+		}
 		writeFailures(&b, res, info)
 	}
 
@@ -549,7 +689,7 @@ func renderMarkdown(res *Results, chartsRel string, charts []string, notes strin
 	// Commands.
 	w("## Exact commands\n\n")
 	w("`$BIN` is `bench/out/bin` (built with `go build -o $BIN/ ./cmd/wsalive ./bench/cmd/wsload\n")
-	w("./examples/legacyecho/cmd/legacy-echo`), `$RUN` the run's directory under `bench/out/runs/`,\n")
+	w("./bench/cmd/gorilla-echo ./examples/legacyecho/cmd/legacy-echo`), `$RUN` the run's directory under `bench/out/runs/`,\n")
 	w("where the expanded configuration files are kept (the blackhole runs' `*.tmpl` are copies of\n")
 	w("the templates in `bench/configs/`, wsalive's being `blackhole-client.hcl` and\n")
 	w("`blackhole-upstream.hcl`). Ports are fresh for every run. Round 1:\n\n")

@@ -59,6 +59,9 @@ type ScenarioInfo struct {
 	Params string `json:"params"`
 	// Targets are the targets it was run against.
 	Targets []string `json:"targets"`
+	// Client is the WebSocket client of the load ("gobwas": wsload's
+	// own, with legacy-echo; "gorilla": gorilla clients and backend).
+	Client string `json:"client,omitempty"`
 }
 
 // Run is one run of one scenario against one target.

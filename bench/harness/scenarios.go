@@ -18,6 +18,7 @@ import (
 
 	"github.com/wsalive/wsalive/bench/configs"
 	"github.com/wsalive/wsalive/bench/wsload"
+	"github.com/wsalive/wsalive/liveness"
 )
 
 // Metric names of Run.Metrics.
@@ -57,6 +58,25 @@ const (
 	MetricIdleCPU    = "idle_cpu_pct"    // proxy CPU over the window, % of one core
 	MetricPingsPerS  = "client_pings_per_s"
 	MetricProcs      = "proxy_procs"
+	// Heartbeat per ping (wsalive): the idle CPU as CPU per ping-pong
+	// round trip, beside the floor measured in the same run.
+	MetricPingRTPerS = "ping_round_trips_per_s" // pairs × sides / interval
+	MetricCPUPerPing = "cpu_per_ping_us"        // proxy CPU over the window / round trips in it
+	MetricFloorUs    = "floor_write_read_us"    // bare loopback write+read of a ping and a pong
+	MetricPingFloorX = "ping_vs_floor"          // cpu_per_ping_us / floor_write_read_us
+
+	// Storm.
+	MetricHSPerSec   = "handshakes_per_s" // opened / time from first dial to last handshake
+	MetricHSP999     = "hs_p99_9_ms"
+	MetricCPUPerHS   = "cpu_per_handshake_us" // proxy CPU over the dial phase / handshakes
+	MetricStormSecs  = "dial_s"
+	MetricDialFailed = "dial_failed"
+
+	// Churn.
+	MetricChurnPerSec = "conns_per_s" // connections completed per second
+	MetricLifeP50     = "life_p50_ms" // dial start to close done
+	MetricLifeP99     = "life_p99_ms"
+	MetricCompleted   = "completed"
 
 	// Blackhole.
 	MetricBHN          = "n"
@@ -175,6 +195,10 @@ func (r *runner) runOnce(ctx context.Context, sc Scenario, target string, round 
 			err = r.runHandshake(ctx, sc, target, &run)
 		case KindIdle:
 			err = r.runIdle(ctx, sc, target, &run)
+		case KindStorm:
+			err = r.runStorm(ctx, sc, target, &run)
+		case KindChurn:
+			err = r.runChurn(ctx, sc, target, &run)
 		default:
 			err = fmt.Errorf("unknown scenario kind %q", sc.Kind)
 		}
@@ -200,10 +224,10 @@ func (s *stage) stop() {
 	}
 }
 
-// setUp starts the backend and the target's proxy, and records their
-// commands.
-func (r *runner) setUp(ctx context.Context, target, variant string, run *Run) (*stage, error) {
-	be, beAddr, err := startBackend(ctx, r.bins, run.Dir)
+// setUp starts the backend that goes with client and the target's proxy,
+// and records their commands.
+func (r *runner) setUp(ctx context.Context, target, variant, client string, run *Run) (*stage, error) {
+	be, beAddr, err := startBackend(ctx, r.bins, run.Dir, client)
 	if err != nil {
 		return nil, err
 	}
@@ -275,13 +299,18 @@ func windowMetrics(m map[string]float64, a, b snapshot, proxied bool) float64 {
 
 // startLoad starts one wsload process.
 func (r *runner) startLoad(run *Run, name string, args []string) (*proc, string, error) {
+	return r.startLoadEnv(run, name, nil, args)
+}
+
+// startLoadEnv starts one wsload process with env added.
+func (r *runner) startLoadEnv(run *Run, name string, env, args []string) (*proc, string, error) {
 	argv := append([]string{r.bins.Wsload}, args...)
 	out := filepath.Join(run.Dir, name+".out")
-	p, err := startProc(name, argv, nil, out, filepath.Join(run.Dir, name+".err"))
+	p, err := startProc(name, argv, env, out, filepath.Join(run.Dir, name+".err"))
 	if err != nil {
 		return nil, "", err
 	}
-	run.Commands = append(run.Commands, r.command(nil, argv, run.Dir))
+	run.Commands = append(run.Commands, r.command(env, argv, run.Dir))
 	return p, out, nil
 }
 
@@ -365,13 +394,13 @@ func loadErrors(run *Run, s *wsload.Summary) {
 func dur(d time.Duration) string { return d.String() }
 
 func (r *runner) runEcho(ctx context.Context, sc Scenario, target string, run *Run) error {
-	st, err := r.setUp(ctx, target, variantThroughput, run)
+	st, err := r.setUp(ctx, target, variantThroughput, sc.client(), run)
 	if err != nil {
 		return err
 	}
 	defer st.stop()
 	ready := filepath.Join(run.Dir, "ready")
-	lp, out, err := r.startLoad(run, "wsload", []string{"-mode", "echo",
+	lp, out, err := r.startLoad(run, "wsload", []string{"-mode", "echo", "-client", sc.client(),
 		"-n", strconv.Itoa(sc.N), "-size", strconv.Itoa(sc.Size), "-inflight", strconv.Itoa(sc.Inflight),
 		"-duration", dur(sc.Duration), "-rate", fmt.Sprint(sc.Rate), "-url", st.url, "-ready-file", ready})
 	if err != nil {
@@ -429,7 +458,7 @@ func (r *runner) runEcho(ctx context.Context, sc Scenario, target string, run *R
 }
 
 func (r *runner) runHandshake(ctx context.Context, sc Scenario, target string, run *Run) error {
-	st, err := r.setUp(ctx, target, variantThroughput, run)
+	st, err := r.setUp(ctx, target, variantThroughput, sc.client(), run)
 	if err != nil {
 		return err
 	}
@@ -483,7 +512,7 @@ func srcRanges(k int) []string {
 }
 
 func (r *runner) runIdle(ctx context.Context, sc Scenario, target string, run *Run) error {
-	st, err := r.setUp(ctx, target, variantHeartbeat, run)
+	st, err := r.setUp(ctx, target, variantHeartbeat, sc.client(), run)
 	if err != nil {
 		return err
 	}
@@ -511,7 +540,7 @@ func (r *runner) runIdle(ctx context.Context, sc Scenario, target string, run *R
 			n = sc.N - n*(procs-1)
 		}
 		ready := filepath.Join(run.Dir, fmt.Sprintf("ready%d", i+1))
-		lp, out, err := r.startLoad(run, fmt.Sprintf("wsload%d", i+1), []string{"-mode", "idle",
+		lp, out, err := r.startLoad(run, fmt.Sprintf("wsload%d", i+1), []string{"-mode", "idle", "-client", sc.client(),
 			"-n", strconv.Itoa(n), "-rate", fmt.Sprint(sc.Rate / float64(procs)), "-src-ips", ranges[i],
 			"-hold", "30m", "-url", st.url, "-ready-file", ready})
 		if err != nil {
@@ -546,6 +575,15 @@ func (r *runner) runIdle(ctx context.Context, sc Scenario, target string, run *R
 	}
 	prof.finish(ctx)
 	windowMetrics(run.Metrics, a, b, true)
+	if target == TargetWsalive {
+		// The floor, in the same run, while the pairs are still held:
+		// bare loopback round trips of a ping's and a pong's size.
+		floor, err := r.runFloor(ctx, run)
+		if err != nil {
+			return err
+		}
+		run.Metrics[MetricFloorUs] = floor
+	}
 	// The end: every wsload closes its connections cleanly on SIGINT.
 	var pairs, pings int64
 	var held float64
@@ -585,6 +623,180 @@ func (r *runner) runIdle(ctx context.Context, sc Scenario, target string, run *R
 	m[MetricIdleCPU] = m[MetricProxyCPU]
 	if held > 0 {
 		m[MetricPingsPerS] = float64(pings) / held
+	}
+	if target == TargetWsalive {
+		heartbeatPerPing(m, pairs)
+	}
+	return nil
+}
+
+// The heartbeat of configs.WsaliveHeartbeat: a ping every 5 s toward both
+// sides of every pair (TestHeartbeatTemplate checks the template says so).
+const (
+	heartbeatInterval = 5 * time.Second
+	heartbeatSides    = 2
+)
+
+// Frames of one heartbeat round trip: wsalive's ping payload is
+// liveness.PingPayloadSize bytes; unmasked toward the client (2-byte
+// header), masked toward the backend (6), and the pong the other way.
+const (
+	pingFrameSize = 2 + liveness.PingPayloadSize
+	pongFrameSize = 6 + liveness.PingPayloadSize
+)
+
+// heartbeatPerPing expresses the idle CPU of an idle run as CPU per
+// ping-pong round trip: an idle pair sends nothing, so the heartbeat's
+// round trips, pairs × sides per interval, are all the proxy does.
+func heartbeatPerPing(m map[string]float64, pairs int64) {
+	rate := float64(pairs) * heartbeatSides / heartbeatInterval.Seconds()
+	m[MetricPingRTPerS] = rate
+	cpu := m[MetricProxyCPU] / 100 * m[MetricWindow]
+	if rate <= 0 || m[MetricWindow] <= 0 {
+		return
+	}
+	m[MetricCPUPerPing] = cpu / (rate * m[MetricWindow]) * 1e6
+	if f := m[MetricFloorUs]; f > 0 {
+		m[MetricPingFloorX] = m[MetricCPUPerPing] / f
+	}
+}
+
+// floorDuration is how long the floor is measured; the smoke run takes
+// shortFloorDuration (its figures mean nothing anyway).
+const (
+	floorDuration      = 2 * time.Second
+	shortFloorDuration = 300 * time.Millisecond
+)
+
+// runFloor measures, with wsload -mode floor on one core's worth of
+// parallelism (like the proxy), the CPU of a bare loopback write of a
+// ping frame and read of a pong frame, in µs.
+func (r *runner) runFloor(ctx context.Context, run *Run) (float64, error) {
+	d := floorDuration
+	if r.opts.Short {
+		d = shortFloorDuration
+	}
+	lp, out, err := r.startLoadEnv(run, "floor", []string{"GOMAXPROCS=1"}, []string{"-mode", "floor",
+		"-size", strconv.Itoa(pingFrameSize), "-reply-size", strconv.Itoa(pongFrameSize), "-duration", dur(d)})
+	if err != nil {
+		return 0, err
+	}
+	sum, err := finishLoad(lp, out, d+loadExitSlack)
+	if err != nil {
+		return 0, fmt.Errorf("floor: %w", err)
+	}
+	if sum.Floor == nil || sum.Floor.RoundTrips == 0 {
+		return 0, fmt.Errorf("floor: no round trip measured")
+	}
+	return sum.Floor.CPUPerWriteReadUs, nil
+}
+
+// runStorm opens sc.N connections at once, sc.DialConcurrency in flight,
+// and measures the handshakes: their rate, latency, and the proxy's CPU
+// over the dial phase (from before the first dial to READY).
+func (r *runner) runStorm(ctx context.Context, sc Scenario, target string, run *Run) error {
+	st, err := r.setUp(ctx, target, variantThroughput, sc.client(), run)
+	if err != nil {
+		return err
+	}
+	defer st.stop()
+	a, err := r.sample(st, nil)
+	if err != nil {
+		return err
+	}
+	ready := filepath.Join(run.Dir, "ready")
+	lp, out, err := r.startLoad(run, "wsload", []string{"-mode", "idle", "-client", sc.client(),
+		"-n", strconv.Itoa(sc.N), "-rate", "-1", "-dial-concurrency", strconv.Itoa(sc.DialConcurrency),
+		"-hold", "30m", "-url", st.url, "-ready-file", ready})
+	if err != nil {
+		return err
+	}
+	defer lp.stop(syscall.SIGINT, wsloadGrace)
+	if err := waitReady(ctx, lp, ready, readyTimeout); err != nil {
+		return err
+	}
+	b, err := r.sample(st, []*proc{lp})
+	if err != nil {
+		return err
+	}
+	lp.signal(syscall.SIGINT)
+	sum, err := finishLoad(lp, out, loadExitSlack)
+	if err != nil {
+		return err
+	}
+	loadErrors(run, sum)
+	if sum.Opened == 0 {
+		return fmt.Errorf("no connection opened (errors: %v)", sum.ErrorKinds)
+	}
+	m := run.Metrics
+	m[MetricConnsOpened] = float64(sum.Opened)
+	m[MetricDialFailed] = float64(sum.DialFailed)
+	m[MetricStormSecs] = sum.DialSeconds
+	m[MetricHSPerSec] = sum.DialRate
+	m[MetricHSP50] = sum.Handshake.P50Ms
+	m[MetricHSP90] = sum.Handshake.P90Ms
+	m[MetricHSP99] = sum.Handshake.P99Ms
+	m[MetricHSP999] = sum.Handshake.P999Ms
+	m[MetricHSMean] = sum.Handshake.MeanMs
+	if st.proxy != nil {
+		cpu := cpuSeconds(a.proxy, b.proxy)
+		m[MetricCPUPerHS] = cpu / float64(sum.Opened) * 1e6
+		if secs := b.proxy.At.Sub(a.proxy.At).Seconds(); secs > 0 {
+			m[MetricProxyCPU] = cpu / secs * 100
+		}
+	}
+	return nil
+}
+
+// runChurn opens sc.Rate connections a second for sc.Duration, each
+// echoing one message and closing, and measures the proxy's CPU per
+// connection over the whole run.
+func (r *runner) runChurn(ctx context.Context, sc Scenario, target string, run *Run) error {
+	st, err := r.setUp(ctx, target, variantThroughput, sc.client(), run)
+	if err != nil {
+		return err
+	}
+	defer st.stop()
+	n := max(int(sc.Rate*sc.Duration.Seconds()), 1)
+	a, err := r.sample(st, nil)
+	if err != nil {
+		return err
+	}
+	lp, out, err := r.startLoad(run, "wsload", []string{"-mode", "churn", "-client", sc.client(),
+		"-n", strconv.Itoa(n), "-rate", fmt.Sprint(sc.Rate), "-dial-concurrency", strconv.Itoa(sc.DialConcurrency),
+		"-size", strconv.Itoa(sc.Size), "-url", st.url})
+	if err != nil {
+		return err
+	}
+	sum, err := finishLoad(lp, out, sc.Duration+loadExitSlack)
+	if err != nil {
+		return err
+	}
+	b, err := r.sample(st, nil)
+	if err != nil {
+		return err
+	}
+	loadErrors(run, sum)
+	c := sum.Churn
+	if c == nil || c.Completed == 0 {
+		return fmt.Errorf("no connection completed (errors: %v)", sum.ErrorKinds)
+	}
+	m := run.Metrics
+	m[MetricConnsOpened] = float64(sum.Opened)
+	m[MetricCompleted] = float64(c.Completed)
+	m[MetricChurnPerSec] = c.ConnsPerSec
+	m[MetricHSP50] = sum.Handshake.P50Ms
+	m[MetricHSP99] = sum.Handshake.P99Ms
+	m[MetricRTTP50] = c.RTT.P50Ms
+	m[MetricRTTP99] = c.RTT.P99Ms
+	m[MetricLifeP50] = c.Lifetime.P50Ms
+	m[MetricLifeP99] = c.Lifetime.P99Ms
+	if st.proxy != nil {
+		cpu := cpuSeconds(a.proxy, b.proxy)
+		m[MetricCPUPerConn] = cpu / float64(c.Completed) * 1e6
+		if secs := b.proxy.At.Sub(a.proxy.At).Seconds(); secs > 0 {
+			m[MetricProxyCPU] = cpu / secs * 100
+		}
 	}
 	return nil
 }

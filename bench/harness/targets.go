@@ -3,6 +3,7 @@ package harness
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -25,17 +26,30 @@ const (
 	TargetHAProxy = "haproxy"
 	TargetCaddy   = "caddy"
 	TargetWsalive = "wsalive"
+	// TargetNginxL4 and TargetHAProxyL4 are the L4 floor: nginx's stream
+	// module and HAProxy in mode tcp relay the echo traffic as bare bytes,
+	// knowing nothing of WebSocket. They run the echo scenarios only.
+	TargetNginxL4   = "nginx-l4"
+	TargetHAProxyL4 = "haproxy-l4"
 )
 
 // AllTargets lists every target in the order runs alternate through them.
-var AllTargets = []string{TargetDirect, TargetNginx, TargetHAProxy, TargetCaddy, TargetWsalive}
+var AllTargets = []string{TargetDirect, TargetNginx, TargetHAProxy, TargetCaddy, TargetNginxL4, TargetHAProxyL4, TargetWsalive}
 
-// competitors are the targets installed from Debian's packages, with the
-// package that brings each.
-var competitors = map[string]string{
-	TargetNginx:   "nginx",
-	TargetHAProxy: "haproxy",
-	TargetCaddy:   "caddy",
+// competitor is a target installed from Debian's packages: its binary and
+// the packages that bring it.
+type competitor struct {
+	bin  string
+	pkgs []string
+}
+
+// competitors are the targets that are not built here.
+var competitors = map[string]competitor{
+	TargetNginx:     {"nginx", []string{"nginx"}},
+	TargetHAProxy:   {"haproxy", []string{"haproxy"}},
+	TargetCaddy:     {"caddy", []string{"caddy"}},
+	TargetNginxL4:   {"nginx", []string{"nginx", "libnginx-mod-stream"}},
+	TargetHAProxyL4: {"haproxy", []string{"haproxy"}},
 }
 
 // Binaries are the programs a run uses. The competitors' paths are empty
@@ -45,9 +59,14 @@ type Binaries struct {
 	Wsalive string
 	Wsload  string
 	Echo    string // examples/legacyecho/cmd/legacy-echo
-	Nginx   string
-	HAProxy string
-	Caddy   string
+	// GorillaEcho is bench/cmd/gorilla-echo, the independent backend.
+	GorillaEcho string
+	Nginx       string
+	// NginxStreamModule is the load_module line nginx needs for its
+	// stream module, empty when the module is built in.
+	NginxStreamModule string
+	HAProxy           string
+	Caddy             string
 }
 
 // Variants of wsalive's configuration.
@@ -80,6 +99,18 @@ func setupFor(target string, bins Binaries, variant string) proxySetup {
 		return proxySetup{
 			ConfigName: "haproxy.cfg",
 			Template:   configs.Text(configs.HAProxy),
+			Argv:       []string{bins.HAProxy, "-f", "{{config}}", "-db"},
+		}
+	case TargetNginxL4:
+		return proxySetup{
+			ConfigName: "nginx.conf",
+			Template:   configs.Text(configs.NginxStream),
+			Argv:       []string{bins.Nginx, "-p", "{{dir}}", "-c", "{{config}}", "-e", "{{dir}}/error.log"},
+		}
+	case TargetHAProxyL4:
+		return proxySetup{
+			ConfigName: "haproxy.cfg",
+			Template:   configs.Text(configs.HAProxyTCP),
 			Argv:       []string{bins.HAProxy, "-f", "{{config}}", "-db"},
 		}
 	case TargetCaddy:
@@ -115,13 +146,30 @@ type proxyInst struct {
 	env    []string
 }
 
+// startAttempts is how often a proxy or backend is started on fresh ports
+// before giving up: a port found free may be taken by another process
+// before the child binds it (the machine is shared), and the child then
+// fails to start, or another process answers on that port.
+const startAttempts = 3
+
 // startTarget starts the proxy of target in dir, in front of the backend
 // at upstreamAddr, and waits until a WebSocket handshake through it
-// succeeds. It returns nil for TargetDirect.
+// succeeds on a listener the proxy owns. It returns nil for TargetDirect.
 func startTarget(ctx context.Context, target string, bins Binaries, variant, dir, upstreamAddr string) (*proxyInst, error) {
 	if target == TargetDirect {
 		return nil, nil
 	}
+	var err error
+	for attempt := 1; attempt <= startAttempts; attempt++ {
+		var px *proxyInst
+		if px, err = startTargetOnce(ctx, target, bins, variant, dir, upstreamAddr); err == nil || ctx.Err() != nil {
+			return px, err
+		}
+	}
+	return nil, err
+}
+
+func startTargetOnce(ctx context.Context, target string, bins Binaries, variant, dir, upstreamAddr string) (*proxyInst, error) {
 	setup := setupFor(target, bins, variant)
 	listen, err := freeAddr("127.0.0.1")
 	if err != nil {
@@ -141,6 +189,11 @@ func startTarget(ctx context.Context, target string, bins Binaries, variant, dir
 	if err := os.WriteFile(cfgPath, []byte(text), 0o644); err != nil {
 		return nil, err
 	}
+	if target == TargetNginxL4 {
+		if err := os.WriteFile(filepath.Join(dir, "stream-module.conf"), []byte(bins.NginxStreamModule), 0o644); err != nil {
+			return nil, err
+		}
+	}
 	subst := strings.NewReplacer("{{config}}", cfgPath, "{{dir}}", dir)
 	var argv, env []string
 	for _, a := range setup.Argv {
@@ -154,11 +207,24 @@ func startTarget(ctx context.Context, target string, bins Binaries, variant, dir
 		return nil, err
 	}
 	px := &proxyInst{target: target, p: p, listen: listen, admin: admin, argv: argv, env: env}
-	if err := waitWebSocket(ctx, p, "ws://"+listen+"/", 15*time.Second); err != nil {
+	if err := waitOwnWebSocket(ctx, p, listen, 15*time.Second); err != nil {
 		p.stop(0, 5*time.Second)
 		return nil, fmt.Errorf("%s: %w", target, err)
 	}
 	return px, nil
+}
+
+// waitOwnWebSocket waits for a WebSocket handshake on listen, then checks
+// that the listener belongs to p (or a process it started): a probe that
+// succeeds may have reached another process that took the port first.
+func waitOwnWebSocket(ctx context.Context, p *proc, listen string, limit time.Duration) error {
+	if err := waitWebSocket(ctx, p, "ws://"+listen+"/", limit); err != nil {
+		return err
+	}
+	if !ownsListener(p.pid(), listen) {
+		return fmt.Errorf("%s answered, but it is not this process's listener (the port was taken); its log:\n%s", listen, p.LogTail(15))
+	}
+	return nil
 }
 
 func (px *proxyInst) stop() {
@@ -167,21 +233,82 @@ func (px *proxyInst) stop() {
 	}
 }
 
-// startBackend starts the legacy echo server on a free loopback port.
-func startBackend(ctx context.Context, bins Binaries, dir string) (*proc, string, error) {
-	addr, err := freeAddr("127.0.0.1")
-	if err != nil {
-		return nil, "", err
+// Backends: legacy-echo (examples/legacyecho, on gobwas/ws) goes with
+// wsload's own client, gorilla-echo (bench/cmd/gorilla-echo) with the
+// gorilla client, so that no side of a gorilla run shares a WebSocket
+// library with wsalive.
+const (
+	backendLegacy  = "legacy-echo"
+	backendGorilla = "gorilla-echo"
+)
+
+// backendFor returns the backend that goes with client.
+func backendFor(client string) string {
+	if client == wsload.ClientGorilla {
+		return backendGorilla
 	}
-	p, err := startProc("legacy-echo", []string{bins.Echo, "-listen", addr}, nil, "", filepath.Join(dir, "legacy-echo.log"))
-	if err != nil {
-		return nil, "", err
+	return backendLegacy
+}
+
+// startBackend starts the echo backend that goes with client on a loopback
+// port and waits until it serves. gorilla-echo binds port 0 and reports the
+// port it got, so it cannot race; legacy-echo is given a port found free
+// and is started again on another if it loses it.
+func startBackend(ctx context.Context, bins Binaries, dir, client string) (*proc, string, error) {
+	if backendFor(client) == backendGorilla {
+		return startGorillaBackend(ctx, bins, dir)
 	}
-	if err := waitWebSocket(ctx, p, "ws://"+addr+"/", 10*time.Second); err != nil {
+	var err error
+	for attempt := 1; attempt <= startAttempts; attempt++ {
+		var addr string
+		if addr, err = freeAddr("127.0.0.1"); err != nil {
+			return nil, "", err
+		}
+		p, err2 := startProc(backendLegacy, []string{bins.Echo, "-listen", addr}, nil, "", filepath.Join(dir, "legacy-echo.log"))
+		if err2 != nil {
+			return nil, "", err2
+		}
+		if err = waitOwnWebSocket(ctx, p, addr, 10*time.Second); err == nil {
+			return p, addr, nil
+		}
 		p.stop(0, 5*time.Second)
-		return nil, "", fmt.Errorf("backend: %w", err)
+		err = fmt.Errorf("backend: %w", err)
+		if ctx.Err() != nil {
+			break
+		}
 	}
-	return p, addr, nil
+	return nil, "", err
+}
+
+// startGorillaBackend starts gorilla-echo on 127.0.0.1:0 and reads back
+// the address it bound.
+func startGorillaBackend(ctx context.Context, bins Binaries, dir string) (*proc, string, error) {
+	addrFile := filepath.Join(dir, "backend.addr")
+	os.Remove(addrFile)
+	p, err := startProc(backendGorilla, []string{bins.GorillaEcho, "-listen", "127.0.0.1:0", "-addr-file", addrFile},
+		nil, "", filepath.Join(dir, "gorilla-echo.log"))
+	if err != nil {
+		return nil, "", err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if b, err := os.ReadFile(addrFile); err == nil && len(b) > 0 {
+			addr := strings.TrimSpace(string(b))
+			if err := waitWebSocket(ctx, p, "ws://"+addr+"/", 10*time.Second); err != nil {
+				p.stop(0, 5*time.Second)
+				return nil, "", fmt.Errorf("backend: %w", err)
+			}
+			return p, addr, nil
+		}
+		if p.Exited() || time.Now().After(deadline) || ctx.Err() != nil {
+			p.stop(0, 5*time.Second)
+			return nil, "", fmt.Errorf("backend: gorilla-echo reported no address (%s):\n%s", p.ExitText(), p.LogTail(10))
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // waitWebSocket retries a WebSocket handshake to url until one succeeds
@@ -191,6 +318,10 @@ func waitWebSocket(ctx context.Context, p *proc, url string, limit time.Duration
 	var last error
 	for {
 		if last = probeWebSocket(ctx, url); last == nil {
+			if p.Exited() {
+				// Someone else answered: p lost its port and ended.
+				return fmt.Errorf("%s answered, but the process exited (%s); its log:\n%s", url, p.ExitText(), p.LogTail(15))
+			}
 			return nil
 		}
 		if p.Exited() {
@@ -250,9 +381,22 @@ func freeAddr(ip string) (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// lookCompetitor finds the binary of a competitor target.
+// lookCompetitor finds the binary of a competitor target; it returns ""
+// when the target cannot run here (for nginx-l4, when nginx lacks its
+// stream module).
 func lookCompetitor(target string) string {
-	name := competitors[target]
+	bin := lookBinary(competitors[target].bin)
+	if bin != "" && target == TargetNginxL4 {
+		if _, err := nginxStreamModule(bin); err != nil {
+			return ""
+		}
+	}
+	return bin
+}
+
+// lookBinary finds name on PATH or in the usual sbin and bin directories
+// (PATH may lack the sbin ones).
+func lookBinary(name string) string {
 	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
@@ -263,4 +407,41 @@ func lookCompetitor(target string) string {
 		}
 	}
 	return ""
+}
+
+// nginxStreamModule returns the line a configuration needs for nginx's
+// stream module: "" when it is built in, a load_module line when it is a
+// dynamic module that is installed, and an error otherwise.
+func nginxStreamModule(nginx string) (string, error) {
+	out, err := exec.Command(nginx, "-V").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%s -V: %w", nginx, err)
+	}
+	return streamModuleLine(string(out), func(p string) bool {
+		_, err := os.Stat(p)
+		return err == nil
+	})
+}
+
+// streamModuleLine reads nginx -V's configure arguments.
+func streamModuleLine(v string, exists func(string) bool) (string, error) {
+	modules := "/usr/lib/nginx/modules"
+	for _, f := range strings.Fields(v) {
+		if p, ok := strings.CutPrefix(f, "--modules-path="); ok {
+			modules = p
+		}
+	}
+	for _, f := range strings.Fields(v) {
+		switch f {
+		case "--with-stream":
+			return "", nil
+		case "--with-stream=dynamic":
+			so := filepath.Join(modules, "ngx_stream_module.so")
+			if !exists(so) {
+				return "", fmt.Errorf("nginx's stream module is dynamic and %s is not installed (Debian: libnginx-mod-stream)", so)
+			}
+			return "load_module " + so + ";\n", nil
+		}
+	}
+	return "", errors.New("nginx was built without the stream module")
 }

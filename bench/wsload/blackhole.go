@@ -54,6 +54,7 @@ const netnsPrefix = "wsab"
 // and {{dir}}, of the proxy's command line and environment).
 const (
 	placeholderListen       = "{{listen}}"
+	placeholderListenHost   = "{{listen_host}}"
 	placeholderUpstream     = "{{upstream}}"
 	placeholderUpstreamAddr = "{{upstream_addr}}"
 	placeholderAdmin        = "{{admin}}"
@@ -110,7 +111,8 @@ func ExpandTemplate(tmpl, listen, upstream, admin string) string {
 // TemplateVars are the values of the placeholders of a proxy
 // configuration template.
 type TemplateVars struct {
-	// Listen is the host:port the proxy listens on: {{listen}}.
+	// Listen is the host:port the proxy listens on: {{listen}}; its host
+	// alone is {{listen_host}}.
 	Listen string
 	// Upstream is the backend's ws://host:port: {{upstream}}.
 	Upstream string
@@ -131,7 +133,12 @@ func ExpandVars(tmpl string, v TemplateVars) string {
 		addr = strings.TrimPrefix(strings.TrimPrefix(v.Upstream, "ws://"), "wss://")
 		addr = strings.TrimSuffix(addr, "/")
 	}
+	host, _, err := net.SplitHostPort(v.Listen)
+	if err != nil {
+		host = v.Listen
+	}
 	return strings.NewReplacer(
+		placeholderListenHost, host,
 		placeholderListen, v.Listen,
 		placeholderUpstreamAddr, addr,
 		placeholderUpstream, v.Upstream,
@@ -358,15 +365,6 @@ func runBlackhole(ctx context.Context, cfg Config, sum *Summary, errs *errorCoun
 	if side == "client" {
 		listenIP = ns.hostIP.String()
 	}
-	listen, err := freeAddr(listenIP)
-	if err != nil {
-		return err
-	}
-	admin, err := freeAddr("127.0.0.1")
-	if err != nil {
-		return err
-	}
-	st.ProxyListen = listen
 	st.Upstream = "ws://" + ln.Addr().String()
 	if r.tmpDir, err = os.MkdirTemp("", fmt.Sprintf("%s-%d-", netnsPrefix, os.Getpid())); err != nil {
 		return err
@@ -374,7 +372,53 @@ func runBlackhole(ctx context.Context, cfg Config, sum *Summary, errs *errorCoun
 	// Proxies that drop privileges in their workers (nginx) still need to
 	// reach their directory.
 	os.Chmod(r.tmpDir, 0o755)
-	text := ExpandVars(cfg.ProxyConfig, TemplateVars{Listen: listen, Upstream: st.Upstream, Admin: admin, Dir: r.tmpDir})
+	logPath := cfg.ProxyLog
+	if logPath == "" {
+		logPath = filepath.Join(r.tmpDir, "proxy.log")
+	}
+	argv := cfg.ProxyCmd
+	if len(argv) == 0 {
+		argv = []string{cfg.ProxyBin, "run", "-config", placeholderConfig}
+	}
+	// The ports were free a moment ago; another process may take one
+	// before the proxy binds it (the proxy then exits), so the proxy is
+	// started again on fresh ports, a few times at most.
+	var listen, text string
+	for attempt := 1; ; attempt++ {
+		if listen, err = freeAddr(listenIP); err != nil {
+			return err
+		}
+		admin, err := freeAddr("127.0.0.1")
+		if err != nil {
+			return err
+		}
+		text = ExpandVars(cfg.ProxyConfig, TemplateVars{Listen: listen, Upstream: st.Upstream, Admin: admin, Dir: r.tmpDir})
+		if r.proxy, err = startProxy(proxySpec{
+			argv:    argv,
+			env:     cfg.ProxyEnv,
+			dir:     r.tmpDir,
+			cfgName: cfg.ProxyConfigName,
+			cfgText: text,
+			logPath: logPath,
+		}, log); err != nil {
+			return err
+		}
+		err = r.proxy.waitAccepting(ctx, listen)
+		if err == nil && !r.proxy.Exited() {
+			break
+		}
+		if err == nil {
+			err = fmt.Errorf("a process answered on %s, but the proxy exited (%v); its log:\n%s", listen, r.proxy.Err(), r.proxy.LogTail(20))
+		}
+		exited := r.proxy.Exited()
+		r.proxy.stop()
+		if !exited || attempt == proxyStartAttempts || ctx.Err() != nil {
+			return err
+		}
+		log.Warn("the proxy exited at start; starting it again on fresh ports", "attempt", attempt, "err", err)
+	}
+	st.ProxyListen = listen
+	st.ProxyPID = r.proxy.PID()
 
 	if strings.HasSuffix(cfg.ProxyConfigName, ".hcl") {
 		desc, bound, err := heartbeatBound(text, side)
@@ -389,29 +433,6 @@ func runBlackhole(ctx context.Context, cfg Config, sum *Summary, errs *errorCoun
 	}
 	if cfg.Bound > 0 {
 		st.BoundS, st.BoundFrom = cfg.Bound.Seconds(), "flag"
-	}
-
-	logPath := cfg.ProxyLog
-	if logPath == "" {
-		logPath = filepath.Join(r.tmpDir, "proxy.log")
-	}
-	argv := cfg.ProxyCmd
-	if len(argv) == 0 {
-		argv = []string{cfg.ProxyBin, "run", "-config", placeholderConfig}
-	}
-	if r.proxy, err = startProxy(proxySpec{
-		argv:    argv,
-		env:     cfg.ProxyEnv,
-		dir:     r.tmpDir,
-		cfgName: cfg.ProxyConfigName,
-		cfgText: text,
-		logPath: logPath,
-	}, log); err != nil {
-		return err
-	}
-	st.ProxyPID = r.proxy.PID()
-	if err := r.proxy.waitAccepting(ctx, listen); err != nil {
-		return err
 	}
 
 	// The clients: from inside the namespace when they are the side that
@@ -672,6 +693,10 @@ func (r *blackholeRun) teardown() {
 		os.RemoveAll(r.tmpDir)
 	}
 }
+
+// proxyStartAttempts is how often a blackhole run starts its proxy on
+// fresh ports when it exits at start (it lost a port to another process).
+const proxyStartAttempts = 3
 
 // freeAddr returns ip:port with a port that was free a moment ago.
 func freeAddr(ip string) (string, error) {

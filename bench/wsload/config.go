@@ -30,6 +30,26 @@ const (
 	// ModeBlackholeUpstream is the mirror: the backend lives in the
 	// namespace, and the clients record when the proxy closed them.
 	ModeBlackholeUpstream Mode = "blackhole-upstream"
+	// ModeChurn opens N connections at Rate, each exchanging one verified
+	// message and closing with a close handshake at once: the reconnect
+	// churn scenario, where connection setup and teardown are measured.
+	ModeChurn Mode = "churn"
+	// ModeFloor measures no target: it times bare write+read round trips
+	// of Size bytes (answered with ReplySize) between two loopback sockets
+	// of this process, the cost floor a proxy's ping-pong is compared to.
+	ModeFloor Mode = "floor"
+)
+
+// The WebSocket implementations a run's clients may use.
+const (
+	// ClientGobwas is wsload's own client, on gobwas/ws: the library
+	// wsalive itself is built on.
+	ClientGobwas = "gobwas"
+	// ClientGorilla is gorilla/websocket's client, an implementation
+	// wsalive does not share, so that no result depends on sharing a
+	// library with the proxy. It writes every message with one write, as
+	// gorilla applications do.
+	ClientGorilla = "gorilla"
 )
 
 // blackholeSide returns which side of the pairs a blackhole mode makes
@@ -70,6 +90,9 @@ const (
 // Config describes one run. Zero fields take the defaults above.
 type Config struct {
 	Mode Mode
+	// Client is the WebSocket implementation of the idle, echo and churn
+	// modes: ClientGobwas (the default) or ClientGorilla.
+	Client string
 	// URL is the ws:// or wss:// address to connect to.
 	URL string
 	// N is the number of connections.
@@ -95,8 +118,13 @@ type Config struct {
 	Inflight int
 	// Size is the payload size of an echo message in bytes; it may be 0.
 	Size int
-	// Duration is how long echo mode sends.
+	// Duration is how long echo mode sends, and how long floor mode
+	// measures.
 	Duration time.Duration
+	// ReplySize is, in floor mode, the size of the answer to each write of
+	// Size bytes (a pong is a ping's payload behind a longer, masked
+	// header).
+	ReplySize int
 
 	// CloseTimeout bounds the close handshake of every connection at the
 	// end, and the wait for the last echoes.
@@ -150,11 +178,34 @@ type Config struct {
 // withDefaults returns c with defaults applied, or the first problem found.
 func (c Config) withDefaults() (Config, error) {
 	switch c.Mode {
-	case ModeIdle, ModeEcho, ModeBlackholeClient, ModeBlackholeUpstream:
+	case ModeIdle, ModeEcho, ModeChurn, ModeFloor, ModeBlackholeClient, ModeBlackholeUpstream:
 	case "":
-		return c, errors.New("mode is required (idle, echo, blackhole-client or blackhole-upstream)")
+		return c, errors.New("mode is required (idle, echo, churn, floor, blackhole-client or blackhole-upstream)")
 	default:
-		return c, fmt.Errorf("mode %q is not idle, echo, blackhole-client or blackhole-upstream", c.Mode)
+		return c, fmt.Errorf("mode %q is not idle, echo, churn, floor, blackhole-client or blackhole-upstream", c.Mode)
+	}
+	switch c.Client {
+	case "":
+		c.Client = ClientGobwas
+	case ClientGobwas:
+	case ClientGorilla:
+		if c.Mode.blackholeSide() != "" {
+			return c, fmt.Errorf("mode %s has only the %s client", c.Mode, ClientGobwas)
+		}
+	default:
+		return c, fmt.Errorf("client %q is not %s or %s", c.Client, ClientGobwas, ClientGorilla)
+	}
+	if c.Mode == ModeFloor {
+		if c.Size <= 0 || c.ReplySize <= 0 {
+			return c, fmt.Errorf("floor mode needs positive sizes, got %d and %d", c.Size, c.ReplySize)
+		}
+		if c.Duration <= 0 {
+			c.Duration = DefaultDuration
+		}
+		if c.Logger == nil {
+			c.Logger = slog.New(slog.DiscardHandler)
+		}
+		return c, nil
 	}
 	if side := c.Mode.blackholeSide(); side != "" {
 		// The URL is the proxy's, which the run starts itself.
@@ -215,6 +266,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Hold < 0 {
 		return c, fmt.Errorf("hold must not be negative, got %v", c.Hold)
+	}
+	if c.Mode == ModeChurn && c.Size < 0 {
+		return c, fmt.Errorf("size must not be negative, got %d", c.Size)
 	}
 	if c.Mode == ModeEcho {
 		if c.Inflight == 0 {

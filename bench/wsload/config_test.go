@@ -118,7 +118,22 @@ func TestConfigValidation(t *testing.T) {
 		{
 			name:    "unknown mode",
 			cfg:     Config{Mode: "flood", URL: "ws://127.0.0.1:1/", N: 1},
-			wantErr: "is not idle, echo, blackhole-client or blackhole-upstream",
+			wantErr: "is not idle, echo, churn, floor, blackhole-client or blackhole-upstream",
+		},
+		{
+			name:    "unknown client",
+			cfg:     Config{Mode: ModeEcho, Client: "nhooyr", URL: "ws://127.0.0.1:1/", N: 1},
+			wantErr: `client "nhooyr" is not gobwas or gorilla`,
+		},
+		{
+			name:    "gorilla in a blackhole mode",
+			cfg:     Config{Mode: ModeBlackholeClient, Client: ClientGorilla, ProxyBin: "/bin/true", N: 1},
+			wantErr: "has only the gobwas client",
+		},
+		{
+			name:    "floor without a reply size",
+			cfg:     Config{Mode: ModeFloor, Size: 2},
+			wantErr: "floor mode needs positive sizes",
 		},
 		{
 			name:    "http url",

@@ -29,14 +29,32 @@ type dialResult struct {
 	canceled bool
 }
 
-// dialAll opens cfg.N WebSocket connections, at most cfg.Rate per second and
-// cfg.DialConcurrency at a time, recording each handshake's latency in lat
-// and each failure in errs. onConn is called, from the dialing goroutine,
-// for every connection opened; it owns the connection from then on. r reads
-// the connection and holds any bytes the server sent right behind its 101.
-// dialAll returns when every dial has ended or ctx is done.
+// dialAll opens cfg.N WebSocket connections with gobwas/ws (see dialEach).
+// onConn is called, from the dialing goroutine, for every connection
+// opened; it owns the connection from then on. r reads the connection and
+// holds any bytes the server sent right behind its 101.
 func dialAll(ctx context.Context, cfg Config, lat *Histogram, errs *errorCounter,
 	onConn func(i int, c net.Conn, r io.Reader)) (dialResult, error) {
+	return dialEach(ctx, cfg, lat, errs, func(ctx context.Context, i int, urlstr string, src net.IP) (func(), error) {
+		c, r, err := dialOne(ctx, cfg, urlstr, src)
+		if err != nil {
+			return nil, err
+		}
+		return func() { onConn(i, c, r) }, nil
+	})
+}
+
+// connectFunc opens connection i to urlstr from local address src (nil:
+// any), connect plus handshake, and returns what to do with it once open;
+// dialEach times the connect alone, then runs the returned function in the
+// dialing goroutine, which still holds its dial slot.
+type connectFunc func(ctx context.Context, i int, urlstr string, src net.IP) (opened func(), err error)
+
+// dialEach opens cfg.N connections with connect, at most cfg.Rate per
+// second and cfg.DialConcurrency at a time, recording each handshake's
+// latency in lat and each failure in errs. It returns when every dial (and
+// every opened function) has ended or ctx is done.
+func dialEach(ctx context.Context, cfg Config, lat *Histogram, errs *errorCounter, connect connectFunc) (dialResult, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil {
 		return dialResult{}, err
@@ -51,12 +69,12 @@ func dialAll(ctx context.Context, cfg Config, lat *Histogram, errs *errorCounter
 	}
 
 	var (
-		opened, failed, aborted atomic.Int64
-		wg                      sync.WaitGroup
-		sem                     = make(chan struct{}, cfg.DialConcurrency)
-		start                   = time.Now()
-		pace                    = time.NewTimer(0)
-		result                  dialResult
+		nOpened, failed, aborted atomic.Int64
+		wg                       sync.WaitGroup
+		sem                      = make(chan struct{}, cfg.DialConcurrency)
+		start                    = time.Now()
+		pace                     = time.NewTimer(0)
+		result                   dialResult
 	)
 	defer pace.Stop()
 
@@ -69,7 +87,7 @@ func dialAll(ctx context.Context, cfg Config, lat *Histogram, errs *errorCounter
 			case <-progressDone:
 				return
 			case <-t.C:
-				cfg.Logger.Info("dialing", "opened", opened.Load(), "failed", failed.Load(), "of", cfg.N)
+				cfg.Logger.Info("dialing", "opened", nOpened.Load(), "failed", failed.Load(), "of", cfg.N)
 			}
 		}
 	}()
@@ -102,7 +120,7 @@ dispatch:
 			defer func() { <-sem }()
 			dial := func() {
 				t0 := time.Now()
-				c, r, err := dialOne(ctx, cfg, u.String(), srcIP(srcIPs, i))
+				opened, err := connect(ctx, i, u.String(), srcIP(srcIPs, i))
 				if err != nil {
 					if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 						aborted.Add(1)
@@ -113,8 +131,8 @@ dispatch:
 					return
 				}
 				lat.RecordDuration(time.Since(t0))
-				opened.Add(1)
-				onConn(i, c, r)
+				nOpened.Add(1)
+				opened()
 			}
 			if cfg.dialWrap == nil {
 				dial()
@@ -129,7 +147,7 @@ dispatch:
 	if ctx.Err() != nil {
 		result.canceled = true
 	}
-	result.opened = int(opened.Load())
+	result.opened = int(nOpened.Load())
 	result.failed = int(failed.Load())
 	result.aborted = int(aborted.Load())
 	result.took = time.Since(start)

@@ -4,7 +4,7 @@
 // is bench/cmd/wsload; this package holds its logic so that tests can drive
 // it against an in-process server.
 //
-// Two load modes:
+// Load modes:
 //
 //   - idle: open N connections (rate-limited, with a bounded number of
 //     dials in flight), report handshake latency and failures, then hold
@@ -12,9 +12,22 @@
 //     the run is interrupted; then close them all with a close handshake.
 //     This is the scenario of "memory per idle pair" and of heartbeats at
 //     scale, where the proxy is what is measured.
+//
 //   - echo: open N connections, keep K binary messages of a given size in
 //     flight on each, check every echo byte for byte, and report messages
 //     per second and round-trip percentiles.
+//
+//   - churn: open N connections at a steady rate, each exchanging one
+//     verified message and closing with a close handshake at once: the cost
+//     of connection setup and teardown (churn.go).
+//
+//   - floor: no target; bare loopback write+read round trips in this
+//     process, the CPU floor a proxy's ping-pong is compared to (floor.go).
+//
+// Idle, echo and churn run on wsload's own client (gobwas/ws) or, with
+// Config.Client = ClientGorilla, on gorilla/websocket's (gorilla.go), so
+// that a result can be checked with a client that shares nothing with the
+// proxy.
 //
 // Two more modes measure liveness rather than load (Linux, root; see
 // blackhole.go):

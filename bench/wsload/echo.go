@@ -76,6 +76,15 @@ type inflightMsg struct {
 	t0  time.Time
 }
 
+// echoPeer is one connection of echo mode, whichever client implements it.
+type echoPeer interface {
+	// write sends messages until ctx is done, then begins the close; it
+	// calls r.wg.Done when it returns.
+	write(ctx context.Context, writeDeadline time.Time)
+	// lost counts the messages still in flight once the connection ended.
+	lost() int
+}
+
 type echoRun struct {
 	cfg  Config
 	errs *errorCounter
@@ -84,7 +93,7 @@ type echoRun struct {
 	wg   sync.WaitGroup
 
 	mu    sync.Mutex
-	conns []*echoConn
+	conns []echoPeer
 
 	messages, mismatches, unexpected, serverClosed, dropped, pings, clean, unclean atomic.Int64
 
@@ -127,16 +136,20 @@ func runEcho(ctx context.Context, cfg Config, sum *Summary, errs *errorCounter) 
 	fill.Read(r.pool)
 
 	var lat Histogram
-	res, err := dialAll(ctx, cfg, &lat, errs, func(i int, c net.Conn, rd io.Reader) {
-		ec := r.newConn(uint32(i), c, rd, seed)
-		r.mu.Lock()
-		r.conns = append(r.conns, ec)
-		r.mu.Unlock()
-		// The reader starts at once, so that pings during the dial phase
-		// are answered.
-		r.wg.Add(1)
-		go ec.read()
-	})
+	var res dialResult
+	var err error
+	if cfg.Client == ClientGorilla {
+		res, err = dialEach(ctx, cfg, &lat, errs, r.gorillaConnect(seed))
+	} else {
+		res, err = dialAll(ctx, cfg, &lat, errs, func(i int, c net.Conn, rd io.Reader) {
+			ec := r.newConn(uint32(i), c, rd, seed)
+			r.add(ec)
+			// The reader starts at once, so that pings during the dial
+			// phase are answered.
+			r.wg.Add(1)
+			go ec.read()
+		})
+	}
 	if err != nil {
 		return err
 	}
@@ -176,7 +189,7 @@ func runEcho(ctx context.Context, cfg Config, sum *Summary, errs *errorCounter) 
 		ClosedUnclean: r.unclean.Load(),
 	}
 	for _, ec := range r.conns {
-		st.Lost += int64(len(ec.pending))
+		st.Lost += int64(ec.lost())
 	}
 	if st.Lost > 0 {
 		errs.add(fmt.Sprintf("lost: %d messages never echoed", st.Lost))
@@ -190,6 +203,56 @@ func runEcho(ctx context.Context, cfg Config, sum *Summary, errs *errorCounter) 
 	}
 	sum.Echo = st
 	return nil
+}
+
+// add records an opened connection.
+func (r *echoRun) add(p echoPeer) {
+	r.mu.Lock()
+	r.conns = append(r.conns, p)
+	r.mu.Unlock()
+}
+
+// fill writes the payload of message seq of connection id, a window of
+// the pool at off with the stamp over its start, into p.
+func (r *echoRun) fill(p []byte, id uint32, seq uint64, off int) {
+	copy(p, r.pool[off:off+len(p)])
+	st := stampOf(id, seq)
+	copy(p, st[:])
+}
+
+// matches reports whether p is exactly the payload of m on connection id.
+func (r *echoRun) matches(p []byte, id uint32, m inflightMsg) bool {
+	if len(p) != r.cfg.Size {
+		return false
+	}
+	st := stampOf(id, m.seq)
+	n := min(len(p), stampSize)
+	return bytes.Equal(p[:n], st[:n]) &&
+		bytes.Equal(p[n:], r.pool[m.off+n:m.off+len(p)])
+}
+
+// echoed accounts for an echo that arrived at now: it took m off the
+// connection's in-flight list (ok false: nothing was in flight) and is
+// byte-exact or not.
+func (r *echoRun) echoed(now time.Time, m inflightMsg, ok, exact bool) {
+	switch {
+	case !ok:
+		r.unexpected.Add(1)
+		r.errs.add("echo with nothing in flight")
+		return
+	case exact:
+		r.rtt.RecordDuration(now.Sub(m.t0))
+		r.messages.Add(1)
+	default:
+		r.mismatches.Add(1)
+		r.errs.add("echo differs from what was sent")
+	}
+	for {
+		last := r.lastEcho.Load()
+		if now.UnixNano() <= last || r.lastEcho.CompareAndSwap(last, now.UnixNano()) {
+			break
+		}
+	}
 }
 
 func (r *echoRun) newConn(id uint32, c net.Conn, rd io.Reader, seed uint64) *echoConn {
@@ -223,12 +286,14 @@ func (r *echoRun) newConn(id uint32, c net.Conn, rd io.Reader, seed uint64) *ech
 	return ec
 }
 
-// stamp returns the identity of message seq on this connection.
-func (ec *echoConn) stamp(seq uint64) (s [stampSize]byte) {
-	binary.BigEndian.PutUint32(s[:4], ec.id)
+// stampOf returns the identity of message seq on connection id.
+func stampOf(id uint32, seq uint64) (s [stampSize]byte) {
+	binary.BigEndian.PutUint32(s[:4], id)
 	binary.BigEndian.PutUint64(s[4:], seq)
 	return s
 }
+
+func (ec *echoConn) lost() int { return len(ec.pending) }
 
 // frame builds the masked frame of message seq with the payload at off.
 func (ec *echoConn) frame(seq uint64, off int) []byte {
@@ -236,22 +301,9 @@ func (ec *echoConn) frame(seq uint64, off int) []byte {
 	binary.LittleEndian.PutUint32(mask[:], ec.rng.Uint32())
 	copy(ec.send[ec.hlen-4:ec.hlen], mask[:])
 	p := ec.send[ec.hlen:]
-	copy(p, ec.run.pool[off:off+len(p)])
-	st := ec.stamp(seq)
-	copy(p, st[:])
+	ec.run.fill(p, ec.id, seq, off)
 	ws.Cipher(p, mask, 0)
 	return ec.send
-}
-
-// matches reports whether p is exactly the payload of m.
-func (ec *echoConn) matches(p []byte, m inflightMsg) bool {
-	if len(p) != ec.run.cfg.Size {
-		return false
-	}
-	st := ec.stamp(m.seq)
-	n := min(len(p), stampSize)
-	return bytes.Equal(p[:n], st[:n]) &&
-		bytes.Equal(p[n:], ec.run.pool[m.off+n:m.off+len(p)])
 }
 
 // write sends messages while slots allow until ctx is done, then begins the
@@ -356,23 +408,10 @@ func (ec *echoConn) read() {
 		select {
 		case m = <-ec.pending:
 		default:
-			r.unexpected.Add(1)
-			r.errs.add("echo with nothing in flight")
+			r.echoed(now, m, false, false)
 			continue
 		}
-		if tooLong || h.OpCode != ws.OpBinary || !ec.matches(ec.recv[:n], m) {
-			r.mismatches.Add(1)
-			r.errs.add("echo differs from what was sent")
-		} else {
-			r.rtt.RecordDuration(now.Sub(m.t0))
-			r.messages.Add(1)
-		}
-		for {
-			last := r.lastEcho.Load()
-			if now.UnixNano() <= last || r.lastEcho.CompareAndSwap(last, now.UnixNano()) {
-				break
-			}
-		}
+		r.echoed(now, m, true, !tooLong && h.OpCode == ws.OpBinary && r.matches(ec.recv[:n], ec.id, m))
 		ec.slots <- struct{}{}
 	}
 }
@@ -406,9 +445,12 @@ func (ec *echoConn) control(h ws.Header, src io.Reader) error {
 }
 
 // ended accounts for a connection whose reading failed.
-func (ec *echoConn) ended(err error) {
-	r := ec.run
-	if ec.closing.Load() {
+func (ec *echoConn) ended(err error) { ec.run.endedErr(ec.closing.Load(), err) }
+
+// endedErr accounts for a connection whose reading failed with err;
+// closing says whether its close had begun.
+func (r *echoRun) endedErr(closing bool, err error) {
+	if closing {
 		r.unclean.Add(1)
 		r.errs.add("close: " + errorKind(err))
 		return

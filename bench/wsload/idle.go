@@ -46,12 +46,20 @@ type idleConn struct {
 	r io.Reader
 }
 
+// closer is a held connection, whichever client implements it.
+type closer interface {
+	// sendClose sends a close frame with code unless one went out
+	// already, and gives the peer until deadline to answer; it reports
+	// whether it sent one.
+	sendClose(code ws.StatusCode, deadline time.Time) bool
+}
+
 type idleRun struct {
 	cfg   Config
 	errs  *errorCounter
 	wg    sync.WaitGroup
 	mu    sync.Mutex
-	conns []*idleConn
+	conns []closer
 
 	dropped, serverClosed, pings, pongs, data, clean, unclean atomic.Int64
 }
@@ -59,14 +67,18 @@ type idleRun struct {
 func runIdle(ctx context.Context, cfg Config, sum *Summary, errs *errorCounter) error {
 	r := &idleRun{cfg: cfg, errs: errs}
 	var lat Histogram
-	res, err := dialAll(ctx, cfg, &lat, errs, func(_ int, c net.Conn, rd io.Reader) {
-		ic := &idleConn{clientConn: clientConn{conn: c}, r: rd}
-		r.mu.Lock()
-		r.conns = append(r.conns, ic)
-		r.mu.Unlock()
-		r.wg.Add(1)
-		go r.hold(ic)
-	})
+	var res dialResult
+	var err error
+	if cfg.Client == ClientGorilla {
+		res, err = dialEach(ctx, cfg, &lat, errs, r.gorillaConnect)
+	} else {
+		res, err = dialAll(ctx, cfg, &lat, errs, func(_ int, c net.Conn, rd io.Reader) {
+			ic := &idleConn{clientConn: clientConn{conn: c}, r: rd}
+			r.add(ic)
+			r.wg.Add(1)
+			go r.hold(ic)
+		})
+	}
 	if err != nil {
 		return err
 	}
@@ -105,6 +117,13 @@ func runIdle(ctx context.Context, cfg Config, sum *Summary, errs *errorCounter) 
 	st.ClosedUnclean = r.unclean.Load()
 	sum.Idle = st
 	return nil
+}
+
+// add records an opened connection.
+func (r *idleRun) add(c closer) {
+	r.mu.Lock()
+	r.conns = append(r.conns, c)
+	r.mu.Unlock()
 }
 
 // closeAll begins the close handshake on every connection. Each goroutine
@@ -190,7 +209,13 @@ func (r *idleRun) hold(ic *idleConn) {
 
 // ended accounts for a connection whose reading failed.
 func (r *idleRun) ended(ic *idleConn, err error) {
-	if ic.closing.Load() {
+	r.endedErr(ic.closing.Load(), err)
+}
+
+// endedErr accounts for a connection whose reading failed with err;
+// closing says whether its close had begun.
+func (r *idleRun) endedErr(closing bool, err error) {
+	if closing {
 		r.unclean.Add(1)
 		r.errs.add("close: " + errorKind(err))
 		return

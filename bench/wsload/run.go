@@ -11,9 +11,11 @@ import (
 // Summary is the result of a run. It marshals to the one-line JSON summary
 // wsload prints last.
 type Summary struct {
-	Mode Mode   `json:"mode"`
-	URL  string `json:"url"`
-	N    int    `json:"n"`
+	Mode Mode `json:"mode"`
+	// Client is the WebSocket implementation of the connections.
+	Client string `json:"client,omitempty"`
+	URL    string `json:"url"`
+	N      int    `json:"n"`
 
 	// Opened counts connections whose handshake succeeded; DialFailed
 	// those whose connect or handshake failed.
@@ -35,6 +37,8 @@ type Summary struct {
 	Echo *EchoStats `json:"echo,omitempty"`
 	// Blackhole is what the blackhole modes measured.
 	Blackhole *BlackholeStats `json:"blackhole,omitempty"`
+	Churn     *ChurnStats     `json:"churn,omitempty"`
+	Floor     *FloorStats     `json:"floor,omitempty"`
 
 	// Errors counts every failure of the run (dial failures, drops,
 	// mismatches, lost echoes, unclean closes); a healthy run has none.
@@ -57,19 +61,32 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading RLIMIT_NOFILE: %w", err)
 	}
-	if need := uint64(cfg.N) + fdReserve; need > limit {
+	// Churn holds at most the connections in flight at once.
+	held := cfg.N
+	if cfg.Mode == ModeChurn {
+		held = min(cfg.N, cfg.DialConcurrency)
+	}
+	if cfg.Mode == ModeFloor {
+		held = 2
+	}
+	if need := uint64(held) + fdReserve; need > limit {
 		return nil, fmt.Errorf("n=%d needs about %d file descriptors but this process may open %d; "+
 			"split the connections over several wsload processes (each has its own limit)",
 			cfg.N, need, limit)
 	}
 
-	sum := &Summary{Mode: cfg.Mode, URL: cfg.URL, N: cfg.N}
+	sum := &Summary{Mode: cfg.Mode, Client: cfg.Client, URL: cfg.URL, N: cfg.N}
 	var errs errorCounter
 	switch cfg.Mode {
 	case ModeIdle:
 		err = runIdle(ctx, cfg, sum, &errs)
 	case ModeEcho:
 		err = runEcho(ctx, cfg, sum, &errs)
+	case ModeChurn:
+		err = runChurn(ctx, cfg, sum, &errs)
+	case ModeFloor:
+		sum.URL, sum.N = "", 0
+		err = runFloor(ctx, cfg, sum)
 	case ModeBlackholeClient, ModeBlackholeUpstream:
 		err = runBlackhole(ctx, cfg, sum, &errs)
 	}
@@ -107,7 +124,12 @@ func (s *Summary) WriteJSON(w io.Writer) error {
 // WriteText writes s for people.
 func (s *Summary) WriteText(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "wsload %s  %s  n=%d\n", s.Mode, s.URL, s.N)
+	if st := s.Floor; st != nil {
+		st.writeText(&b)
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
+	fmt.Fprintf(&b, "wsload %s  %s  n=%d  client=%s\n", s.Mode, s.URL, s.N, s.Client)
 	if s.Interrupted {
 		fmt.Fprintf(&b, "  (interrupted)\n")
 	}
@@ -133,6 +155,9 @@ func (s *Summary) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "bad:         %d mismatched, %d lost, %d unexpected, %d dropped, %d closed by server\n",
 			st.Mismatches, st.Lost, st.Unexpected, st.Dropped, st.ServerClosed)
 		fmt.Fprintf(&b, "close:       %d clean, %d unclean\n", st.ClosedClean, st.ClosedUnclean)
+	}
+	if st := s.Churn; st != nil {
+		st.writeText(&b)
 	}
 	if st := s.Blackhole; st != nil {
 		st.writeText(&b)

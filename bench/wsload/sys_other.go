@@ -3,8 +3,10 @@
 package wsload
 
 import (
+	"errors"
 	"math"
 	"syscall"
+	"time"
 )
 
 // dialControl has nothing to set outside Linux.
@@ -17,3 +19,8 @@ func RaiseFileLimit() (soft, hard uint64, err error) {
 
 // fileLimit reports no limit outside Linux.
 func fileLimit() (uint64, error) { return math.MaxUint64, nil }
+
+// processCPU is not read outside Linux.
+func processCPU() (time.Duration, error) {
+	return 0, errors.New("the process's CPU time is read on Linux only")
+}

@@ -159,15 +159,16 @@ func readClientFrame(c net.Conn) (ws.OpCode, []byte, error) {
 // (within the test timeout) for what the raw server reports on got, and
 // then ends the hold the way SIGINT would. It returns the report, zero if
 // none came, and the run's summary.
-func runOneIdle[T any](t *testing.T, url string, got <-chan T) (T, *Summary) {
+func runOneIdle[T any](t *testing.T, client, url string, got <-chan T) (T, *Summary) {
 	t.Helper()
 	var v T
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	sum, err := Run(ctx, Config{
-		Mode: ModeIdle,
-		URL:  url,
-		N:    1,
+		Mode:   ModeIdle,
+		Client: client,
+		URL:    url,
+		N:      1,
 		Ready: func(int, int) {
 			select {
 			case v = <-got:
@@ -269,13 +270,16 @@ func TestIdleReachesReadyAndClosesCleanly(t *testing.T) {
 	}
 }
 
-func TestIdleHoldElapses(t *testing.T) {
+func TestIdleHoldElapses(t *testing.T) { forEachClient(t, testIdleHoldElapses) }
+
+func testIdleHoldElapses(t *testing.T, client string) {
 	_, _, url := startEcho(t)
 	sum := run(t, Config{
-		Mode: ModeIdle,
-		URL:  url,
-		N:    10,
-		Hold: 50 * time.Millisecond,
+		Mode:   ModeIdle,
+		Client: client,
+		URL:    url,
+		N:      10,
+		Hold:   50 * time.Millisecond,
 	})
 	if sum.Idle.HeldSeconds < 0.05 || sum.Idle.ClosedClean != 10 || sum.Errors != 0 {
 		t.Fatalf(
@@ -285,7 +289,9 @@ func TestIdleHoldElapses(t *testing.T) {
 	}
 }
 
-func TestIdleAnswersPings(t *testing.T) {
+func TestIdleAnswersPings(t *testing.T) { forEachClient(t, testIdleAnswersPings) }
+
+func testIdleAnswersPings(t *testing.T, client string) {
 	pongs := make(chan string, 1)
 	url := serveRaw(t, func(c net.Conn) {
 		// Ping, expect the pong, then answer the client's close.
@@ -305,7 +311,7 @@ func TestIdleAnswersPings(t *testing.T) {
 		}
 	})
 
-	pong, sum := runOneIdle(t, url, pongs)
+	pong, sum := runOneIdle(t, client, url, pongs)
 	if pong != "hb-1" {
 		t.Fatalf(
 			"pong payload %q, want %q",
@@ -320,7 +326,9 @@ func TestIdleAnswersPings(t *testing.T) {
 	}
 }
 
-func TestIdleCountsServerClose(t *testing.T) {
+func TestIdleCountsServerClose(t *testing.T) { forEachClient(t, testIdleCountsServerClose) }
+
+func testIdleCountsServerClose(t *testing.T, client string) {
 	answered := make(chan ws.StatusCode, 1)
 	url := serveRaw(t, func(c net.Conn) {
 		// Going away right after the handshake, as a restarting backend
@@ -331,7 +339,7 @@ func TestIdleCountsServerClose(t *testing.T) {
 		}
 	})
 
-	code, sum := runOneIdle(t, url, answered)
+	code, sum := runOneIdle(t, client, url, answered)
 	if code != ws.StatusGoingAway {
 		t.Fatalf(
 			"client answered the close with %d, want %d",
@@ -346,7 +354,9 @@ func TestIdleCountsServerClose(t *testing.T) {
 	}
 }
 
-func TestEchoVerifiesTraffic(t *testing.T) {
+func TestEchoVerifiesTraffic(t *testing.T) { forEachClient(t, testEchoVerifiesTraffic) }
+
+func testEchoVerifiesTraffic(t *testing.T, client string) {
 	cases := []struct {
 		name     string
 		n        int
@@ -383,6 +393,7 @@ func TestEchoVerifiesTraffic(t *testing.T) {
 			_, _, url := startEcho(t)
 			sum := run(t, Config{
 				Mode:     ModeEcho,
+				Client:   client,
 				URL:      url,
 				N:        tc.n,
 				Inflight: tc.inflight,
@@ -412,7 +423,9 @@ func TestEchoVerifiesTraffic(t *testing.T) {
 	}
 }
 
-func TestEchoDetectsCorruption(t *testing.T) {
+func TestEchoDetectsCorruption(t *testing.T) { forEachClient(t, testEchoDetectsCorruption) }
+
+func testEchoDetectsCorruption(t *testing.T, client string) {
 	url := serveRaw(t, func(c net.Conn) {
 		for {
 			p, op, err := wsutil.ReadClientData(c)
@@ -429,6 +442,7 @@ func TestEchoDetectsCorruption(t *testing.T) {
 	})
 	sum := run(t, Config{
 		Mode:     ModeEcho,
+		Client:   client,
 		URL:      url,
 		N:        2,
 		Size:     100,
@@ -516,5 +530,13 @@ func TestErrorKindHidesAddresses(t *testing.T) {
 				)
 			}
 		})
+	}
+}
+
+// forEachClient runs test once per client implementation, as subtests
+// named after the client.
+func forEachClient(t *testing.T, test func(t *testing.T, client string)) {
+	for _, client := range []string{ClientGobwas, ClientGorilla} {
+		t.Run(client, func(t *testing.T) { test(t, client) })
 	}
 }

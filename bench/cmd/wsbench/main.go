@@ -7,8 +7,9 @@
 //	go run ./bench/cmd/wsbench -report-only   # re-render from bench/out/results.json
 //	go run ./bench/cmd/wsbench -short         # a smoke run of seconds
 //
-// Flags: -reps 3, -targets direct,nginx,haproxy,caddy,wsalive, -scenarios
-// (names, comma-separated), -out bench/out, -md BENCHMARKS.md, -charts
+// Flags: -reps 3, -targets direct,nginx,haproxy,caddy,nginx-l4,haproxy-l4,wsalive,
+// -scenarios (names, comma-separated), -clients gobwas,gorilla, -storm-n
+// 9000, -storm-inflight 256, -out bench/out, -md BENCHMARKS.md, -charts
 // bench/charts, -install (apt-get install missing competitors, as root),
 // -profile (pprof and perf profiles of wsalive into OUT/profiles).
 package main
@@ -21,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -37,6 +39,9 @@ func run() int {
 		reps       = flag.Int("reps", 3, "rounds of every scenario (targets alternate within a round)")
 		targets    = flag.String("targets", strings.Join(harness.AllTargets, ","), "targets, comma-separated")
 		scenarios  = flag.String("scenarios", "", "only these scenarios, comma-separated (default: all)")
+		clients    = flag.String("clients", "gobwas,gorilla", "clients of the echo, idle, storm and churn scenarios: gobwas (wsload's own, legacy-echo backend), gorilla (gorilla/websocket clients and backend)")
+		stormN     = flag.Int("storm-n", 0, "storm: clients connecting at once (default 9000; -short: 50)")
+		stormIn    = flag.Int("storm-inflight", 0, "storm: handshakes in flight (default 256; -short: 16)")
 		out        = flag.String("out", "", "directory for results.json, logs and binaries (default ROOT/bench/out)")
 		md         = flag.String("md", "", "the report to write (default ROOT/BENCHMARKS.md)")
 		charts     = flag.String("charts", "", "directory for the PNG charts (default ROOT/bench/charts)")
@@ -93,6 +98,23 @@ func run() int {
 			}
 			plan = keep
 		}
+		for i := range plan {
+			if plan[i].Kind == harness.KindStorm {
+				if *stormN > 0 {
+					plan[i].N = *stormN
+					plan[i].Title = fmt.Sprintf("Reconnect storm, %s clients at once", thousands(*stormN))
+				}
+				if *stormIn > 0 {
+					plan[i].DialConcurrency = *stormIn
+				}
+			}
+		}
+		var cs []string
+		for c := range strings.SplitSeq(*clients, ",") {
+			if c = strings.TrimSpace(c); c != "" {
+				cs = append(cs, c)
+			}
+		}
 		var ts []string
 		for t := range strings.SplitSeq(*targets, ",") {
 			if t = strings.TrimSpace(t); t != "" {
@@ -107,6 +129,7 @@ func run() int {
 			Targets: ts,
 			Reps:    *reps,
 			Plan:    plan,
+			Clients: cs,
 			Short:   *short,
 			Install: *install,
 			Profile: *profile,
@@ -132,4 +155,13 @@ func run() int {
 	}
 	log.Info("report written", "md", *md, "charts", *charts, "results", resPath)
 	return 0
+}
+
+// thousands writes n with thousands separators, as the report does.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }

@@ -9,6 +9,12 @@
 //	       [-src-ips auto] [-ready-file PATH] [-close-timeout 5s]
 //	wsload -mode echo -n 200 -inflight 1 -size 1024 -duration 10s
 //	       -url ws://127.0.0.1:8080/ [same dial flags]
+//	wsload -mode churn -n 20000 -rate 1000 -size 64 -url ws://127.0.0.1:8080/
+//	wsload -mode floor -size 2 -reply-size 6 -duration 2s
+//
+// -client gorilla runs the idle, echo and churn modes with
+// gorilla/websocket's client instead of wsload's own (gobwas/ws).
+//
 //	wsload -mode blackhole-client -proxy-bin PATH [-proxy-config TEMPLATE]
 //	       [-n 1000] [-max-wait 60s] [-bound 8s] [-csv FILE] [-proxy-log FILE]
 //	wsload -mode blackhole-upstream (same flags)
@@ -68,7 +74,9 @@ func run() int {
 		proxyEnv  string
 		csvFile   string
 	)
-	flag.StringVar(&mode, "mode", "idle", "idle: hold connections without traffic; echo: verified echo traffic; blackhole-client, blackhole-upstream: time for a proxy to notice a side that vanished")
+	flag.StringVar(&mode, "mode", "idle", "idle: hold connections without traffic; echo: verified echo traffic; churn: each connection opens, echoes one message and closes; floor: CPU of bare loopback write+read round trips; blackhole-client, blackhole-upstream: time for a proxy to notice a side that vanished")
+	flag.StringVar(&cfg.Client, "client", wsload.ClientGobwas, "WebSocket client of the idle, echo and churn modes: gobwas (wsload's own) or gorilla (gorilla/websocket)")
+	flag.IntVar(&cfg.ReplySize, "reply-size", 0, "floor: bytes of the answer to each write of -size bytes")
 	flag.StringVar(&cfg.URL, "url", "ws://127.0.0.1:8080/", "WebSocket URL to connect to")
 	flag.IntVar(&cfg.N, "n", 100, "number of connections (blackhole modes: default 1000)")
 	flag.Float64Var(&cfg.Rate, "rate", wsload.DefaultRate, "new connections per second (negative: unlimited)")
@@ -77,8 +85,8 @@ func run() int {
 	flag.StringVar(&cfg.SrcIPs, "src-ips", wsload.DefaultSrcIPs, `local addresses 127.0.0.X to cycle through: "auto" (2-250 for a loopback target), "off", or octets like "2-250" or "2-9,20"`)
 	flag.DurationVar(&cfg.Hold, "hold", 60*time.Second, "idle: how long to hold the connections (0: until SIGINT)")
 	flag.IntVar(&cfg.Inflight, "inflight", wsload.DefaultInflight, "echo: messages in flight per connection")
-	flag.IntVar(&cfg.Size, "size", wsload.DefaultSize, "echo: payload bytes per message")
-	flag.DurationVar(&cfg.Duration, "duration", wsload.DefaultDuration, "echo: how long to send")
+	flag.IntVar(&cfg.Size, "size", wsload.DefaultSize, "echo, churn: payload bytes per message; floor: bytes per write")
+	flag.DurationVar(&cfg.Duration, "duration", wsload.DefaultDuration, "echo: how long to send; floor: how long to measure")
 	flag.DurationVar(&cfg.CloseTimeout, "close-timeout", wsload.DefaultCloseTimeout, "bound on the final close handshake and the last echoes")
 	flag.StringVar(&cfg.ProxyBin, "proxy-bin", "", "blackhole: the wsalive binary to start")
 	flag.StringVar(&proxyTmpl, "proxy-config", "", "blackhole: proxy configuration template with {{listen}} and {{upstream}} (and optionally {{admin}}); default: a heartbeat of 5s/3s/1 toward the vanishing side")
