@@ -134,14 +134,7 @@ func buildRoute(top scope, b *routeBlock) (r *Route, matchOK bool) {
 		matchOK = false
 	}
 
-	if text, ok := s.requiredStr(b.Upstream, b.DefRange, "upstream", `"ws://127.0.0.1:3000"`); ok {
-		if up, err := ParseUpstream(text); err != nil {
-			s.fail(b.Upstream.Expr.Range(), b.Upstream.Name, err.Error(),
-				`An upstream is a WebSocket URL such as "ws://127.0.0.1:3000/path", or host:port such as "127.0.0.1:3000".`)
-		} else {
-			r.Upstream = up
-		}
-	}
+	s.buildPool(b, r)
 
 	if n, ok := s.size(b.MaxFrameSize, minMaxFrameSize, maxMaxFrameSize); ok {
 		r.MaxFrameSize = n

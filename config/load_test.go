@@ -21,7 +21,7 @@ route "default" {
 
 // defaultRoute is what minimalSrc's route must become.
 func defaultRoute() *Route {
-	return &Route{
+	return withSingleServer(&Route{
 		Name: "default",
 		Upstream: Upstream{
 			Raw:     "ws://127.0.0.1:3000",
@@ -32,7 +32,17 @@ func defaultRoute() *Route {
 		CloseTimeout:      DefaultCloseTimeout,
 		ClientHeartbeat:   defaultClientHeartbeat(),
 		UpstreamHeartbeat: defaultUpstreamHeartbeat(),
-	}
+	})
+}
+
+// withSingleServer fills in what a route with one upstream URL and no pool
+// settings gets: a pool of that one server with the default pool settings.
+func withSingleServer(r *Route) *Route {
+	r.Servers = []UpstreamServer{{Upstream: r.Upstream, MaxFails: DefaultMaxFails, FailTimeout: DefaultFailTimeout}}
+	r.Balance = DefaultBalance
+	r.HashKey = HashKey{Source: DefaultHashKey}
+	r.DNSTTL = DefaultDNSTTL
+	return r
 }
 
 func mustParse(t *testing.T, src string) *Config {
@@ -101,7 +111,7 @@ route "tenants" {
 		Admin:  &Admin{Address: "127.0.0.1:9090"},
 		Engine: Engine{Loops: 8, IOUring: false},
 		Routes: []*Route{
-			{
+			withSingleServer(&Route{
 				Name:       "chat",
 				Host:       "chat.example.com",
 				PathPrefix: "/ws",
@@ -115,8 +125,8 @@ route "tenants" {
 				CloseTimeout:      1500 * time.Millisecond,
 				ClientHeartbeat:   defaultClientHeartbeat(),
 				UpstreamHeartbeat: defaultUpstreamHeartbeat(),
-			},
-			{
+			}),
+			withSingleServer(&Route{
 				Name: "tenants",
 				Host: "*.example.com",
 				Upstream: Upstream{
@@ -128,7 +138,7 @@ route "tenants" {
 				CloseTimeout:      DefaultCloseTimeout,
 				ClientHeartbeat:   defaultClientHeartbeat(),
 				UpstreamHeartbeat: defaultUpstreamHeartbeat(),
-			},
+			}),
 		},
 	}
 	if !reflect.DeepEqual(got, want) {

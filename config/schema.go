@@ -78,6 +78,14 @@ type routeBlock struct {
 	UpstreamHeartbeat *heartbeatBlock // heartbeat "upstream"; nil when absent
 	AppPing           *appPingBlock   // nil when absent
 
+	// The upstream pool's settings (pool.go).
+	Balance     *hcl.Attribute
+	HashKey     *hcl.Attribute
+	MaxFails    *hcl.Attribute
+	FailTimeout *hcl.Attribute
+	DNSTTL      *hcl.Attribute
+	Servers     []*serverBlock // server "URL" { ... } blocks, in file order
+
 	NameRange hcl.Range // the label, where a bad or duplicate name is reported
 	DefRange  hcl.Range
 }
@@ -143,9 +151,11 @@ var (
 	routeSchema    = withBlocks(attributes("host", "path_prefix", "upstream",
 		"max_frame_size", "handshake_timeout", "close_timeout",
 		"nat_idle_timeout", "nat_profile", "idle_timeout",
-		"max_lifetime", "max_lifetime_jitter"),
+		"max_lifetime", "max_lifetime_jitter",
+		"balance", "hash_key", "max_fails", "fail_timeout", "dns_ttl"),
 		hcl.BlockHeaderSchema{Type: "heartbeat", LabelNames: []string{"side"}},
 		hcl.BlockHeaderSchema{Type: "app_ping"},
+		hcl.BlockHeaderSchema{Type: "server", LabelNames: []string{"url"}},
 	)
 	heartbeatSchema = attributes("enabled", "interval", "timeout", "max_missed",
 		"min_interval", "max_interval", "answer_pings",
@@ -226,6 +236,11 @@ func decodeRoute(b *hcl.Block, diags *hcl.Diagnostics) *routeBlock {
 		IdleTimeout:       c.Attributes["idle_timeout"],
 		MaxLifetime:       c.Attributes["max_lifetime"],
 		MaxLifetimeJitter: c.Attributes["max_lifetime_jitter"],
+		Balance:           c.Attributes["balance"],
+		HashKey:           c.Attributes["hash_key"],
+		MaxFails:          c.Attributes["max_fails"],
+		FailTimeout:       c.Attributes["fail_timeout"],
+		DNSTTL:            c.Attributes["dns_ttl"],
 		NameRange:         b.LabelRanges[0],
 		DefRange:          b.DefRange,
 	}
@@ -285,6 +300,8 @@ func decodeRoute(b *hcl.Block, diags *hcl.Diagnostics) *routeBlock {
 				Reply:    ac.Attributes["reply"],
 				DefRange: nb.DefRange,
 			}
+		case "server":
+			r.Servers = append(r.Servers, decodeServer(nb, diags))
 		}
 	}
 	return r
