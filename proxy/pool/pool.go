@@ -1,0 +1,345 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wsalive/wsalive/config"
+)
+
+// Resolver looks up a host name's addresses; *net.Resolver implements it.
+type Resolver interface {
+	LookupHost(ctx context.Context, host string) ([]string, error)
+}
+
+// DialFunc dials one address, as net.Dialer.DialContext does.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// Options are a Pool's settings beyond its servers. The zero value is
+// round robin with the real clock, resolver and dialer.
+type Options struct {
+	Balance config.Balance // "" means round robin
+	HashKey config.HashKey // what Key reads for balance "hash"
+	// DNSTTL is how long a name's addresses are reused; 0 resolves on
+	// every dial.
+	DNSTTL time.Duration
+	// Now, Resolver and Dial stand in for time.Now, net.DefaultResolver
+	// and a net.Dialer in tests.
+	Now      func() time.Time
+	Resolver Resolver
+	Dial     DialFunc
+}
+
+// minAttemptTimeout is the least time one server's dial gets when a
+// deadline is shared among several servers (net.Dialer uses the same
+// floor when it splits a deadline among addresses): a share smaller than
+// a slow round trip would fail a healthy server.
+const minAttemptTimeout = 2 * time.Second
+
+// Pool is a route's set of upstream servers. Its methods are safe for
+// concurrent use.
+type Pool struct {
+	balance  config.Balance
+	hashKey  config.HashKey
+	ttl      time.Duration
+	now      func() time.Time
+	resolver Resolver
+	dial     DialFunc
+
+	mu      sync.Mutex
+	servers []*server
+	next    uint64 // round robin position
+	// live maps an upstream connection's remote address to the servers
+	// that connections to it were dialed for, one entry per live pair:
+	// two server names may resolve to the same address.
+	live map[string][]*server
+}
+
+// server is one server and its state; the fields below cfg are guarded by
+// Pool.mu.
+type server struct {
+	cfg        config.UpstreamServer
+	host, port string
+	literal    bool   // host is an IP address: nothing to resolve
+	id         uint64 // hash of the address, for rendezvous hashing
+
+	fails     int       // failed dials in the window that began at firstFail
+	firstFail time.Time //
+	downUntil time.Time // skipped before this
+	lastErr   error
+	pairs     int
+	addrs     []string  // resolved addresses, when not literal
+	expires   time.Time // when addrs are to be resolved again
+	nextAddr  int       // rotates among addrs
+}
+
+// New returns a pool of servers, which must not be empty (the config
+// package guarantees it for a route).
+func New(servers []config.UpstreamServer, o Options) *Pool {
+	p := &Pool{
+		balance:  o.Balance,
+		hashKey:  o.HashKey,
+		ttl:      o.DNSTTL,
+		now:      o.Now,
+		resolver: o.Resolver,
+		dial:     o.Dial,
+		live:     map[string][]*server{},
+	}
+	if p.balance == "" {
+		p.balance = config.BalanceRoundRobin
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.resolver == nil {
+		p.resolver = net.DefaultResolver
+	}
+	if p.dial == nil {
+		var d net.Dialer
+		p.dial = d.DialContext
+	}
+	for _, cfg := range servers {
+		s := &server{cfg: cfg, id: hashString(cfg.Address)}
+		s.host, s.port, _ = net.SplitHostPort(cfg.Address)
+		_, err := netip.ParseAddr(s.host)
+		s.literal = err == nil
+		p.servers = append(p.servers, s)
+	}
+	return p
+}
+
+// Key returns what balance "hash" hashes for req: the configured header,
+// cookie or query parameter, or clientIP (the client's trusted address).
+// A request without the configured value falls back to clientIP, so that
+// a client is still sticky before it has, say, its session cookie. With
+// another balance Key returns "" without looking at req.
+func (p *Pool) Key(req *http.Request, clientIP string) string {
+	if p.balance != config.BalanceHash {
+		return ""
+	}
+	var v string
+	switch p.hashKey.Source {
+	case config.HashHeader:
+		v = req.Header.Get(p.hashKey.Name)
+	case config.HashCookie:
+		if c, err := req.Cookie(p.hashKey.Name); err == nil {
+			v = c.Value
+		}
+	case config.HashQuery:
+		if req.URL != nil {
+			v = req.URL.Query().Get(p.hashKey.Name)
+		}
+	}
+	if v == "" {
+		return clientIP
+	}
+	return v
+}
+
+// DialError is a Dial that found no server to connect to. It unwraps to
+// the last server's error, which decides what the client is told (a
+// timeout or not).
+type DialError struct {
+	// Tried lists each server tried, in order, with its error.
+	Tried []error
+}
+
+func (e *DialError) Error() string {
+	if len(e.Tried) == 1 {
+		return e.Tried[0].Error()
+	}
+	parts := make([]string, len(e.Tried))
+	for i, err := range e.Tried {
+		parts[i] = err.Error()
+	}
+	return fmt.Sprintf("all %d servers failed: %s", len(e.Tried), strings.Join(parts, "; "))
+}
+
+func (e *DialError) Unwrap() error { return e.Tried[len(e.Tried)-1] }
+
+// Dial connects to a server of the pool, chosen by the balance for key
+// (see Key), within ctx. A server that cannot be resolved or connected to
+// (refused, reset, unreachable, timed out) counts as a failed dial and the
+// next one is tried; when ctx has a deadline, each try gets a fair share
+// of what remains of it. Only connecting is retried: what happens on the
+// connection afterwards, an HTTP answer in particular, is the caller's.
+//
+// On success it returns the connection and the server it reached, whose
+// Address is the host to name in the request. The connection counts as
+// a live pair of that server until Release is called with its remote
+// address; the caller must do so exactly once, whether the pair is relayed
+// or given up.
+func (p *Pool) Dial(ctx context.Context, key string) (net.Conn, config.UpstreamServer, error) {
+	order := p.order(key)
+	var tried []error
+	for i, s := range order {
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if deadline, ok := ctx.Deadline(); ok && i < len(order)-1 {
+			actx, cancel = context.WithTimeout(ctx, attemptTimeout(time.Until(deadline), len(order)-i))
+		}
+		conn, err := p.dialServer(actx, s)
+		cancel()
+		if err == nil {
+			p.connected(s, conn.RemoteAddr().String())
+			return conn, s.cfg, nil
+		}
+		tried = append(tried, fmt.Errorf("%s: %w", s.cfg.Address, err))
+		if ctx.Err() != nil {
+			// The caller's deadline or a shutdown: not the server's
+			// fault, and no time left for another.
+			tried[len(tried)-1] = fmt.Errorf("%s: %w", s.cfg.Address, ctx.Err())
+			break
+		}
+		p.failed(s, err)
+	}
+	return nil, config.UpstreamServer{}, &DialError{Tried: tried}
+}
+
+// attemptTimeout is the share of left, the time that remains of a dial's
+// deadline, that the next of servers servers gets: an equal share, but no
+// less than minAttemptTimeout (or all of left when less remains), so that
+// a server that never answers cannot use up the time of the others while
+// a slow but healthy one still gets a fair chance.
+func attemptTimeout(left time.Duration, servers int) time.Duration {
+	return max(left/time.Duration(servers), min(left, minAttemptTimeout))
+}
+
+func (p *Pool) dialServer(ctx context.Context, s *server) (net.Conn, error) {
+	addr, err := p.resolve(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	return p.dial(ctx, "tcp", addr)
+}
+
+// Release ends the live pair whose upstream connection's remote address
+// is upstreamAddr. An address the pool does not know is ignored: a pair
+// of another route's pool, or one already released.
+func (p *Pool) Release(upstreamAddr string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	owners := p.live[upstreamAddr]
+	if len(owners) == 0 {
+		return
+	}
+	s := owners[len(owners)-1]
+	s.pairs--
+	if len(owners) == 1 {
+		delete(p.live, upstreamAddr)
+	} else {
+		p.live[upstreamAddr] = owners[:len(owners)-1]
+	}
+}
+
+// connected records a successful dial to s: its failures are forgiven,
+// and the connection counts as a live pair.
+func (p *Pool) connected(s *server, remote string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s.fails, s.lastErr = 0, nil
+	s.pairs++
+	p.live[remote] = append(p.live[remote], s)
+}
+
+// failed records a failed dial to s. MaxFails failures within
+// FailTimeout of the first get s skipped for FailTimeout.
+func (p *Pool) failed(s *server, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s.lastErr = err
+	if s.cfg.MaxFails <= 0 {
+		return
+	}
+	now := p.now()
+	if s.fails > 0 && !now.Before(s.firstFail.Add(s.cfg.FailTimeout)) {
+		s.fails = 0 // the window of the earlier failures has passed
+	}
+	if s.fails == 0 {
+		s.firstFail = now
+	}
+	s.fails++
+	if s.fails >= s.cfg.MaxFails {
+		s.downUntil = now.Add(s.cfg.FailTimeout)
+	}
+}
+
+// order returns the servers to try for key: the primaries that are not
+// skipped, in the balance's order, then the backups that are not. When
+// every server is skipped, all of them are tried in that order rather
+// than none: failing every handshake until a timer runs out would turn a
+// blip into an outage, and a single server is never skipped at all
+// (nginx ignores max_fails for it too).
+func (p *Pool) order(key string) []*server {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	start := p.next
+	p.next++
+	var up, skipped []*server
+	for _, backup := range []bool{false, true} {
+		var groupUp, groupSkipped []*server
+		for _, s := range p.servers {
+			switch {
+			case s.cfg.Backup != backup:
+			case now.Before(s.downUntil):
+				groupSkipped = append(groupSkipped, s)
+			default:
+				groupUp = append(groupUp, s)
+			}
+		}
+		// Sorted after the skipped ones are set apart, so that round
+		// robin turns among the servers it may use and stays even.
+		p.sort(groupUp, key, start)
+		p.sort(groupSkipped, key, start)
+		up = append(up, groupUp...)
+		skipped = append(skipped, groupSkipped...)
+	}
+	if len(up) == 0 {
+		return skipped
+	}
+	return up
+}
+
+// sort puts group in the balance's order for key; start is the round
+// robin position of this pick.
+func (p *Pool) sort(group []*server, key string, start uint64) {
+	if len(group) < 2 {
+		return
+	}
+	switch p.balance {
+	case config.BalanceHash:
+		k := hashString(key)
+		slices.SortFunc(group, func(a, b *server) int {
+			sa, sb := score(k, a.id), score(k, b.id)
+			switch {
+			case sa > sb:
+				return -1
+			case sa < sb:
+				return 1
+			}
+			return 0
+		})
+	case config.BalanceLeastPairs:
+		// Rotated first, so that servers with equal counts take turns
+		// instead of the first one taking every tie.
+		rotate(group, start)
+		slices.SortStableFunc(group, func(a, b *server) int { return a.pairs - b.pairs })
+	default:
+		rotate(group, start)
+	}
+}
+
+// rotate turns group left by start modulo its length.
+func rotate(group []*server, start uint64) {
+	n := int(start % uint64(len(group)))
+	slices.Reverse(group[:n])
+	slices.Reverse(group[n:])
+	slices.Reverse(group)
+}
