@@ -69,8 +69,10 @@ type Route struct {
 	// whole pool.
 	Upstream Upstream
 	// Servers is the route's upstream pool in file order: the upstream
-	// list first, then the server blocks. Never empty; Upstream is one of
-	// them. See upstream.go for the pool settings.
+	// list first, then the server blocks; Upstream is one of them. Load
+	// never leaves it empty. A route built or edited in code may leave it
+	// nil: the pool is then Upstream alone, with the default health
+	// settings.
 	Servers []UpstreamServer
 	// Balance picks among Servers; HashKey is what balance "hash" hashes.
 	Balance Balance

@@ -130,6 +130,14 @@ func (s *Server) handshake(c net.Conn, maxHeader int) {
 		s.upstreamFailed(log, c, route, uerr, time.Now().Add(timeout))
 		return
 	}
+	// The pool counts the pair from its dial; once attached, the engine's
+	// close report releases it (Server.PairClosed), and before that, this.
+	attached := false
+	defer func() {
+		if !attached {
+			rs.pool.Release(uc.conn.RemoteAddr().String())
+		}
+	}()
 
 	// 4. Only now, after the upstream's valid 101, does the client get one.
 	if err := writeSwitching(c, up.key, uc.hs, uc.header, time.Now().Add(timeout)); err != nil {
@@ -169,6 +177,7 @@ func (s *Server) handshake(c net.Conn, maxHeader int) {
 	// formatted when a line is written.
 	upstreamAddr := uc.conn.RemoteAddr()
 	id, err := s.relay.Attach(h)
+	attached = err == nil
 	if err != nil {
 		log.write(slog.LevelWarn, "relay refused pair",
 			slog.String("upstream", upstreamAddr.String()), slog.Any("err", err))

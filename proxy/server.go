@@ -8,12 +8,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/wsalive/wsalive/config"
+	"github.com/wsalive/wsalive/proxy/pool"
 	"github.com/wsalive/wsalive/proxy/relay"
 )
 
@@ -136,20 +136,13 @@ type routeState struct {
 	// as parsing it per handshake did.
 	upstream    *url.URL
 	upstreamErr error
-	// dialAddr is what to dial: upstream's host, with port 80 when it
-	// names none, as ws.Dialer reads a ws:// URL's host.
-	dialAddr string
+	// pool picks and dials the route's upstream server (proxy/pool).
+	pool *pool.Pool
 }
 
 func newRouteState(r *config.Route) *routeState {
-	rs := &routeState{policy: routePolicy(r)}
+	rs := &routeState{policy: routePolicy(r), pool: pool.ForRoute(r, pool.Options{})}
 	rs.upstream, rs.upstreamErr = url.ParseRequestURI("ws://" + r.Upstream.Address)
-	if rs.upstreamErr == nil {
-		rs.dialAddr = rs.upstream.Host
-		if strings.LastIndexByte(rs.dialAddr, ':') <= strings.IndexByte(rs.dialAddr, ']') {
-			rs.dialAddr += ":80"
-		}
-	}
 	return rs
 }
 

@@ -171,17 +171,21 @@ func (s *Server) dialUpstream(ctx context.Context, route *config.Route, rs *rout
 			return upstreamConn{}, &upstreamError{status: http.StatusBadGateway, err: err}
 		}
 	}
-	// What parsing "ws://" + address + target gave: the target starts
-	// with "/", so the address is the URL's whole authority.
-	u.Scheme, u.Host = rs.upstream.Scheme, rs.upstream.Host
-
-	var nd net.Dialer
-	conn, err := nd.DialContext(ctx, "tcp", rs.dialAddr)
+	// The pool fails over among the route's servers while connecting;
+	// once connected, whatever the server answers is the answer.
+	conn, srv, err := rs.pool.Dial(ctx, rs.pool.Key(req, clientIP))
 	if err != nil {
 		return upstreamConn{}, &upstreamError{status: upstreamErrorStatus(err), err: err}
 	}
+	// What parsing "ws://" + address + target gave: the target starts
+	// with "/", so the server's address is the URL's whole authority.
+	u.Scheme, u.Host = rs.upstream.Scheme, srv.Address
 	uc, uerr := s.upgradeUpstream(ctx, conn, u, route, req, up, clientIP)
 	if uerr != nil {
+		if uerr.resp == nil && !errors.Is(uerr.err, context.Canceled) {
+			rs.pool.Failed(srv.Address, uerr.err) // no answer: the server's fault
+		}
+		rs.pool.Release(conn.RemoteAddr().String())
 		_ = conn.Close()
 	}
 	return uc, uerr

@@ -36,7 +36,7 @@ func startApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 	eng, err := relay.New(relay.Options{
 		Loops:          cfg.Engine.Loops,
 		DisableIOUring: !cfg.Engine.IOUring,
-		OnClose:        a.logPairClosed,
+		OnClose:        a.pairClosed,
 		Logger:         logger,
 	})
 	if err != nil {
@@ -119,6 +119,14 @@ func maxCloseTimeout(cfg *config.Config) time.Duration {
 		d = max(d, r.CloseTimeout)
 	}
 	return d
+}
+
+// pairClosed is the engine's report of every pair that ends: the server's
+// upstream pools count live pairs, and the log gets a line. a.server is set
+// before the server accepts, so before any pair can exist.
+func (a *app) pairClosed(st relay.PairStats) {
+	a.server.PairClosed(st)
+	a.logPairClosed(st)
 }
 
 func (a *app) logPairClosed(st relay.PairStats) {

@@ -140,6 +140,7 @@ func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 			up.Close()
 			t.Fatalf("route %s: %v", prefix, err)
 		}
+		r.Servers = nil // the pool is then r.Upstream alone, not base's
 		routes = append(routes, &r)
 	}
 	if opts.route != nil {

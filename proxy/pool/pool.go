@@ -238,6 +238,21 @@ func (p *Pool) Release(upstreamAddr string) {
 	}
 }
 
+// Failed records that the server at address (as Dial returned it) failed
+// after the connection was made, without an HTTP answer: a handshake that
+// timed out, was reset, or was not HTTP. It counts toward max_fails like a
+// failed dial, but is not retried: the request has been sent. An answer
+// of any status, and a handshake abandoned by the caller (shutdown), are
+// not the server's failure and must not be reported.
+func (p *Pool) Failed(address string, err error) {
+	for _, s := range p.servers { // fixed after New
+		if s.cfg.Address == address {
+			p.failed(s, err)
+			return
+		}
+	}
+}
+
 // connected records a successful dial to s: its failures are forgiven,
 // and the connection counts as a live pair.
 func (p *Pool) connected(s *server, remote string) {
@@ -342,4 +357,23 @@ func rotate(group []*server, start uint64) {
 	slices.Reverse(group[:n])
 	slices.Reverse(group[n:])
 	slices.Reverse(group)
+}
+
+// ForRoute returns the pool of route r: its Servers, balance, hash key and
+// DNS TTL. A route built in code with only Upstream set (tests, callers
+// that predate pools) gets a pool of that one server.
+func ForRoute(r *config.Route, o Options) *Pool {
+	o.Balance, o.HashKey, o.DNSTTL = r.Balance, r.HashKey, r.DNSTTL
+	if o.HashKey.Source == "" {
+		o.HashKey.Source = config.DefaultHashKey
+	}
+	servers := r.Servers
+	if len(servers) == 0 {
+		servers = []config.UpstreamServer{{
+			Upstream:    r.Upstream,
+			MaxFails:    config.DefaultMaxFails,
+			FailTimeout: config.DefaultFailTimeout,
+		}}
+	}
+	return New(servers, o)
 }

@@ -666,3 +666,26 @@ func TestFailoverWithRealSockets(t *testing.T) {
 		t.Errorf("live server still counts %d pairs after every release", st[1].Pairs)
 	}
 }
+
+func TestFailedAfterConnectingCountsTowardMaxFails(t *testing.T) {
+	clock := newFakeClock()
+	fn := newFakeNet()
+	srvs := servers("10.0.0.1:80", "10.0.0.2:80")
+	srvs[0].MaxFails = 2
+	p := New(srvs, Options{Dial: fn.dial, Now: clock.Now})
+	timeout := errors.New("handshake timed out")
+	p.Failed("10.0.0.1:80", timeout)
+	if st := p.States()[0]; st.State != "up" || st.Fails != 1 || st.LastError != timeout.Error() {
+		t.Fatalf("after one failure: %+v", st)
+	}
+	p.Failed("10.0.0.1:80", timeout)
+	if st := p.States()[0]; st.State != "skipped" {
+		t.Fatalf("after max_fails failures: %+v", st)
+	}
+	p.Failed("192.0.2.1:80", timeout) // not in the pool: ignored
+	for range 4 {
+		if a, _ := dialOK(t, p, ""); a != "10.0.0.2:80" {
+			t.Fatalf("skipped server picked: %s", a)
+		}
+	}
+}
