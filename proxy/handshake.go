@@ -135,7 +135,7 @@ func (s *Server) handshake(c net.Conn, maxHeader int) {
 	attached := false
 	defer func() {
 		if !attached {
-			rs.pool.Release(uc.conn.RemoteAddr().String())
+			rs.pool.Release(uc.poolRemote)
 		}
 	}()
 

@@ -57,6 +57,9 @@ type upstreamConn struct {
 	// header holds the upstream's other 101 headers (Set-Cookie, …), minus
 	// hop-by-hop ones; nil when there are none.
 	header http.Header
+	// poolRemote is conn's remote address, which the route's pool counts
+	// the pair under until it is released.
+	poolRemote string
 }
 
 // upstreamError is a failed upstream handshake, with what to tell the
@@ -173,21 +176,22 @@ func (s *Server) dialUpstream(ctx context.Context, route *config.Route, rs *rout
 	}
 	// The pool fails over among the route's servers while connecting;
 	// once connected, whatever the server answers is the answer.
-	conn, srv, err := rs.pool.Dial(ctx, rs.pool.Key(req, clientIP))
+	conn, picked, err := rs.pool.Dial(ctx, rs.pool.Key(req, clientIP))
 	if err != nil {
 		return upstreamConn{}, &upstreamError{status: upstreamErrorStatus(err), err: err}
 	}
 	// What parsing "ws://" + address + target gave: the target starts
 	// with "/", so the server's address is the URL's whole authority.
-	u.Scheme, u.Host = rs.upstream.Scheme, srv.Address
+	u.Scheme, u.Host = rs.upstream.Scheme, picked.Server.Address
 	uc, uerr := s.upgradeUpstream(ctx, conn, u, route, req, up, clientIP)
 	if uerr != nil {
 		if uerr.resp == nil && !errors.Is(uerr.err, context.Canceled) {
-			rs.pool.Failed(srv.Address, uerr.err) // no answer: the server's fault
+			rs.pool.Failed(picked.Server.Address, uerr.err) // no answer: the server's fault
 		}
-		rs.pool.Release(conn.RemoteAddr().String())
+		rs.pool.Release(picked.Remote)
 		_ = conn.Close()
 	}
+	uc.poolRemote = picked.Remote
 	return uc, uerr
 }
 

@@ -171,12 +171,21 @@ func (e *DialError) Unwrap() error { return e.Tried[len(e.Tried)-1] }
 // of what remains of it. Only connecting is retried: what happens on the
 // connection afterwards, an HTTP answer in particular, is the caller's.
 //
-// On success it returns the connection and the server it reached, whose
-// Address is the host to name in the request. The connection counts as
-// a live pair of that server until Release is called with its remote
-// address; the caller must do so exactly once, whether the pair is relayed
-// or given up.
-func (p *Pool) Dial(ctx context.Context, key string) (net.Conn, config.UpstreamServer, error) {
+// Picked is the server a Dial reached.
+type Picked struct {
+	// Server is the server's configuration; its Address is the host to
+	// name in the request.
+	Server config.UpstreamServer
+	// Remote is the connection's remote address, as its RemoteAddr gives
+	// it (and relay.PairStats.UpstreamAddr reports it): what Release takes.
+	Remote string
+}
+
+// On success it returns the connection and the server it reached. The
+// connection counts as a live pair of that server until Release is called
+// with Picked.Remote; the caller must do so exactly once, whether the pair
+// is relayed or given up.
+func (p *Pool) Dial(ctx context.Context, key string) (net.Conn, Picked, error) {
 	order := p.order(key)
 	var tried []error
 	for i, s := range order {
@@ -187,8 +196,9 @@ func (p *Pool) Dial(ctx context.Context, key string) (net.Conn, config.UpstreamS
 		conn, err := p.dialServer(actx, s)
 		cancel()
 		if err == nil {
-			p.connected(s, conn.RemoteAddr().String())
-			return conn, s.cfg, nil
+			remote := conn.RemoteAddr().String()
+			p.connected(s, remote)
+			return conn, Picked{Server: s.cfg, Remote: remote}, nil
 		}
 		tried = append(tried, fmt.Errorf("%s: %w", s.cfg.Address, err))
 		if ctx.Err() != nil {
@@ -199,7 +209,7 @@ func (p *Pool) Dial(ctx context.Context, key string) (net.Conn, config.UpstreamS
 		}
 		p.failed(s, err)
 	}
-	return nil, config.UpstreamServer{}, &DialError{Tried: tried}
+	return nil, Picked{}, &DialError{Tried: tried}
 }
 
 // attemptTimeout is the share of left, the time that remains of a dial's

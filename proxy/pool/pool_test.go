@@ -102,11 +102,14 @@ func servers(addrs ...string) []config.UpstreamServer {
 // dialOK dials and returns the server reached, failing the test on error.
 func dialOK(t *testing.T, p *Pool, key string) (string, net.Conn) {
 	t.Helper()
-	conn, srv, err := p.Dial(context.Background(), key)
+	conn, picked, err := p.Dial(context.Background(), key)
 	if err != nil {
 		t.Fatalf("Dial(%q): %v", key, err)
 	}
-	return srv.Address, conn
+	if picked.Remote != conn.RemoteAddr().String() {
+		t.Fatalf("Picked.Remote %q, connection's %q", picked.Remote, conn.RemoteAddr())
+	}
+	return picked.Server.Address, conn
 }
 
 func TestRoundRobinSpreadsEvenly(t *testing.T) {
@@ -636,13 +639,13 @@ func TestFailoverWithRealSockets(t *testing.T) {
 	p := New(servers(refused, live.Addr().String()), Options{Now: clock.Now})
 	for i := range 20 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		conn, srv, err := p.Dial(ctx, "")
+		conn, picked, err := p.Dial(ctx, "")
 		cancel()
 		if err != nil {
 			t.Fatalf("dial %d: %v", i, err)
 		}
-		if srv.Address != live.Addr().String() {
-			t.Fatalf("dial %d reached %s", i, srv.Address)
+		if picked.Server.Address != live.Addr().String() {
+			t.Fatalf("dial %d reached %s", i, picked.Server.Address)
 		}
 		select {
 		case c := <-accepted:
