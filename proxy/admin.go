@@ -6,13 +6,15 @@ import (
 	"net/http/pprof"
 	"runtime"
 
+	"github.com/wsalive/wsalive/proxy/pool"
 	"github.com/wsalive/wsalive/proxy/relay"
 )
 
 // AdminHandler serves the admin endpoint: /healthz for liveness probes,
-// /stats with the engine's gauges as JSON, and Go's pprof profiles under
+// /stats with the engine's gauges and, when s is not nil, the state of
+// every route's upstream servers as JSON, and Go's pprof profiles under
 // /debug/pprof/. It is meant for a loopback or otherwise private address.
-func AdminHandler(e *relay.Engine) http.Handler {
+func AdminHandler(e *relay.Engine, s *Server) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -27,6 +29,10 @@ func AdminHandler(e *relay.Engine) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
+		var upstreams map[string][]pool.ServerState
+		if s != nil {
+			upstreams = s.UpstreamStates()
+		}
 		enc.Encode(struct {
 			Pairs         int64             `json:"pairs"`
 			BufferedBytes int64             `json:"buffered_bytes"`
@@ -34,7 +40,9 @@ func AdminHandler(e *relay.Engine) http.Handler {
 			Loops         int               `json:"loops"`
 			IOUringLoops  int               `json:"io_uring_loops"`
 			ClosedPairs   map[string]uint64 `json:"closed_pairs"`
-		}{st.Pairs, st.BufferedBytes, runtime.NumGoroutine(), st.Loops, st.IOUringLoops, closed})
+			// Upstreams holds each route's servers, by route name.
+			Upstreams map[string][]pool.ServerState `json:"upstreams,omitempty"`
+		}{st.Pairs, st.BufferedBytes, runtime.NumGoroutine(), st.Loops, st.IOUringLoops, closed, upstreams})
 	})
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)

@@ -63,7 +63,7 @@ func startApp(cfg *config.Config, logger *slog.Logger) (*app, error) {
 			a.abort()
 			return nil, fmt.Errorf("admin %s: %w", cfg.Admin.Address, err)
 		}
-		a.admin = &http.Server{Handler: proxy.AdminHandler(eng), ReadHeaderTimeout: 10 * time.Second}
+		a.admin = &http.Server{Handler: proxy.AdminHandler(eng, srv), ReadHeaderTimeout: 10 * time.Second}
 		a.adminAddr = ln.Addr()
 		go func() {
 			if err := a.admin.Serve(ln); err != nil && err != http.ErrServerClosed {

@@ -129,11 +129,19 @@ func testAppRelaysAndStops(t *testing.T, ioUring bool) {
 		Pairs        int64 `json:"pairs"`
 		Loops        int   `json:"loops"`
 		IOUringLoops int   `json:"io_uring_loops"`
+		Upstreams    map[string][]struct {
+			Address string `json:"address"`
+			State   string `json:"state"`
+			Pairs   int    `json:"pairs"`
+		} `json:"upstreams"`
 	}
 	err = json.NewDecoder(resp.Body).Decode(&st)
 	resp.Body.Close()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if up := st.Upstreams["default"]; len(up) != 1 || up[0].Address != bln.Addr().String() || up[0].State != "up" || up[0].Pairs != 1 {
+		t.Fatalf("stats upstreams %+v, want the one server, up, with 1 pair", st.Upstreams)
 	}
 	switch {
 	case st.Pairs != 1 || st.Loops < 1:
@@ -154,5 +162,9 @@ func testAppRelaysAndStops(t *testing.T, ioUring bool) {
 	}
 	if err := <-stopped; err != nil {
 		t.Fatalf("stop: %v", err)
+	}
+	// The engine's close report reached the pool.
+	if up := a.server.UpstreamStates()["default"]; up[0].Pairs != 0 {
+		t.Fatalf("after stop the pool counts %d pairs, want 0", up[0].Pairs)
 	}
 }
