@@ -56,10 +56,14 @@ type Pool struct {
 	mu      sync.Mutex
 	servers []*server
 	next    uint64 // round robin position
-	// live maps an upstream connection's remote address to the servers
-	// that connections to it were dialed for, one entry per live pair:
-	// two server names may resolve to the same address.
-	live map[string][]*server
+	// live counts the live pairs per upstream remote address and server
+	// (two server names may resolve to the same address).
+	live map[liveKey]int
+}
+
+type liveKey struct {
+	remote string
+	server *server
 }
 
 // server is one server and its state; the fields below cfg are guarded by
@@ -90,7 +94,7 @@ func New(servers []config.UpstreamServer, o Options) *Pool {
 		now:      o.Now,
 		resolver: o.Resolver,
 		dial:     o.Dial,
-		live:     map[string][]*server{},
+		live:     map[liveKey]int{},
 	}
 	if p.balance == "" {
 		p.balance = config.BalanceRoundRobin
@@ -235,16 +239,18 @@ func (p *Pool) dialServer(ctx context.Context, s *server) (net.Conn, error) {
 func (p *Pool) Release(upstreamAddr string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	owners := p.live[upstreamAddr]
-	if len(owners) == 0 {
+	for _, s := range p.servers {
+		k := liveKey{upstreamAddr, s}
+		switch n := p.live[k]; n {
+		case 0:
+			continue
+		case 1:
+			delete(p.live, k)
+		default:
+			p.live[k] = n - 1
+		}
+		s.pairs--
 		return
-	}
-	s := owners[len(owners)-1]
-	s.pairs--
-	if len(owners) == 1 {
-		delete(p.live, upstreamAddr)
-	} else {
-		p.live[upstreamAddr] = owners[:len(owners)-1]
 	}
 }
 
@@ -270,7 +276,7 @@ func (p *Pool) connected(s *server, remote string) {
 	defer p.mu.Unlock()
 	s.fails, s.lastErr = 0, nil
 	s.pairs++
-	p.live[remote] = append(p.live[remote], s)
+	p.live[liveKey{remote, s}]++
 }
 
 // failed records a failed dial to s. MaxFails failures within
@@ -302,6 +308,9 @@ func (p *Pool) failed(s *server, err error) {
 // blip into an outage, and a single server is never skipped at all
 // (nginx ignores max_fails for it too).
 func (p *Pool) order(key string) []*server {
+	if len(p.servers) == 1 {
+		return p.servers // nothing to choose, and never skipped
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
