@@ -170,3 +170,15 @@ type UpstreamServer struct {
 	MaxFails    int
 	FailTimeout time.Duration
 }
+
+// SetUpstream makes u the route's only server, as the -upstream flag does
+// to a file's route: the whole pool is replaced, so that no server of the
+// file is dialed behind the flag's back. The first server's health
+// settings are kept.
+func (r *Route) SetUpstream(u Upstream) {
+	srv := UpstreamServer{Upstream: u, MaxFails: DefaultMaxFails, FailTimeout: DefaultFailTimeout}
+	if len(r.Servers) > 0 {
+		srv.MaxFails, srv.FailTimeout = r.Servers[0].MaxFails, r.Servers[0].FailTimeout
+	}
+	r.Upstream, r.Servers = u, []UpstreamServer{srv}
+}

@@ -74,6 +74,9 @@ func TestLoadConfigFlagsOverrideFile(t *testing.T) {
 	if u := cfg.Routes[0].Upstream; u.Address != "127.0.0.1:4000" || u.Path != "/x" {
 		t.Fatalf("upstream %+v, want the -upstream value", u)
 	}
+	if s := cfg.Routes[0].Servers; len(s) != 1 || s[0].Upstream != cfg.Routes[0].Upstream {
+		t.Fatalf("servers %+v, want the -upstream value alone", s)
+	}
 	if _, err := loadConfig("../../config/testdata/full.hcl", "", "ws://127.0.0.1:4000"); err == nil {
 		t.Fatal("-upstream with several routes was accepted")
 	}
