@@ -254,11 +254,11 @@ func (s *Server) upstreamFailed(log *handshakeLog, c net.Conn, route *config.Rou
 	var err error
 	if uerr.resp != nil {
 		log.write(slog.LevelInfo, "handshake failed: upstream refused the upgrade",
-			slog.String("upstream", route.Upstream.Address), slog.Int("status", uerr.resp.status))
+			slog.String("upstream", uerr.serverOr(route.Upstream.Address)), slog.Int("status", uerr.resp.status))
 		err = writeUpstreamResponse(c, uerr.resp, deadline)
 	} else {
 		log.write(slog.LevelInfo, "handshake failed: upstream",
-			slog.String("upstream", route.Upstream.Address), slog.Int("status", uerr.status), slog.Any("err", uerr.err))
+			slog.String("upstream", uerr.serverOr(route.Upstream.Address)), slog.Int("status", uerr.status), slog.Any("err", uerr.err))
 		err = writeRejection(c, &rejection{status: uerr.status, msg: upstreamMessage(uerr.status)}, deadline)
 	}
 	if err != nil {

@@ -69,6 +69,17 @@ type upstreamError struct {
 	status int
 	resp   *upstreamResponse
 	err    error
+	// server is the address of the server that answered or failed, as
+	// configured; "" when no server was reached (err names those tried).
+	server string
+}
+
+// serverOr returns the server that answered or failed, or fallback.
+func (e *upstreamError) serverOr(fallback string) string {
+	if e.server != "" {
+		return e.server
+	}
+	return fallback
 }
 
 func (e *upstreamError) Error() string {
@@ -190,6 +201,7 @@ func (s *Server) dialUpstream(ctx context.Context, route *config.Route, rs *rout
 		}
 		rs.pool.Release(picked.Remote)
 		_ = conn.Close()
+		uerr.server = picked.Server.Address
 	}
 	uc.poolRemote = picked.Remote
 	return uc, uerr
