@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -168,13 +169,6 @@ func (e *DialError) Error() string {
 
 func (e *DialError) Unwrap() error { return e.Tried[len(e.Tried)-1] }
 
-// Dial connects to a server of the pool, chosen by the balance for key
-// (see Key), within ctx. A server that cannot be resolved or connected to
-// (refused, reset, unreachable, timed out) counts as a failed dial and the
-// next one is tried; when ctx has a deadline, each try gets a fair share
-// of what remains of it. Only connecting is retried: what happens on the
-// connection afterwards, an HTTP answer in particular, is the caller's.
-//
 // Picked is the server a Dial reached.
 type Picked struct {
 	// Server is the server's configuration; its Address is the host to
@@ -185,6 +179,13 @@ type Picked struct {
 	Remote string
 }
 
+// Dial connects to a server of the pool, chosen by the balance for key
+// (see Key), within ctx. A server that cannot be resolved or connected to
+// (refused, reset, unreachable, timed out) counts as a failed dial and the
+// next one is tried; when ctx has a deadline, each try gets a fair share
+// of what remains of it. Only connecting is retried: what happens on the
+// connection afterwards, an HTTP answer in particular, is the caller's.
+//
 // On success it returns the connection and the server it reached. The
 // connection counts as a live pair of that server until Release is called
 // with Picked.Remote; the caller must do so exactly once, whether the pair
@@ -204,13 +205,17 @@ func (p *Pool) Dial(ctx context.Context, key string) (net.Conn, Picked, error) {
 			p.connected(s, remote)
 			return conn, Picked{Server: s.cfg, Remote: remote}, nil
 		}
-		tried = append(tried, fmt.Errorf("%s: %w", s.cfg.Address, err))
-		if ctx.Err() != nil {
-			// The caller's deadline or a shutdown: not the server's
-			// fault, and no time left for another.
-			tried[len(tried)-1] = fmt.Errorf("%s: %w", s.cfg.Address, ctx.Err())
+		if cerr := ctx.Err(); cerr != nil {
+			// No time left for another server. Reported as ctx's error,
+			// which tells a timeout (504) from a shutdown (503); only a
+			// timeout is the server's fault.
+			tried = append(tried, fmt.Errorf("%s: %w", s.cfg.Address, cerr))
+			if errors.Is(cerr, context.DeadlineExceeded) {
+				p.failed(s, err)
+			}
 			break
 		}
+		tried = append(tried, fmt.Errorf("%s: %w", s.cfg.Address, err))
 		p.failed(s, err)
 	}
 	return nil, Picked{}, &DialError{Tried: tried}

@@ -692,3 +692,23 @@ func TestFailedAfterConnectingCountsTowardMaxFails(t *testing.T) {
 		}
 	}
 }
+
+func TestDialTimedOutAtTheDeadlineIsTheServersFault(t *testing.T) {
+	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		<-ctx.Done() // a server that never answers the SYN
+		return nil, ctx.Err()
+	}
+	p := New(servers("10.0.0.1:80", "10.0.0.2:80"), Options{Balance: config.BalanceHash, Dial: dial, Now: newFakeClock().Now})
+	key := keyFor(t, p, "10.0.0.1:80")
+	// Already expired: the first try runs out of time at once, with no
+	// time left for the second.
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now())
+	defer cancel()
+	_, _, err := p.Dial(ctx, key)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want a deadline error", err)
+	}
+	if st := p.States(); st[0].Fails != 1 || st[1].Fails != 0 {
+		t.Errorf("want the timed-out server charged, the untried one not: %+v", st)
+	}
+}
