@@ -57,6 +57,10 @@ type Pool struct {
 	mu      sync.Mutex
 	servers []*server
 	next    uint64 // round robin position
+	// waiting, when set (by tests), is called by a dial that waits for
+	// another's lookup of the same name.
+	waiting func()
+
 	// live counts the live pairs per upstream remote address and server
 	// (two server names may resolve to the same address).
 	live map[liveKey]int
@@ -83,6 +87,7 @@ type server struct {
 	addrs     []string  // resolved addresses, when not literal
 	expires   time.Time // when addrs are to be resolved again
 	nextAddr  int       // rotates among addrs
+	inflight  *lookup   // the lookup of host in progress, if any
 }
 
 // New returns a pool of servers, which must not be empty (the config

@@ -712,3 +712,77 @@ func TestDialTimedOutAtTheDeadlineIsTheServersFault(t *testing.T) {
 		t.Errorf("want the timed-out server charged, the untried one not: %+v", st)
 	}
 }
+
+// blockingResolver answers every lookup once release is closed, and
+// reports each call on calls.
+type blockingResolver struct {
+	calls   chan string
+	release chan struct{}
+	answer  []string
+}
+
+func (r *blockingResolver) LookupHost(ctx context.Context, host string) ([]string, error) {
+	r.calls <- host
+	select {
+	case <-r.release:
+		return r.answer, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func TestConcurrentDialsShareOneLookup(t *testing.T) {
+	const dials = 8
+	fn := newFakeNet()
+	res := &blockingResolver{calls: make(chan string, dials), release: make(chan struct{}), answer: []string{"10.0.0.1", "10.0.0.2"}}
+	p := New(servers("api.internal:3000"), Options{DNSTTL: 0, Dial: fn.dial, Now: newFakeClock().Now, Resolver: res})
+	waiting := make(chan struct{}, dials)
+	p.waiting = func() { waiting <- struct{}{} }
+
+	type result struct {
+		addr string
+		err  error
+	}
+	results := make(chan result, dials)
+	dial := func() {
+		_, picked, err := p.Dial(context.Background(), "")
+		results <- result{picked.Server.Address, err}
+	}
+	go dial()
+	select {
+	case <-res.calls: // the first dial is resolving
+	case <-time.After(5 * time.Second):
+		t.Fatal("no lookup")
+	}
+	for range dials - 1 {
+		go dial()
+	}
+	for range dials - 1 {
+		select {
+		case <-waiting:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a dial did not wait for the lookup in flight")
+		}
+	}
+	close(res.release)
+	for range dials {
+		if r := <-results; r.err != nil {
+			t.Fatalf("dial: %v", r.err)
+		}
+	}
+	select {
+	case h := <-res.calls:
+		t.Fatalf("a second lookup of %s", h)
+	default:
+	}
+	// Even with dns_ttl 0 the shared answer is used by every waiter, and
+	// the dials rotate among its addresses.
+	d := fn.takeDialed()
+	n := map[string]int{}
+	for _, a := range d {
+		n[a]++
+	}
+	if n["10.0.0.1:3000"] != dials/2 || n["10.0.0.2:3000"] != dials/2 {
+		t.Errorf("dials per address %v, want %d each", n, dials/2)
+	}
+}
