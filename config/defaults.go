@@ -60,6 +60,10 @@ const (
 	DefaultMaxFails    = 1
 	DefaultFailTimeout = 10 * time.Second
 
+	// DefaultWeight gives every server the same share: servers of one
+	// route are usually alike.
+	DefaultWeight = 1
+
 	// DefaultDNSTTL is how long a server name's addresses are reused.
 	// net.Resolver does not report record TTLs, so this is a fixed bound:
 	// 30 s follows a service moving to new addresses (a redeployed
@@ -198,6 +202,9 @@ const (
 	// of rotation, or kept at addresses it may have left.
 	maxFailTimeout = time.Hour
 	maxDNSTTL      = time.Hour
+	// maxWeight bounds a server's weight: a ratio beyond a thousand to
+	// one is better written as a backup.
+	maxWeight = 1000
 	// maxServers bounds a route's pool: hash and least_pairs look at every
 	// server on each pick.
 	maxServers = 256

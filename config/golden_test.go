@@ -72,8 +72,8 @@ func dump(cfg *Config) string {
 			r.MaxFrameSize, r.HandshakeTimeout, r.CloseTimeout)
 		fmt.Fprintf(&b, "  pool balance=%s hash_key=%s dns_ttl=%s\n", r.Balance, r.HashKey, r.DNSTTL)
 		for _, srv := range r.Servers {
-			fmt.Fprintf(&b, "    server raw=%q address=%q path=%q backup=%t max_fails=%d fail_timeout=%s\n",
-				srv.Raw, srv.Address, srv.Path, srv.Backup, srv.MaxFails, srv.FailTimeout)
+			fmt.Fprintf(&b, "    server raw=%q address=%q path=%q weight=%d backup=%t max_fails=%d fail_timeout=%s\n",
+				srv.Raw, srv.Address, srv.Path, srv.Weight, srv.Backup, srv.MaxFails, srv.FailTimeout)
 		}
 		dumpHeartbeat(&b, sideClient, r.ClientHeartbeat)
 		dumpHeartbeat(&b, sideUpstream, r.UpstreamHeartbeat)

@@ -38,7 +38,7 @@ func defaultRoute() *Route {
 // withSingleServer fills in what a route with one upstream URL and no pool
 // settings gets: a pool of that one server with the default pool settings.
 func withSingleServer(r *Route) *Route {
-	r.Servers = []UpstreamServer{{Upstream: r.Upstream, MaxFails: DefaultMaxFails, FailTimeout: DefaultFailTimeout}}
+	r.Servers = []UpstreamServer{{Upstream: r.Upstream, MaxFails: DefaultMaxFails, FailTimeout: DefaultFailTimeout, Weight: DefaultWeight}}
 	r.Balance = DefaultBalance
 	r.HashKey = HashKey{Source: DefaultHashKey}
 	r.DNSTTL = DefaultDNSTTL

@@ -169,6 +169,11 @@ type UpstreamServer struct {
 	// it.
 	MaxFails    int
 	FailTimeout time.Duration
+	// Weight is the server's share relative to the others of its tier
+	// (primaries or backups): a server of weight 2 takes twice the new
+	// pairs (round_robin), keys (hash) or live pairs (least_pairs) of a
+	// server of weight 1. At least 1.
+	Weight int
 }
 
 // SetUpstream makes u the route's only server, as the -upstream flag does
@@ -176,7 +181,7 @@ type UpstreamServer struct {
 // file is dialed behind the flag's back. The first server's health
 // settings are kept.
 func (r *Route) SetUpstream(u Upstream) {
-	srv := UpstreamServer{Upstream: u, MaxFails: DefaultMaxFails, FailTimeout: DefaultFailTimeout}
+	srv := UpstreamServer{Upstream: u, MaxFails: DefaultMaxFails, FailTimeout: DefaultFailTimeout, Weight: DefaultWeight}
 	if len(r.Servers) > 0 {
 		srv.MaxFails, srv.FailTimeout = r.Servers[0].MaxFails, r.Servers[0].FailTimeout
 	}

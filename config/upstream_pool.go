@@ -22,6 +22,7 @@ import (
 //	  dns_ttl      = "30s"
 //
 //	  server "ws://10.0.1.12:3000" {
+//	    weight       = 2         # twice the share of a server of weight 1
 //	    backup       = true
 //	    max_fails    = 3
 //	    fail_timeout = "30s"
@@ -37,6 +38,7 @@ import (
 // serverBlock is a `server "URL" { ... }` block inside a route.
 type serverBlock struct {
 	URL         string
+	Weight      *hcl.Attribute
 	Backup      *hcl.Attribute
 	MaxFails    *hcl.Attribute
 	FailTimeout *hcl.Attribute
@@ -45,13 +47,14 @@ type serverBlock struct {
 	DefRange hcl.Range
 }
 
-var serverSchema = attributes("backup", "max_fails", "fail_timeout")
+var serverSchema = attributes("weight", "backup", "max_fails", "fail_timeout")
 
 func decodeServer(b *hcl.Block, diags *hcl.Diagnostics) *serverBlock {
 	c, d := b.Body.Content(serverSchema)
 	*diags = append(*diags, d...)
 	return &serverBlock{
 		URL:         b.Labels[0],
+		Weight:      c.Attributes["weight"],
 		Backup:      c.Attributes["backup"],
 		MaxFails:    c.Attributes["max_fails"],
 		FailTimeout: c.Attributes["fail_timeout"],
@@ -90,7 +93,7 @@ func (s scope) buildPool(b *routeBlock, r *Route) {
 			s.fail(at, setting, err.Error(), upstreamHelp)
 			return UpstreamServer{}, false
 		}
-		return UpstreamServer{Upstream: up, MaxFails: maxFails, FailTimeout: failTimeout}, true
+		return UpstreamServer{Upstream: up, MaxFails: maxFails, FailTimeout: failTimeout, Weight: DefaultWeight}, true
 	}
 
 	if b.Upstream == nil && len(b.Servers) == 0 {
@@ -105,6 +108,9 @@ func (s scope) buildPool(b *routeBlock, r *Route) {
 	for _, sb := range b.Servers {
 		ss := s.child(fmt.Sprintf("server %q", sb.URL))
 		srv, ok := add(sb.URL, sb.URLRange, "")
+		if n, set := ss.integer(sb.Weight, 1, maxWeight); set {
+			srv.Weight = int(n)
+		}
 		if v, set := ss.boolean(sb.Backup); set {
 			srv.Backup = v
 		}

@@ -21,6 +21,7 @@ route "api" {
   dns_ttl      = "5s"
 
   server "ws://api-3.internal:4000/socket" {
+    weight    = 3
     max_fails = 0
   }
   server "ws://api-standby.internal:4000/socket" {

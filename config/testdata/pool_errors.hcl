@@ -63,7 +63,8 @@ route "settings" {
 
   server "ws://10.0.1.11:3000" {
     backup   = "yes"
-    weight   = 2
+    weight   = 0
+    priority = 2
   }
 }
 

@@ -1,9 +1,11 @@
 package pool
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -53,6 +55,9 @@ type Pool struct {
 	now      func() time.Time
 	resolver Resolver
 	dial     DialFunc
+	// weighted is set when some server's weight is not 1; the cheaper
+	// unweighted orders are used otherwise.
+	weighted bool
 
 	mu      sync.Mutex
 	servers []*server
@@ -78,6 +83,8 @@ type server struct {
 	host, port string
 	literal    bool   // host is an IP address: nothing to resolve
 	id         uint64 // hash of the address, for rendezvous hashing
+	weight     int    // cfg.Weight, at least 1
+	current    int    // smooth weighted round robin's running weight
 
 	fails     int       // failed dials in the window that began at firstFail
 	firstFail time.Time //
@@ -116,7 +123,8 @@ func New(servers []config.UpstreamServer, o Options) *Pool {
 		p.dial = d.DialContext
 	}
 	for _, cfg := range servers {
-		s := &server{cfg: cfg, id: hashString(cfg.Address)}
+		s := &server{cfg: cfg, id: hashString(cfg.Address), weight: max(cfg.Weight, 1)}
+		p.weighted = p.weighted || s.weight != 1
 		s.host, s.port, _ = net.SplitHostPort(cfg.Address)
 		_, err := netip.ParseAddr(s.host)
 		s.literal = err == nil
@@ -340,8 +348,8 @@ func (p *Pool) order(key string) []*server {
 		}
 		// Sorted after the skipped ones are set apart, so that round
 		// robin turns among the servers it may use and stays even.
-		p.sort(groupUp, key, start)
-		p.sort(groupSkipped, key, start)
+		p.sort(groupUp, key, start, true)
+		p.sort(groupSkipped, key, start, false)
 		up = append(up, groupUp...)
 		skipped = append(skipped, groupSkipped...)
 	}
@@ -352,32 +360,65 @@ func (p *Pool) order(key string) []*server {
 }
 
 // sort puts group in the balance's order for key; start is the round
-// robin position of this pick.
-func (p *Pool) sort(group []*server, key string, start uint64) {
+// robin position of this pick, and advance says whether this is the group
+// the pick will be made from (smooth weighted round robin moves on then).
+func (p *Pool) sort(group []*server, key string, start uint64, advance bool) {
 	if len(group) < 2 {
 		return
 	}
 	switch p.balance {
 	case config.BalanceHash:
 		k := hashString(key)
+		if !p.weighted {
+			slices.SortFunc(group, func(a, b *server) int {
+				return cmp.Compare(score(k, b.id), score(k, a.id))
+			})
+			return
+		}
 		slices.SortFunc(group, func(a, b *server) int {
-			sa, sb := score(k, a.id), score(k, b.id)
-			switch {
-			case sa > sb:
-				return -1
-			case sa < sb:
-				return 1
-			}
-			return 0
+			return cmp.Compare(weightedScore(k, b), weightedScore(k, a))
 		})
 	case config.BalanceLeastPairs:
-		// Rotated first, so that servers with equal counts take turns
-		// instead of the first one taking every tie.
+		// Rotated first, so that servers with equal loads take turns
+		// instead of the first one taking every tie. A server's load is
+		// its pairs over its weight, compared without dividing.
 		rotate(group, start)
-		slices.SortStableFunc(group, func(a, b *server) int { return a.pairs - b.pairs })
+		slices.SortStableFunc(group, func(a, b *server) int {
+			return cmp.Compare(a.pairs*b.weight, b.pairs*a.weight)
+		})
 	default:
-		rotate(group, start)
+		if !p.weighted || !advance {
+			rotate(group, start)
+			return
+		}
+		smoothWeighted(group)
 	}
+}
+
+// smoothWeighted orders group by nginx's smooth weighted round robin: each
+// pick adds every server's weight to its running weight, takes the server
+// with the highest, and takes the group's total weight off it. Over any
+// run of total-weight picks each server is taken exactly weight times,
+// interleaved (5, 1, 1 gives a a b a c a a, not a a a a a b c). The other
+// servers follow in order of their running weight: who would be next.
+func smoothWeighted(group []*server) {
+	total := 0
+	for _, s := range group {
+		s.current += s.weight
+		total += s.weight
+	}
+	slices.SortStableFunc(group, func(a, b *server) int { return cmp.Compare(b.current, a.current) })
+	group[0].current -= total
+}
+
+// weightedScore is s's weighted rendezvous score for key k: weight over
+// -ln(u), with u the server's hash for the key taken to (0, 1). The
+// server with the highest score wins a key with probability proportional
+// to its weight, and a change of one server's weight moves only keys to
+// or from that server.
+func weightedScore(k uint64, s *server) float64 {
+	u := (float64(score(k, s.id)>>11) + 0.5) / (1 << 53)
+	return float64(s.weight) / -math.Log(u)
 }
 
 // rotate turns group left by start modulo its length.
@@ -402,6 +443,7 @@ func ForRoute(r *config.Route, o Options) *Pool {
 			Upstream:    r.Upstream,
 			MaxFails:    config.DefaultMaxFails,
 			FailTimeout: config.DefaultFailTimeout,
+			Weight:      config.DefaultWeight,
 		}}
 	}
 	return New(servers, o)

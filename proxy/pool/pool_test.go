@@ -786,3 +786,71 @@ func TestConcurrentDialsShareOneLookup(t *testing.T) {
 		t.Errorf("dials per address %v, want %d each", n, dials/2)
 	}
 }
+
+func weighted(weights map[string]int, addrs ...string) []config.UpstreamServer {
+	srvs := servers(addrs...)
+	for i := range srvs {
+		srvs[i].Weight = weights[srvs[i].Address]
+	}
+	return srvs
+}
+
+func TestWeightedRoundRobin(t *testing.T) {
+	fn := newFakeNet()
+	w := map[string]int{"10.0.0.1:80": 5, "10.0.0.2:80": 1, "10.0.0.3:80": 1}
+	p := New(weighted(w, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"), Options{Dial: fn.dial, Now: newFakeClock().Now})
+	var seq []string
+	for range 7 * 100 {
+		a, conn := dialOK(t, p, "")
+		p.Release(conn.RemoteAddr().String())
+		seq = append(seq, a)
+	}
+	counts := map[string]int{}
+	for _, a := range seq {
+		counts[a]++
+	}
+	for a, weight := range w {
+		if counts[a] != weight*100 {
+			t.Errorf("%s (weight %d) got %d of 700 dials, want %d", a, weight, counts[a], weight*100)
+		}
+	}
+	// Smooth: the other servers are interleaved into the heavy one's
+	// turns, the sequence nginx documents for weights 5, 1, 1.
+	a, b, c := "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"
+	if want := []string{a, a, b, a, c, a, a}; !slices.Equal(seq[:7], want) {
+		t.Errorf("first seven picks %v, want %v", seq[:7], want)
+	}
+}
+
+func TestWeightedHash(t *testing.T) {
+	w := map[string]int{"10.0.0.1:80": 3, "10.0.0.2:80": 1}
+	p := New(weighted(w, "10.0.0.1:80", "10.0.0.2:80"), Options{Balance: config.BalanceHash})
+	counts := map[string]int{}
+	for i := range 10000 {
+		counts[primary(p, fmt.Sprintf("client-%d", i))]++
+	}
+	if n := counts["10.0.0.1:80"]; n < 7200 || n > 7800 {
+		t.Errorf("weight 3 of 4 got %d of 10000 keys, want about 7500", n)
+	}
+	// Raising one server's weight moves keys only to it.
+	w["10.0.0.2:80"] = 2
+	heavier := New(weighted(w, "10.0.0.1:80", "10.0.0.2:80"), Options{Balance: config.BalanceHash})
+	for i := range 10000 {
+		k := fmt.Sprintf("client-%d", i)
+		if from, to := primary(p, k), primary(heavier, k); from != to && to != "10.0.0.2:80" {
+			t.Fatalf("key %q moved from %s to %s", k, from, to)
+		}
+	}
+}
+
+func TestWeightedLeastPairs(t *testing.T) {
+	fn := newFakeNet()
+	w := map[string]int{"10.0.0.1:80": 2, "10.0.0.2:80": 1}
+	p := New(weighted(w, "10.0.0.1:80", "10.0.0.2:80"), Options{Balance: config.BalanceLeastPairs, Dial: fn.dial, Now: newFakeClock().Now})
+	for range 9 {
+		dialOK(t, p, "")
+	}
+	if st := p.States(); st[0].Pairs != 6 || st[1].Pairs != 3 {
+		t.Errorf("9 pairs on weights 2 and 1 spread as %d and %d, want 6 and 3", st[0].Pairs, st[1].Pairs)
+	}
+}
