@@ -21,4 +21,7 @@
 // ring it needs no virtual nodes to spread keys evenly, holds no table,
 // and gives the failover order for free. Its cost, one hash per server per
 // pick, is nothing next to a TCP dial for the few servers a route has.
+// With weights the score is weight / -ln(u), u the hash taken to (0, 1),
+// which gives each server keys in proportion to its weight. Round robin
+// with weights is nginx's smooth weighted round robin.
 package pool
