@@ -155,16 +155,8 @@ func buildRoute(top scope, b *routeBlock) (r *Route, matchOK bool) {
 		matchOK = false
 	}
 
-	upstreamOK := false
-	if text, ok := s.requiredStr(b.Upstream, b.DefRange, "upstream", `"ws://127.0.0.1:3000"`); ok {
-		if up, err := ParseUpstream(text); err != nil {
-			s.fail(b.Upstream.Expr.Range(), b.Upstream.Name, err.Error(),
-				`An upstream is a WebSocket URL such as "ws://127.0.0.1:3000/path" or "wss://backend:9443/path", or host:port such as "127.0.0.1:3000".`)
-		} else {
-			r.Upstream, upstreamOK = up, true
-		}
-	}
-	s.buildUpstreamTLS(b.UpstreamTLS, r, upstreamOK)
+	s.buildPool(b, r)
+	s.buildUpstreamTLS(b.UpstreamTLS, r, len(r.Servers) > 0)
 
 	if n, ok := s.size(b.MaxFrameSize, minMaxFrameSize, maxMaxFrameSize); ok {
 		r.MaxFrameSize = n

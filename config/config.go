@@ -114,11 +114,25 @@ type Route struct {
 	Host string
 	// PathPrefix, when not empty, must prefix the request path.
 	PathPrefix string
-	// Upstream is where matching requests are relayed.
+	// Upstream is the route's first server (the first primary one): its
+	// Path is every server's path, and with a single server it is the
+	// whole pool.
 	Upstream Upstream
 	// UpstreamTLS is how to speak TLS to the upstream: not nil exactly
 	// when Upstream.TLS is set (a wss:// upstream).
 	UpstreamTLS *UpstreamTLS
+	// Servers is the route's upstream pool in file order: the upstream
+	// list first, then the server blocks; Upstream is one of them. Load
+	// never leaves it empty. A route built or edited in code may leave it
+	// nil: the pool is then Upstream alone, with the default health
+	// settings.
+	Servers []UpstreamServer
+	// Balance picks among Servers; HashKey is what balance "hash" hashes.
+	Balance Balance
+	HashKey HashKey
+	// DNSTTL is how long a server's resolved addresses are reused before
+	// its name is resolved again.
+	DNSTTL time.Duration
 	// MaxFrameSize is the largest frame payload, in bytes, relayed in either
 	// direction; a bigger frame ends the pair with 1009. Always at least
 	// 125, so that legal control frames pass.

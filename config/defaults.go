@@ -80,6 +80,34 @@ const (
 	// load balancers (Android 9 and earlier, some Java 8 and .NET stacks)
 	// still stop at 1.2, which is safe with the cipher suites Go offers.
 	DefaultTLSMinVersion = tls.VersionTLS12
+
+	// DefaultBalance takes a route's servers in turn: it needs no state
+	// beyond a counter and spreads new pairs evenly when they are alike.
+	DefaultBalance = BalanceRoundRobin
+
+	// DefaultHashKey is the client's IP: what every request of one client
+	// (Socket.IO's polling requests and its WebSocket) has in common
+	// without any cooperation from the application.
+	DefaultHashKey = HashClientIP
+
+	// DefaultMaxFails and DefaultFailTimeout are nginx's (max_fails=1,
+	// fail_timeout=10s): one failed dial takes a server out of rotation
+	// for 10 s. A dial that fails is already retried on the next server,
+	// so skipping quickly costs nothing, and 10 s is short enough that a
+	// restarted server is back in rotation almost at once.
+	DefaultMaxFails    = 1
+	DefaultFailTimeout = 10 * time.Second
+
+	// DefaultWeight gives every server the same share: servers of one
+	// route are usually alike.
+	DefaultWeight = 1
+
+	// DefaultDNSTTL is how long a server name's addresses are reused.
+	// net.Resolver does not report record TTLs, so this is a fixed bound:
+	// 30 s follows a service moving to new addresses (a redeployed
+	// container, a failed-over database) within half a minute while
+	// keeping lookups off the handshake path for nearly every handshake.
+	DefaultDNSTTL = 30 * time.Second
 )
 
 // Heartbeat defaults, per side. A side's worst-case detection time, from
@@ -205,6 +233,22 @@ const (
 	// A drain delay or window above an hour is a typo, not a plan: no
 	// orchestrator waits that long for a pod to stop.
 	maxDrainDuration = time.Hour
+	// maxMaxFails bounds max_fails: a thousand failed dials in a row is
+	// already "never skip"; larger values are typos (0 says it plainly).
+	maxMaxFails = 1000
+	// minFailTimeout: a server skipped for less than a second would be
+	// tried again by the next burst of handshakes anyway.
+	minFailTimeout = time.Second
+	// maxFailTimeout and maxDNSTTL bound how long a server may be left out
+	// of rotation, or kept at addresses it may have left.
+	maxFailTimeout = time.Hour
+	maxDNSTTL      = time.Hour
+	// maxWeight bounds a server's weight: a ratio beyond a thousand to
+	// one is better written as a backup.
+	maxWeight = 1000
+	// maxServers bounds a route's pool: hash and least_pairs look at every
+	// server on each pick.
+	maxServers = 256
 )
 
 // minimalRouteName is the label of the one route that Minimal builds.
@@ -235,6 +279,9 @@ func newRoute(name string) *Route {
 		MaxFrameSize:      DefaultMaxFrameSize,
 		HandshakeTimeout:  DefaultHandshakeTimeout,
 		CloseTimeout:      DefaultCloseTimeout,
+		Balance:           DefaultBalance,
+		HashKey:           HashKey{Source: DefaultHashKey},
+		DNSTTL:            DefaultDNSTTL,
 		ClientHeartbeat:   newHeartbeat(sideClient),
 		UpstreamHeartbeat: newHeartbeat(sideUpstream),
 		RouteFrontDoor:    newRouteFrontDoor(),

@@ -77,6 +77,11 @@ func dump(cfg *Config) string {
 			r.Name, r.Host, r.PathPrefix, r.Upstream.Raw, r.Upstream.Address, r.Upstream.Path,
 			r.MaxFrameSize, r.HandshakeTimeout, r.CloseTimeout)
 		dumpUpstreamTLS(&b, r.UpstreamTLS)
+		fmt.Fprintf(&b, "  pool balance=%s hash_key=%s dns_ttl=%s\n", r.Balance, r.HashKey, r.DNSTTL)
+		for _, srv := range r.Servers {
+			fmt.Fprintf(&b, "    server raw=%q address=%q path=%q weight=%d backup=%t max_fails=%d fail_timeout=%s\n",
+				srv.Raw, srv.Address, srv.Path, srv.Weight, srv.Backup, srv.MaxFails, srv.FailTimeout)
+		}
 		dumpHeartbeat(&b, sideClient, r.ClientHeartbeat)
 		dumpHeartbeat(&b, sideUpstream, r.UpstreamHeartbeat)
 		fmt.Fprintf(&b, "  nat_idle_timeout=%s nat_profile=%q idle_timeout=%s max_lifetime=%s max_lifetime_jitter=%s\n",

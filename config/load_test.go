@@ -21,7 +21,7 @@ route "default" {
 
 // defaultRoute is what minimalSrc's route must become.
 func defaultRoute() *Route {
-	return &Route{
+	return withSingleServer(&Route{
 		Name: "default",
 		Upstream: Upstream{
 			Raw:     "ws://127.0.0.1:3000",
@@ -33,7 +33,17 @@ func defaultRoute() *Route {
 		ClientHeartbeat:   defaultClientHeartbeat(),
 		UpstreamHeartbeat: defaultUpstreamHeartbeat(),
 		RouteFrontDoor:    newRouteFrontDoor(),
-	}
+	})
+}
+
+// withSingleServer fills in what a route with one upstream URL and no pool
+// settings gets: a pool of that one server with the default pool settings.
+func withSingleServer(r *Route) *Route {
+	r.Servers = []UpstreamServer{{Upstream: r.Upstream, MaxFails: DefaultMaxFails, FailTimeout: DefaultFailTimeout, Weight: DefaultWeight}}
+	r.Balance = DefaultBalance
+	r.HashKey = HashKey{Source: DefaultHashKey}
+	r.DNSTTL = DefaultDNSTTL
+	return r
 }
 
 func mustParse(t *testing.T, src string) *Config {
@@ -108,7 +118,7 @@ route "tenants" {
 			{Address: "[::1]:8443", MaxHeaderBytes: 64 << 10, ListenerFrontDoor: newListenerFrontDoor()},
 		},
 		Routes: []*Route{
-			{
+			withSingleServer(&Route{
 				Name:       "chat",
 				Host:       "chat.example.com",
 				PathPrefix: "/ws",
@@ -123,8 +133,8 @@ route "tenants" {
 				ClientHeartbeat:   defaultClientHeartbeat(),
 				UpstreamHeartbeat: defaultUpstreamHeartbeat(),
 				RouteFrontDoor:    newRouteFrontDoor(),
-			},
-			{
+			}),
+			withSingleServer(&Route{
 				Name: "tenants",
 				Host: "*.example.com",
 				Upstream: Upstream{
@@ -137,7 +147,7 @@ route "tenants" {
 				ClientHeartbeat:   defaultClientHeartbeat(),
 				UpstreamHeartbeat: defaultUpstreamHeartbeat(),
 				RouteFrontDoor:    newRouteFrontDoor(),
-			},
+			}),
 		},
 	}}
 	if !reflect.DeepEqual(got, want) {
@@ -571,9 +581,11 @@ func TestMinimal(t *testing.T) {
 		if up := r.Upstream; up.Address != "backend.example.com:443" || !up.TLS || up.Path != "/socket" {
 			t.Errorf("Upstream = %+v", up)
 		}
-		want := UpstreamTLS{ServerName: "backend.example.com"}
+		// System roots, and no fixed name: each server is checked against
+		// its own host.
+		want := UpstreamTLS{}
 		if r.UpstreamTLS == nil || *r.UpstreamTLS != want {
-			t.Errorf("UpstreamTLS = %+v, want %+v (system roots, the URL's host)", r.UpstreamTLS, want)
+			t.Errorf("UpstreamTLS = %+v, want %+v (system roots, each server's host)", r.UpstreamTLS, want)
 		}
 	})
 	t.Run("host:port upstream", func(t *testing.T) {

@@ -95,6 +95,13 @@ type routeBlock struct {
 	AppPing           *appPingBlock   // nil when absent
 
 	UpstreamTLS *upstreamTLSBlock // nil when absent (see tls.go)
+	// The upstream pool's settings (pool.go).
+	Balance     *hcl.Attribute
+	HashKey     *hcl.Attribute
+	MaxFails    *hcl.Attribute
+	FailTimeout *hcl.Attribute
+	DNSTTL      *hcl.Attribute
+	Servers     []*serverBlock // server "URL" { ... } blocks, in file order
 
 	NameRange hcl.Range // the label, where a bad or duplicate name is reported
 	DefRange  hcl.Range
@@ -165,9 +172,11 @@ var (
 	routeSchema    = withBlocks(attributes(append([]string{"host", "path_prefix", "upstream",
 		"max_frame_size", "handshake_timeout", "close_timeout",
 		"nat_idle_timeout", "nat_profile", "idle_timeout",
-		"max_lifetime", "max_lifetime_jitter"}, routeFrontDoorNames...)...),
+		"max_lifetime", "max_lifetime_jitter",
+		"balance", "hash_key", "max_fails", "fail_timeout", "dns_ttl"}, routeFrontDoorNames...)...),
 		hcl.BlockHeaderSchema{Type: "heartbeat", LabelNames: []string{"side"}},
 		hcl.BlockHeaderSchema{Type: "app_ping"},
+		hcl.BlockHeaderSchema{Type: "server", LabelNames: []string{"url"}},
 		hcl.BlockHeaderSchema{Type: "upstream_tls"},
 	)
 	heartbeatSchema = attributes("enabled", "interval", "timeout", "max_missed",
@@ -271,6 +280,11 @@ func decodeRoute(b *hcl.Block, diags *hcl.Diagnostics) *routeBlock {
 		IdleTimeout:         c.Attributes["idle_timeout"],
 		MaxLifetime:         c.Attributes["max_lifetime"],
 		MaxLifetimeJitter:   c.Attributes["max_lifetime_jitter"],
+		Balance:             c.Attributes["balance"],
+		HashKey:             c.Attributes["hash_key"],
+		MaxFails:            c.Attributes["max_fails"],
+		FailTimeout:         c.Attributes["fail_timeout"],
+		DNSTTL:              c.Attributes["dns_ttl"],
 		routeFrontDoorAttrs: decodeRouteFrontDoor(c.Attributes),
 		NameRange:           b.LabelRanges[0],
 		DefRange:            b.DefRange,
@@ -333,6 +347,8 @@ func decodeRoute(b *hcl.Block, diags *hcl.Diagnostics) *routeBlock {
 			}
 		case "upstream_tls":
 			decodeUpstreamTLS(s, nb, &r.UpstreamTLS, diags)
+		case "server":
+			r.Servers = append(r.Servers, decodeServer(nb, diags))
 		}
 	}
 	return r

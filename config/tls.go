@@ -64,7 +64,9 @@ type UpstreamTLS struct {
 	// must chain to; empty means the system's roots.
 	CAFile string
 	// ServerName is sent as SNI and checked against the upstream's
-	// certificate. It defaults to the upstream URL's host.
+	// certificate. Empty (the default) means each server's own host, as
+	// its URL names it, so that every server of a pool is verified
+	// against its own name.
 	ServerName string
 	// ClientCert, when not nil, is presented to an upstream that asks for
 	// a client certificate.
@@ -267,19 +269,15 @@ func (s scope) buildUpstreamTLS(b *upstreamTLSBlock, r *Route, upstreamOK bool) 
 			"Keep ca_file and remove insecure_skip_verify, so that the upstream's certificate is verified against it.")
 	}
 	if r.UpstreamTLS != nil {
-		if t.ServerName == "" {
-			t.ServerName = r.UpstreamTLS.ServerName
-		}
 		r.UpstreamTLS = t
 	}
 }
 
 // DefaultUpstreamTLS is the TLS toward a wss:// upstream u without an
-// upstream_tls block: the system's roots, and u's host as the name its
-// certificate must cover.
-func DefaultUpstreamTLS(u Upstream) *UpstreamTLS {
-	host, _, _ := net.SplitHostPort(u.Address)
-	return &UpstreamTLS{ServerName: host}
+// upstream_tls block: the system's roots, and each server's host as the
+// name its certificate must cover (an empty ServerName).
+func DefaultUpstreamTLS(Upstream) *UpstreamTLS {
+	return &UpstreamTLS{}
 }
 
 // certPair converts a cert_file/key_file pair; both are required. block

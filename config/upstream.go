@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ParseUpstream parses an upstream as written in a route's upstream setting
@@ -112,4 +113,75 @@ func unwrapAddrError(err error) error {
 		return errors.New(aerr.Err)
 	}
 	return err
+}
+
+// Balance is how a route picks among its servers.
+type Balance string
+
+const (
+	// BalanceRoundRobin takes the servers in turn.
+	BalanceRoundRobin Balance = "round_robin"
+	// BalanceLeastPairs takes the server relaying the fewest pairs.
+	BalanceLeastPairs Balance = "least_pairs"
+	// BalanceHash takes the server a consistent hash of the route's
+	// HashKey names, so that one client keeps landing on one server.
+	BalanceHash Balance = "hash"
+)
+
+var balances = []string{string(BalanceRoundRobin), string(BalanceLeastPairs), string(BalanceHash)}
+
+// HashKeySource is where balance "hash" takes its key from.
+type HashKeySource string
+
+const (
+	HashClientIP HashKeySource = "client_ip" // the client's (trusted forwarded) IP
+	HashHeader   HashKeySource = "header"    // a request header's value
+	HashCookie   HashKeySource = "cookie"    // a cookie's value
+	HashQuery    HashKeySource = "query"     // a query parameter's value
+)
+
+// HashKey is the parsed hash_key setting: "client_ip", or "header:NAME",
+// "cookie:NAME", "query:NAME".
+type HashKey struct {
+	Source HashKeySource
+	// Name is the header (canonical form), cookie or query parameter;
+	// empty for client_ip.
+	Name string
+}
+
+func (k HashKey) String() string {
+	if k.Name == "" {
+		return string(k.Source)
+	}
+	return string(k.Source) + ":" + k.Name
+}
+
+// UpstreamServer is one server of a route's upstream pool.
+type UpstreamServer struct {
+	Upstream
+	// Backup servers are tried only when no primary server can be: every
+	// primary is skipped for its failures or failed during this dial.
+	Backup bool
+	// MaxFails failed dials within FailTimeout make the server skipped for
+	// FailTimeout, as nginx's max_fails and fail_timeout do. 0 never skips
+	// it.
+	MaxFails    int
+	FailTimeout time.Duration
+	// Weight is the server's share relative to the others of its tier
+	// (primaries or backups): a server of weight 2 takes twice the new
+	// pairs (round_robin), keys (hash) or live pairs (least_pairs) of a
+	// server of weight 1. At least 1.
+	Weight int
+}
+
+// SetUpstream makes u the route's only server, as the -upstream flag does
+// to a file's route: the whole pool is replaced, so that no server of the
+// file is dialed behind the flag's back. The first server's health
+// settings are kept.
+func (r *Route) SetUpstream(u Upstream) {
+	srv := UpstreamServer{Upstream: u, MaxFails: DefaultMaxFails, FailTimeout: DefaultFailTimeout, Weight: DefaultWeight}
+	if len(r.Servers) > 0 {
+		srv.MaxFails, srv.FailTimeout = r.Servers[0].MaxFails, r.Servers[0].FailTimeout
+	}
+	r.Upstream, r.Servers = u, []UpstreamServer{srv}
 }

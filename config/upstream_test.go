@@ -77,3 +77,38 @@ func TestParseUpstream(t *testing.T) {
 		})
 	}
 }
+
+func TestParseHashKey(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    HashKey
+		wantErr string
+	}{
+		{in: "client_ip", want: HashKey{Source: HashClientIP}},
+		{in: "header:x-room-id", want: HashKey{Source: HashHeader, Name: "X-Room-Id"}},
+		{in: "cookie:io", want: HashKey{Source: HashCookie, Name: "io"}},
+		{in: "query:EIO", want: HashKey{Source: HashQuery, Name: "EIO"}},
+		{in: "client_ip:x", wantErr: "takes no name"},
+		{in: "cookie:", wantErr: "needs a name"},
+		{in: "query:a b", wantErr: "white space"},
+		{in: "heder:X", wantErr: `did you mean "header"?`},
+		{in: "", wantErr: "unknown hash key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := parseHashKey(tt.in)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("parseHashKey(%q) = %+v, %v; want error containing %q", tt.in, got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("parseHashKey(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+			}
+			if got.String() != tt.in && tt.want.Source != HashHeader {
+				t.Errorf("String() = %q, want %q", got.String(), tt.in)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net/http/pprof"
 	"runtime"
 
+	"github.com/wsalive/wsalive/proxy/pool"
 	"github.com/wsalive/wsalive/proxy/relay"
 )
 
@@ -38,6 +39,8 @@ type AdminOptions struct {
 	// POST /drain, and GET /drain too: a Kubernetes preStop httpGet hook
 	// can only send GET.
 	Drain func(ctx context.Context) (any, error)
+	// Upstreams, when set, adds each route's upstream servers to /stats.
+	Upstreams func() map[string][]pool.ServerState
 	// Pprof adds Go's profiles under /debug/pprof/. Off by default: a
 	// profile exposes memory contents and costs CPU, which is not for a
 	// listener reachable from the pod network.
@@ -82,6 +85,10 @@ func AdminHandler(o AdminOptions) http.Handler {
 			w.Header().Set("Content-Type", "application/json")
 			enc := json.NewEncoder(w)
 			enc.SetIndent("", "  ")
+			var upstreams map[string][]pool.ServerState
+			if o.Upstreams != nil {
+				upstreams = o.Upstreams()
+			}
 			enc.Encode(struct {
 				Pairs         int64             `json:"pairs"`
 				BufferedBytes int64             `json:"buffered_bytes"`
@@ -89,7 +96,9 @@ func AdminHandler(o AdminOptions) http.Handler {
 				Loops         int               `json:"loops"`
 				IOUringLoops  int               `json:"io_uring_loops"`
 				ClosedPairs   map[string]uint64 `json:"closed_pairs"`
-			}{st.Pairs, st.BufferedBytes, runtime.NumGoroutine(), st.Loops, st.IOUringLoops, closed})
+				// Upstreams holds each route's servers, by route name.
+				Upstreams map[string][]pool.ServerState `json:"upstreams,omitempty"`
+			}{st.Pairs, st.BufferedBytes, runtime.NumGoroutine(), st.Loops, st.IOUringLoops, closed, upstreams})
 		})
 	}
 	if o.Pprof {

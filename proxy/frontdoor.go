@@ -7,11 +7,11 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/wsalive/wsalive/config"
 	"github.com/wsalive/wsalive/proxy/metrics"
+	"github.com/wsalive/wsalive/proxy/pool"
 	"github.com/wsalive/wsalive/proxy/relay"
 )
 
@@ -103,9 +103,9 @@ type routeState struct {
 	// as parsing it per handshake did.
 	upstream    *url.URL
 	upstreamErr error
-	// dialAddr is what to dial: upstream's host, with port 80 when it
-	// names none, as ws.Dialer reads a ws:// URL's host.
-	dialAddr string
+	// pool picks and dials the route's upstream servers (proxy/pool), with
+	// the TLS handshake for wss:// as part of the dial.
+	pool *pool.Pool
 	// upstreamTLS is the client TLS configuration for a wss:// upstream,
 	// nil for ws:// (see upstream_tls.go); plain HTTP requests of the
 	// route use it too.
@@ -126,24 +126,24 @@ func (s *Server) newRouteState(r *config.Route) (*routeState, error) {
 		metrics: s.metrics.Route(r.Name),
 	}
 	rs.upstream, rs.upstreamErr = url.ParseRequestURI("ws://" + r.Upstream.Address)
-	if rs.upstreamErr == nil {
-		rs.dialAddr = rs.upstream.Host
-		if strings.LastIndexByte(rs.dialAddr, ':') <= strings.IndexByte(rs.dialAddr, ']') {
-			rs.dialAddr += ":80"
-		}
-	}
 	var err error
 	if rs.upstreamTLS, err = upstreamTLSConfig(r, s.log); err != nil {
 		return nil, err
 	}
+	var o pool.Options
+	if rs.upstreamTLS != nil {
+		o.Handshake = upstreamTLSHandshake(rs.upstreamTLS)
+	}
+	rs.pool = pool.ForRoute(r, o)
 	s.newRouteProxy(rs)
 	return rs, nil
 }
 
-// httpUpstream returns the base URL plain HTTP requests of the route go
-// to: the upstream's ws:// turned into http://, wss:// into https://. It is the one place the HTTP path learns where the upstream
-// is, so that choosing among several servers can take its place.
-func (rs *routeState) httpUpstream() (*url.URL, error) {
+// httpUpstream returns the base URL a plain HTTP request of the route
+// goes to: the server the pool's balance picks for the request (so that a
+// client's polling requests land where its WebSocket does under balance
+// "hash"), its ws:// turned into http://, wss:// into https://.
+func (rs *routeState) httpUpstream(req *http.Request, clientIP string) (*url.URL, error) {
 	if rs.upstreamErr != nil {
 		return nil, rs.upstreamErr
 	}
@@ -151,7 +151,8 @@ func (rs *routeState) httpUpstream() (*url.URL, error) {
 	if rs.upstreamTLS != nil {
 		scheme = "https"
 	}
-	return &url.URL{Scheme: scheme, Host: rs.upstream.Host}, nil
+	srv := rs.pool.Pick(rs.pool.Key(req, clientIP))
+	return &url.URL{Scheme: scheme, Host: srv.Address}, nil
 }
 
 // listenerState is what Serve keeps per listener: its settings, its count

@@ -220,6 +220,14 @@ func (s *Server) serveUpgrade(u *upgrade) {
 		s.upstreamFailed(u, rs, uerr, time.Now().Add(timeout))
 		return
 	}
+	// The pool counts the pair from its dial; once attached, the engine's
+	// close report releases it (Server.PairClosed), and before that, this.
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			rs.pool.Release(uc.poolRemote)
+		}
+	}()
 
 	// 5. Only now, after the upstream's valid 101, does the client get one.
 	if err := writeSwitching(c, up.key, uc.hs, uc.header, time.Now().Add(timeout)); err != nil {
@@ -269,6 +277,7 @@ func (s *Server) serveUpgrade(u *upgrade) {
 	s.pairs.attach(route.Name, clientAddr, u.fwd.clientIP, u.slot)
 	attached = true
 	id, err := s.relay.Attach(h)
+	handedOff = err == nil
 	if err != nil {
 		log.write(slog.LevelWarn, "relay refused pair",
 			slog.String("upstream", upstreamAddr.String()), slog.Any("err", err))
@@ -375,11 +384,11 @@ func (s *Server) upstreamFailed(u *upgrade, rs *routeState, uerr *upstreamError,
 	defer u.slot.release()
 	var err error
 	if uerr.resp != nil {
-		s.refused(u.log, uerr.resp.status, "upstream refused the upgrade", slog.String("upstream", rs.route.Upstream.Address))
+		s.refused(u.log, uerr.resp.status, "upstream refused the upgrade", slog.String("upstream", uerr.serverOr(rs.route.Upstream.Address)))
 		rs.metrics.Handshake(statusResult(uerr.resp.status), time.Since(u.start))
 		err = writeUpstreamResponse(u.c, uerr.resp, deadline)
 	} else {
-		s.refused(u.log, uerr.status, upstreamMessage(uerr.status), slog.String("upstream", rs.route.Upstream.Address), slog.Any("err", uerr.err))
+		s.refused(u.log, uerr.status, upstreamMessage(uerr.status), slog.String("upstream", uerr.serverOr(rs.route.Upstream.Address)), slog.Any("err", uerr.err))
 		rs.metrics.Handshake(statusResult(uerr.status), time.Since(u.start))
 		err = writeRejection(u.c, &rejection{status: uerr.status, msg: upstreamMessage(uerr.status)}, deadline)
 	}

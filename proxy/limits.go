@@ -249,6 +249,7 @@ func (pc *pairCounter) count(route, ip string) (int, int) {
 // max_pairs_per_client_ip and its listener's max_connections. The owner
 // calls it from relay.Options.OnClose for every pair the engine ends.
 func (s *Server) PairClosed(st relay.PairStats) {
+	s.releasePool(st)
 	ap, err := netip.ParseAddrPort(st.ClientAddr)
 	if err != nil {
 		return // not an address the server attached

@@ -174,7 +174,7 @@ func (ls *listenerState) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, max)
 	}
-	up, err := rs.httpUpstream()
+	up, err := rs.httpUpstream(r, fwd.clientIP)
 	if err != nil {
 		s.httpRefused(w, log, rs.metrics, reject(http.StatusBadGateway, "upstream address is invalid"))
 		return
@@ -286,6 +286,12 @@ func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		status, msg = http.StatusRequestEntityTooLarge, "request body larger than max_body_size"
 	case isTimeout(err):
 		status, msg = http.StatusGatewayTimeout, "upstream did not answer in time"
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		// The server could not be reached: its passive health counts it,
+		// as for a WebSocket dial (the request itself is not retried).
+		info.rs.pool.Failed(info.upstream.Host, err)
 	}
 	s.refused(info.log, status, msg, slog.String("upstream", info.upstream.Host), slog.String("err", err.Error()))
 	http.Error(w, msg, status)

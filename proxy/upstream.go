@@ -57,6 +57,9 @@ type upstreamConn struct {
 	// header holds the upstream's other 101 headers (Set-Cookie, …), minus
 	// hop-by-hop ones; nil when there are none.
 	header http.Header
+	// poolRemote is conn's remote address, which the route's pool counts
+	// the pair under until it is released.
+	poolRemote string
 }
 
 // upstreamError is a failed upstream handshake, with what to tell the
@@ -66,6 +69,17 @@ type upstreamError struct {
 	status int
 	resp   *upstreamResponse
 	err    error
+	// server is the address of the server that answered or failed, as
+	// configured; "" when no server was reached (err names those tried).
+	server string
+}
+
+// serverOr returns the server that answered or failed, or fallback.
+func (e *upstreamError) serverOr(fallback string) string {
+	if e.server != "" {
+		return e.server
+	}
+	return fallback
 }
 
 func (e *upstreamError) Error() string {
@@ -171,18 +185,26 @@ func (s *Server) dialUpstream(ctx context.Context, route *config.Route, rs *rout
 			return upstreamConn{}, &upstreamError{status: http.StatusBadGateway, err: err}
 		}
 	}
-	// What parsing "ws://" + address + target gave: the target starts
-	// with "/", so the address is the URL's whole authority.
-	u.Scheme, u.Host = rs.upstream.Scheme, rs.upstream.Host
-
-	conn, uerr := dialUpstreamConn(ctx, rs) // TCP, plus TLS for wss://
-	if uerr != nil {
-		return upstreamConn{}, uerr
+	// The pool fails over among the route's servers while connecting
+	// (TCP, and for wss:// the TLS handshake); once connected, whatever
+	// the server answers is the answer.
+	conn, picked, err := rs.pool.Dial(ctx, rs.pool.Key(req, fwd.clientIP))
+	if err != nil {
+		return upstreamConn{}, &upstreamError{status: upstreamErrorStatus(err), err: err}
 	}
+	// What parsing "ws://" + address + target gave: the target starts
+	// with "/", so the server's address is the URL's whole authority.
+	u.Scheme, u.Host = rs.upstream.Scheme, picked.Server.Address
 	uc, uerr := s.upgradeUpstream(ctx, conn, u, route, req, up, fwd)
 	if uerr != nil {
+		if uerr.resp == nil && !errors.Is(uerr.err, context.Canceled) {
+			rs.pool.Failed(picked.Server.Address, uerr.err) // no answer: the server's fault
+		}
+		rs.pool.Release(picked.Remote)
 		_ = conn.Close()
+		uerr.server = picked.Server.Address
 	}
+	uc.poolRemote = picked.Remote
 	return uc, uerr
 }
 

@@ -38,32 +38,35 @@ func upstreamTLSConfig(route *config.Route, logger *slog.Logger) (*tls.Config, e
 	return conf, nil
 }
 
-// dialUpstreamConn opens the connection to the route's upstream: TCP, and
-// for a wss:// upstream the TLS handshake on top, both bounded by ctx
-// (Shutdown cancels ctx, which aborts a handshake in flight). A TLS
-// failure is a 502 whose error names the cause (tlsconf.Classify); a
-// timeout stays a 504.
-func dialUpstreamConn(ctx context.Context, rs *routeState) (net.Conn, *upstreamError) {
-	var nd net.Dialer
-	conn, err := nd.DialContext(ctx, "tcp", rs.dialAddr)
-	if err != nil {
-		return nil, &upstreamError{status: upstreamErrorStatus(err), err: err}
-	}
-	if rs.upstreamTLS == nil {
-		return conn, nil
-	}
-	tc := tls.Client(conn, rs.upstreamTLS)
-	if err := tc.HandshakeContext(ctx); err != nil {
-		_ = conn.Close()
-		switch cerr := ctx.Err(); {
-		case cerr != nil && (isTimeout(err) || errors.Is(err, net.ErrClosed) || errors.Is(err, cerr)):
-			err = cerr
-		case isTimeout(err):
-			err = context.DeadlineExceeded
-		default:
-			err = tlsconf.NewHandshakeError(err)
+// upstreamTLSHandshake returns the pool's handshake for a wss:// route:
+// TLS over the connection just dialed, bounded by ctx (Shutdown cancels
+// ctx, which aborts a handshake in flight). Without a server_name in the
+// route's upstream_tls block, each server is verified against its own
+// host. A failure is an error whose text names the cause
+// (tlsconf.Classify), and the pool moves on to the next server; a timeout
+// stays a timeout (504).
+func upstreamTLSHandshake(conf *tls.Config) func(context.Context, net.Conn, config.UpstreamServer) (net.Conn, error) {
+	return func(ctx context.Context, conn net.Conn, srv config.UpstreamServer) (net.Conn, error) {
+		c := conf
+		if c.ServerName == "" {
+			host, _, err := net.SplitHostPort(srv.Address)
+			if err != nil {
+				host = srv.Address
+			}
+			c = conf.Clone()
+			c.ServerName = host
 		}
-		return nil, &upstreamError{status: upstreamErrorStatus(err), err: err}
+		tc := tls.Client(conn, c)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			switch cerr := ctx.Err(); {
+			case cerr != nil && (isTimeout(err) || errors.Is(err, net.ErrClosed) || errors.Is(err, cerr)):
+				return nil, cerr
+			case isTimeout(err):
+				return nil, context.DeadlineExceeded
+			default:
+				return nil, tlsconf.NewHandshakeError(err)
+			}
+		}
+		return tc, nil
 	}
-	return tc, nil
 }

@@ -183,6 +183,7 @@ func startApp(cfg *config.Config, logger *slog.Logger, opts appOptions) (*app, e
 				Ready:   a.state.ready,
 				Live:    a.liveness.check,
 				Drain:   a.drainRequest,
+				Upstreams: srv.UpstreamStates,
 				Pprof:   cfg.Admin.Pprof,
 			}),
 			ReadHeaderTimeout: 10 * time.Second,
@@ -300,8 +301,8 @@ func maxCloseTimeout(cfg *config.Config) time.Duration {
 }
 
 // pairClosed is the engine's OnClose: the server gives back what the pair
-// held against its limits, and the line is logged. Pairs only exist once
-// the server does.
+// held against its limits and its upstream pool, and the line is logged.
+// a.server is set before the server accepts, so before any pair can exist.
 func (a *app) pairClosed(st relay.PairStats) {
 	a.server.PairClosed(st)
 	a.logPairClosed(st)

@@ -78,6 +78,9 @@ func TestLoadConfigFlagsOverrideFile(t *testing.T) {
 	if u := cfg.Routes[0].Upstream; u.Address != "127.0.0.1:4000" || u.Path != "/x" {
 		t.Fatalf("upstream %+v, want the -upstream value", u)
 	}
+	if s := cfg.Routes[0].Servers; len(s) != 1 || s[0].Upstream != cfg.Routes[0].Upstream {
+		t.Fatalf("servers %+v, want the -upstream value alone", s)
+	}
 	if _, err := loadConfig("../../config/testdata/full.hcl", "", "ws://127.0.0.1:4000"); err == nil {
 		t.Fatal("-upstream with several routes was accepted")
 	}
@@ -134,11 +137,19 @@ func testAppRelaysAndStops(t *testing.T, ioUring bool) {
 		Pairs        int64 `json:"pairs"`
 		Loops        int   `json:"loops"`
 		IOUringLoops int   `json:"io_uring_loops"`
+		Upstreams    map[string][]struct {
+			Address string `json:"address"`
+			State   string `json:"state"`
+			Pairs   int    `json:"pairs"`
+		} `json:"upstreams"`
 	}
 	err = json.NewDecoder(resp.Body).Decode(&st)
 	resp.Body.Close()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if up := st.Upstreams["default"]; len(up) != 1 || up[0].Address != bln.Addr().String() || up[0].State != "up" || up[0].Pairs != 1 {
+		t.Fatalf("stats upstreams %+v, want the one server, up, with 1 pair", st.Upstreams)
 	}
 	switch {
 	case st.Pairs != 1 || st.Loops < 1:
@@ -164,5 +175,9 @@ func testAppRelaysAndStops(t *testing.T, ioUring bool) {
 	}
 	if err := <-stopped; err != nil {
 		t.Fatalf("stop: %v", err)
+	}
+	// The engine's close report reached the pool.
+	if up := a.server.UpstreamStates()["default"]; up[0].Pairs != 0 {
+		t.Fatalf("after stop the pool counts %d pairs, want 0", up[0].Pairs)
 	}
 }

@@ -147,7 +147,7 @@ func loadConfig(file, listen, upstream string) (*config.Config, error) {
 		if err != nil {
 			return nil, usageError{fmt.Sprintf("-upstream: %v", err)}
 		}
-		cfg.Routes[0].Upstream = u
+		cfg.Routes[0].SetUpstream(u)
 	}
 	return cfg, nil
 }

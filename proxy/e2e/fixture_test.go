@@ -136,10 +136,12 @@ func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 		r := *base
 		r.Name = strings.Trim(prefix, "/")
 		r.PathPrefix = prefix
-		if r.Upstream, err = config.ParseUpstream(addr); err != nil {
+		u, err := config.ParseUpstream(addr)
+		if err != nil {
 			up.Close()
 			t.Fatalf("route %s: %v", prefix, err)
 		}
+		r.SetUpstream(u)
 		routes = append(routes, &r)
 	}
 	if opts.route != nil {
