@@ -3,15 +3,12 @@ package harness
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // readMachine describes this machine and the tree the programs were built
@@ -52,10 +49,7 @@ func readMachine(root string) Machine {
 			}
 		}
 	}
-	var lim unix.Rlimit
-	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil {
-		m.NoFileLimit = fmt.Sprintf("soft %d, hard %d", lim.Cur, lim.Max)
-	}
+	m.NoFileLimit = noFileLimit()
 	m.Perf = perfSupport()
 	if out, err := cmdOut(root, "git", "rev-parse", "HEAD"); err == nil {
 		m.GitCommit = strings.TrimSpace(out)

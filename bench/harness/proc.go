@@ -51,8 +51,8 @@ func startProc(name string, argv, env []string, stdoutPath, logPath string) (*pr
 		cmd.Env = append(os.Environ(), env...)
 	}
 	// The child dies with the harness even when the harness is killed
-	// before it could stop it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// before it could stop it (on Linux; see dieWithParent).
+	dieWithParent(cmd)
 	child, err := wsload.StartChild(cmd, logPath)
 	if err != nil {
 		return nil, fmt.Errorf("starting %s (%s): %w", name, argv[0], err)
@@ -90,7 +90,7 @@ func (p *proc) stop(sig syscall.Signal, grace time.Duration) {
 	// Children a proxy left behind (nginx workers whose master was killed).
 	for _, k := range kids {
 		if !pidGone(k) {
-			syscall.Kill(k, syscall.SIGKILL)
+			killPID(k)
 		}
 	}
 }

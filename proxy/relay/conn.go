@@ -247,6 +247,10 @@ func (p *cpair) reader(s side) {
 			p.event().readEnded(s, &p.fx)
 			p.apply()
 		}
+		if !p.done {
+			// This read's round: what crossed goes to metrics as sums.
+			p.reportRelayed()
+		}
 		p.mu.Unlock()
 		if pooled != nil {
 			bytebufferpool.Put(pooled)
