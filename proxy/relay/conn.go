@@ -14,11 +14,15 @@ import (
 // pairs on every platform, and every pair where the epoll driver is not
 // available (macOS, Windows, BSD) or not wanted (Options.ForceConnDriver).
 //
-// Each side has a reader and a writer goroutine. The reader hands what it
-// reads to the state machine; the bytes the state machine sends toward a
-// side (relayed bytes, and its own pings, pongs and closes, always at
-// frame boundaries) go into that side's outbox, and only the side's
-// writer writes them: writes toward a side are serialized in one place.
+// Each side has a reader goroutine, which hands what it reads to the state
+// machine. The bytes the state machine sends toward a side (relayed bytes,
+// and its own pings, pongs and closes, always at frame boundaries) go
+// into that side's outbox, in the order of the events, and only flush
+// writes an outbox to its connection: the goroutine whose event filled it
+// (a reader, the timer), unless a write toward that side is already under
+// way, whose goroutine then writes the rest after it. So writes toward a
+// side are serialized in one place, and a relayed message costs no
+// hand-off between goroutines.
 //
 // Memory is bounded as on the epoll driver. A reader does not read side s
 // again while bytes from its last read still wait for, or are being
@@ -53,21 +57,24 @@ type cpair struct {
 	pair
 	d  *connDriver
 	mu sync.Mutex // guards everything below and the state machine
-	// wake is signalled whenever an outbox changes or the pair ends.
-	wake   sync.Cond
-	fx     effects
-	conn   [2]net.Conn
-	addr   [2]string
-	out    [2]outbox // bytes toward each side, for its writer
-	paused [2]bool   // the reader of s waits for the other side's writer
-	timer  *time.Timer
-	rng    rand.ChaCha8
+	// wake is signalled whenever an outbox empties or the pair ends.
+	wake sync.Cond
+	fx   effects
+	conn [2]net.Conn
+	addr [2]string
+	out  [2]outbox // bytes toward each side, waiting for flush
+	// reading[s]: the reader of s is in Read. When it is not (it waits
+	// for, or does, the write toward the other side), what s sends stays
+	// unread.
+	reading [2]bool
+	timer   *time.Timer
+	rng     rand.ChaCha8
 }
 
-// outbox is what waits for one side's writer.
+// outbox is what waits to be written toward one side.
 type outbox struct {
 	buf     *bytebufferpool.ByteBuffer // nil when empty
-	writing bool                       // the writer is in Write
+	writing bool                       // a flush is in Write toward the side
 }
 
 // busy reports, per side, whether bytes toward it wait or are being
@@ -131,9 +138,9 @@ func (d *connDriver) attach(id uint64, h *Handoff, m *routeInfo) error {
 		p.apply()
 	}
 	if !p.done {
+		p.kick()
 		for s := client; s <= upstream; s++ {
 			go p.reader(s)
-			go p.writer(s)
 		}
 	}
 	return nil
@@ -203,9 +210,12 @@ func (p *cpair) fire() {
 		return
 	}
 	sm := p.event()
-	p.fx.unread = p.paused
+	for s := client; s <= upstream; s++ {
+		p.fx.unread[s] = !p.reading[s] && !p.side[s].dead
+	}
 	sm.timerFired(&p.fx)
 	p.apply()
+	p.flush()
 }
 
 // reader reads side s and hands the bytes to the state machine.
@@ -218,14 +228,13 @@ func (p *cpair) reader(s side) {
 		for !p.done && p.busy()[s.other()] {
 			// Backpressure: what the last read brought still waits for
 			// the other side.
-			p.paused[s] = true
 			p.wake.Wait()
 		}
-		p.paused[s] = false
 		if p.done || p.side[s].dead {
 			p.mu.Unlock()
 			return
 		}
+		p.reading[s] = true
 		p.mu.Unlock()
 
 		slot := small
@@ -239,6 +248,7 @@ func (p *cpair) reader(s side) {
 		}
 		n, err := p.conn[s].Read(slot[carryRoom:])
 		p.mu.Lock()
+		p.reading[s] = false
 		if !p.done && n > 0 {
 			p.event().read(s, slot, n, &p.fx)
 			p.apply()
@@ -250,6 +260,10 @@ func (p *cpair) reader(s side) {
 		if !p.done {
 			// This read's round: what crossed goes to metrics as sums.
 			p.reportRelayed()
+			// The reader writes what its read produced: while it writes
+			// toward the other side it does not read, which is the
+			// backpressure.
+			p.flush()
 		}
 		p.mu.Unlock()
 		if pooled != nil {
@@ -262,18 +276,18 @@ func (p *cpair) reader(s side) {
 	}
 }
 
-// writer writes what waits in side s's outbox: the one place where bytes
-// go to s.
-func (p *cpair) writer(s side) {
+// flush writes what waits in the outboxes, unless a write toward that
+// side is under way (its goroutine writes the rest after it). p.mu is
+// held, and released during each Write.
+func (p *cpair) flush() {
 	e := p.d.e
-	ob := &p.out[s]
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for {
-		for !p.done && ob.buf == nil {
-			p.wake.Wait()
+	for !p.done {
+		s := client
+		if ob := &p.out[s]; ob.buf == nil || ob.writing {
+			s = upstream
 		}
-		if p.done {
+		ob := &p.out[s]
+		if ob.buf == nil || ob.writing {
 			return
 		}
 		b := ob.buf
@@ -298,9 +312,26 @@ func (p *cpair) writer(s side) {
 	}
 }
 
+// kick flushes from a goroutine of its own: for bytes that Attach or a
+// drain put in the outboxes, whose callers must not wait for a peer.
+// p.mu is held.
+func (p *cpair) kick() {
+	for s := client; s <= upstream; s++ {
+		if ob := &p.out[s]; ob.buf != nil && !ob.writing {
+			go func() {
+				p.mu.Lock()
+				defer p.mu.Unlock()
+				p.flush()
+			}()
+			return
+		}
+	}
+}
+
 // teardown releases everything of p: connections, buffers, timer, its
 // place in the driver. The state machine has already ended it. p.mu is
-// held; the goroutines see p.done and exit.
+// held; the readers and a flush in Write see their connection closed and
+// p.done, and return.
 func (p *cpair) teardown() {
 	e := p.d.e
 	if p.timer != nil {
@@ -351,6 +382,7 @@ func (d *connDriver) drain(o *drainOrder) {
 	d.each(func(p *cpair) {
 		p.event().drainBy(o, &p.fx)
 		p.apply()
+		p.kick()
 	})
 }
 

@@ -27,6 +27,8 @@ import (
 //	writeDone(s)                       send toward s (answers held back)
 //	timerFired                         send (pings, closes), arm timer, end
 //	closeRequested(code, reason)       send closes, arm timer
+//	drainBy(order)                     arm timer at its moment, or send closes
+//	writeBlocked(s)                    —
 //	settle(busy)                       end
 //	cut(reason)                        end
 //
