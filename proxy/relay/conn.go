@@ -338,7 +338,7 @@ func (p *cpair) teardown() {
 		p.timer.Stop()
 	}
 	for s := client; s <= upstream; s++ {
-		p.conn[s].Close()
+		closeConn(p.conn[s])
 		if ob := &p.out[s]; ob.buf != nil {
 			e.buffered.Add(-int64(len(ob.buf.B)))
 			bytebufferpool.Put(ob.buf)
@@ -402,3 +402,14 @@ func (d *connDriver) force() {
 
 // wait returns when every pair has ended.
 func (d *connDriver) wait() { d.wg.Wait() }
+
+// closeConn closes c. A TLS connection sends its close_notify first,
+// which may wait (up to 5 s, crypto/tls's bound) for a peer that does not
+// read: that happens on a goroutine of its own, not under the pair's lock.
+func closeConn(c net.Conn) {
+	if _, plain := c.(*net.TCPConn); plain {
+		c.Close()
+		return
+	}
+	go c.Close()
+}
