@@ -129,6 +129,7 @@ func startApp(cfg *config.Config, logger *slog.Logger, opts appOptions) (*app, e
 		Loops:          cfg.Engine.Loops,
 		DisableIOUring: !cfg.Engine.IOUring,
 		OnClose:        a.pairClosed,
+		Metrics:        a.metrics,
 		Logger:         logger,
 	})
 	if err != nil {
@@ -137,7 +138,7 @@ func startApp(cfg *config.Config, logger *slog.Logger, opts appOptions) (*app, e
 	a.engine = eng
 	a.drainer = opts.drainer
 	if a.drainer == nil {
-		a.drainer = closeDrainer{eng}
+		a.drainer = eng
 	}
 	// A process that stopped yet still answers is stuck on its way out.
 	a.liveness.add("lifecycle", func() error {
@@ -178,13 +179,13 @@ func startApp(cfg *config.Config, logger *slog.Logger, opts appOptions) (*app, e
 		}
 		a.admin = &http.Server{
 			Handler: proxy.AdminHandler(proxy.AdminOptions{
-				Engine:  eng,
-				Metrics: a.metrics.Handler(),
-				Ready:   a.state.ready,
-				Live:    a.liveness.check,
-				Drain:   a.drainRequest,
+				Engine:    eng,
+				Metrics:   a.metrics.Handler(),
+				Ready:     a.state.ready,
+				Live:      a.liveness.check,
+				Drain:     a.drainRequest,
 				Upstreams: srv.UpstreamStates,
-				Pprof:   cfg.Admin.Pprof,
+				Pprof:     cfg.Admin.Pprof,
 			}),
 			ReadHeaderTimeout: 10 * time.Second,
 		}

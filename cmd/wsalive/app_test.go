@@ -166,12 +166,10 @@ func roundTrip(ctx context.Context, c *websocket.Conn, msg string) error {
 }
 
 // isDrainClose reports whether err is the close a drain sends a client:
-// the drain's close code once the engine drains, 1001 from today's engine
-// stop (closeDrainer). Anything else, and above all a plain EOF, is a pair
-// cut without its close.
+// the drain's close code, 1012 by default. Anything else, and above all a
+// plain EOF, is a pair cut without its close.
 func isDrainClose(err error) bool {
-	st := websocket.CloseStatus(err)
-	return st == websocket.StatusServiceRestart || st == websocket.StatusGoingAway
+	return websocket.CloseStatus(err) == websocket.StatusServiceRestart
 }
 
 func TestReadinessAndDrainDelay(t *testing.T) {

@@ -44,7 +44,7 @@ const drainReason = "service restart"
 // engineDrainer is the engine's drain: close every live pair at a random
 // moment within window, sending clients code and reason, and return when
 // all are closed or ctx ends (then the rest are cut). *relay.Engine
-// provides it once the engine's drain lands; closeDrainer stands in.
+// provides it; tests stand in for it.
 type engineDrainer interface {
 	Drain(ctx context.Context, code uint16, reason string, window time.Duration) (relay.DrainReport, error)
 }
@@ -54,57 +54,6 @@ type engineDrainer interface {
 // engine provides it.
 type engineLiveness interface {
 	Live() error
-}
-
-// closingEngine is what closeDrainer needs: today's engine stop and its
-// counters.
-type closingEngine interface {
-	Close(ctx context.Context) error
-	Stats() relay.Stats
-	Closed(relay.Reason) uint64
-}
-
-// closeDrainer drains an engine that can only Close: every pair is sent
-// 1001 at once (no window, no code of choice) and given its close
-// handshake within ctx. Its report is derived from the engine's close
-// counters; pairs still open when ctx ends are closed by Close itself and
-// counted as cut.
-type closeDrainer struct{ e closingEngine }
-
-func (d closeDrainer) Drain(ctx context.Context, _ uint16, _ string, _ time.Duration) (relay.DrainReport, error) {
-	open := d.e.Stats().Pairs
-	before := d.closedByReason()
-	err := d.e.Close(ctx)
-	after := d.closedByReason()
-	var rep relay.DrainReport
-	for r, n := range after {
-		delta := int(n - before[r])
-		if r == relay.ReasonShutdown {
-			rep.Drained = delta
-		} else {
-			rep.Ended += delta
-		}
-	}
-	if err != nil {
-		// Close cut the pairs it was still waiting for; they end with the
-		// shutdown reason too, so the counters cannot tell them apart.
-		rep.Cut = rep.Drained
-		rep.Drained = 0
-	}
-	if n := int(open) - rep.Drained - rep.Cut; rep.Ended > n {
-		// Pairs attached during the drain ended too; they were not live
-		// when it started, and the report is about those that were.
-		rep.Ended = max(n, 0)
-	}
-	return rep, err
-}
-
-func (d closeDrainer) closedByReason() map[relay.Reason]uint64 {
-	m := map[relay.Reason]uint64{}
-	for _, r := range relay.Reasons() {
-		m[r] = d.e.Closed(r)
-	}
-	return m
 }
 
 // drainOutcome is what a drain did, logged and answered to POST /drain.

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -154,18 +153,18 @@ func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 	// path, one system call per read and write: what wsalive does under
 	// Docker's default seccomp profile. .ci/run runs both.
 	ringOff := os.Getenv("WSALIVE_TEST_IO_URING") == "off"
+	// WSALIVE_TEST_DRIVER=conn runs every pair on the net.Conn driver,
+	// the one TLS pairs and other systems use.
 	f.engine, err = relay.New(relay.Options{
-		Loops:          2,
-		ReadBufferSize: opts.readBufferSize,
-		OnClose:        f.onClose,
-		Logger:         logger,
-		DisableIOUring: ringOff,
+		Loops:           2,
+		ReadBufferSize:  opts.readBufferSize,
+		OnClose:         f.onClose,
+		Logger:          logger,
+		DisableIOUring:  ringOff,
+		ForceConnDriver: os.Getenv("WSALIVE_TEST_DRIVER") == "conn",
 	})
 	if err != nil {
 		up.Close()
-		if runtime.GOOS != "linux" {
-			t.Skipf("the relay engine runs on Linux only: %v", err)
-		}
 		t.Fatalf("relay.New: %v", err)
 	}
 	if ringOff && f.engine.Stats().IOUringLoops != 0 {

@@ -121,66 +121,74 @@ func TestStreamProcessAllocs(t *testing.T) {
 // are the engine's. Setup (engine, sockets, warm-up) and teardown are
 // outside the timer.
 func BenchmarkRelay(b *testing.B) {
-	for _, fs := range benchFrameSizes {
-		b.Run(fs.name, func(b *testing.B) {
-			block, frames := benchBlock(fs.size)
-			if runtime.GOOS != "linux" {
-				b.Skip("the relay engine needs Linux")
-			}
-			e, err := New(Options{Loops: 1})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				if err := e.Close(ctx); err != nil {
-					b.Errorf("engine close: %v", err)
+	for _, driver := range []string{"epoll", "conn"} {
+		for _, fs := range benchFrameSizes {
+			b.Run("driver="+driver+"/"+fs.name, func(b *testing.B) {
+				if driver == "epoll" && runtime.GOOS != "linux" {
+					b.Skip("the epoll driver is Linux's")
 				}
-			}()
-			cli, proxyCli := benchConnPair(b)
-			proxyUps, ups := benchConnPair(b)
-			defer cli.Close()
-			defer ups.Close()
-			if _, err := e.Attach(Handoff{Client: proxyCli, Upstream: proxyUps, CloseTimeout: time.Second}); err != nil {
-				b.Fatal(err)
-			}
-			rbuf := make([]byte, 256<<10)
-			// Prove the path before timing: one block through.
-			if _, err := cli.Write(block); err != nil {
-				b.Fatal(err)
-			}
-			if err := readN(ups, rbuf, len(block)); err != nil {
-				b.Fatal(err)
-			}
-
-			n := b.N
-			writeErr := make(chan error, 1)
-			b.SetBytes(int64(len(block)))
-			b.ReportAllocs()
-			b.ResetTimer()
-			go func() {
-				for range n {
-					if _, err := cli.Write(block); err != nil {
-						writeErr <- err
-						return
-					}
-				}
-				writeErr <- nil
-			}()
-			if err := readN(ups, rbuf, n*len(block)); err != nil {
-				b.Fatal(err)
-			}
-			b.StopTimer()
-			if err := <-writeErr; err != nil {
-				b.Fatal(err)
-			}
-			b.ReportMetric(float64(frames*n)/b.Elapsed().Seconds(), "frames/s")
-			// Tear down without a close handshake to wait for.
-			cli.Close()
-			ups.Close()
-		})
+				benchRelay(b, fs.size, Options{Loops: 1, ForceConnDriver: driver == "conn"})
+			})
+		}
 	}
+}
+
+// benchRelay is one BenchmarkRelay case: frames of size through an
+// engine made with opts.
+func benchRelay(b *testing.B, size int, opts Options) {
+	block, frames := benchBlock(size)
+	e, err := New(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := e.Close(ctx); err != nil {
+			b.Errorf("engine close: %v", err)
+		}
+	}()
+	cli, proxyCli := benchConnPair(b)
+	proxyUps, ups := benchConnPair(b)
+	defer cli.Close()
+	defer ups.Close()
+	if _, err := e.Attach(Handoff{Client: proxyCli, Upstream: proxyUps, CloseTimeout: time.Second}); err != nil {
+		b.Fatal(err)
+	}
+	rbuf := make([]byte, 256<<10)
+	// Prove the path before timing: one block through.
+	if _, err := cli.Write(block); err != nil {
+		b.Fatal(err)
+	}
+	if err := readN(ups, rbuf, len(block)); err != nil {
+		b.Fatal(err)
+	}
+
+	n := b.N
+	writeErr := make(chan error, 1)
+	b.SetBytes(int64(len(block)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	go func() {
+		for range n {
+			if _, err := cli.Write(block); err != nil {
+				writeErr <- err
+				return
+			}
+		}
+		writeErr <- nil
+	}()
+	if err := readN(ups, rbuf, n*len(block)); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	if err := <-writeErr; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(frames*n)/b.Elapsed().Seconds(), "frames/s")
+	// Tear down without a close handshake to wait for.
+	cli.Close()
+	ups.Close()
 }
 
 // readN reads and discards n bytes from c, within a bound.

@@ -1,9 +1,26 @@
-// Package relay is wsalive's relay engine: a few epoll event loops that
-// each own a set of client/upstream pairs and move WebSocket frames between
-// them without unmasking, copying into messages, or re-framing.
+// Package relay is wsalive's relay engine: it moves WebSocket frames
+// between the client and the upstream of each pair without unmasking,
+// copying into messages, or re-framing, and takes over their liveness.
 //
 // A pair is two one-way directions (client→upstream and upstream→client).
-// Each direction has a streaming frame-header parser that only learns where
-// frame boundaries are, so control frames can be injected between frames
-// and protocol violations can be caught before a bad frame is forwarded.
+// Each direction has a streaming frame-header parser (stream.go) that only
+// learns where frame boundaries are, so control frames can be injected
+// between frames and protocol violations caught before a bad frame is
+// forwarded.
+//
+// Everything a pair decides is in one portable state machine (pair.go): it
+// takes events (bytes read from a side, a write blocked, done or failed,
+// the timer, a close requested) and returns effects (bytes to send toward
+// a side, the next timer, the end of the pair with its Reason). It does no
+// I/O. Two drivers run it:
+//
+//   - the epoll driver (epoll_linux.go), for pairs of plain TCP
+//     connections on Linux: a few event loops on raw non-blocking
+//     descriptors, a round's reads and writes batched through io_uring,
+//     no goroutine per pair;
+//   - the net.Conn driver (conn.go), for TLS pairs and for every pair on
+//     systems without epoll: a reader and a writer goroutine per side.
+//
+// Engine (engine.go) picks the driver per pair from its Handoff, and
+// stops with Drain or Close.
 package relay

@@ -1,14 +1,10 @@
 package relay
 
 import (
-	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
-	"runtime"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -16,132 +12,99 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Engine relays attached pairs on a fixed set of event loops. Its methods
-// are safe for concurrent use.
-type Engine struct {
-	opts     Options
-	logger   *slog.Logger
-	start    time.Time
-	loops    []*loop
-	next     atomic.Uint32
-	ids      atomic.Uint64
-	pairs    atomic.Int64
-	buffered atomic.Int64
+// epollDriver is the engine's set of event loops (epoll_linux.go).
+type epollDriver struct {
+	e     *Engine
+	loops []*loop
+	next  atomic.Uint32
 	// ringLoops counts the loops that still use io_uring.
 	ringLoops atomic.Int32
-	closed    atomic.Bool
-	stopOnce  sync.Once
-	byReason  [numReasons]atomic.Uint64
 }
 
-// New starts an engine's event loops.
-func New(opts Options) (*Engine, error) {
-	if opts.Loops <= 0 {
-		opts.Loops = runtime.GOMAXPROCS(0)
-	}
-	if opts.ReadBufferSize <= 0 {
-		opts.ReadBufferSize = 64 << 10
-	}
-	if opts.ReadBufferSize < 4<<10 {
-		return nil, fmt.Errorf("relay: read buffer size %d is below 4 KiB", opts.ReadBufferSize)
-	}
-	e := &Engine{opts: opts, logger: opts.Logger, start: time.Now()}
-	if e.logger == nil {
-		e.logger = slog.Default()
-	}
+// newEpollDriver starts the event loops.
+func newEpollDriver(e *Engine) (*epollDriver, error) {
+	d := &epollDriver{e: e}
+	opts := &e.opts
 	for range opts.Loops {
 		var seed [32]byte
 		rand.Read(seed[:])
 		l, err := newLoop(e, opts.ReadBufferSize, !opts.DisableIOUring, seed)
 		if err != nil {
-			e.closeFDs()
+			d.closeFDs()
 			return nil, fmt.Errorf("relay: starting event loop: %w", err)
 		}
-		e.loops = append(e.loops, l)
+		l.d = d
+		d.loops = append(d.loops, l)
 	}
-	for _, l := range e.loops {
+	for _, l := range d.loops {
 		if l.ring != nil {
-			e.ringLoops.Add(1)
+			d.ringLoops.Add(1)
 		}
 	}
-	if l := e.loops[0]; !opts.DisableIOUring && l.ringErr != nil {
+	if l := d.loops[0]; !opts.DisableIOUring && l.ringErr != nil {
 		e.logger.Info("relay: io_uring unavailable; each socket write is its own system call", "err", l.ringErr)
 	}
-	for _, l := range e.loops {
+	for _, l := range d.loops {
 		go l.run()
 	}
-	return e, nil
+	return d, nil
 }
 
-// clock is the engine's monotonic clock in nanoseconds.
-func (e *Engine) clock() int64 { return int64(time.Since(e.start)) }
-
-func (e *Engine) report(st PairStats) {
-	e.byReason[st.Reason].Add(1)
-	if e.opts.OnClose != nil {
-		e.opts.OnClose(st)
-	}
+func (d *epollDriver) loopCounts() (loops, ring int) {
+	return len(d.loops), int(d.ringLoops.Load())
 }
 
-// Stats returns engine-wide gauges.
-func (e *Engine) Stats() Stats {
-	return Stats{Pairs: e.pairs.Load(), BufferedBytes: e.buffered.Load(),
-		Loops: len(e.loops), IOUringLoops: int(e.ringLoops.Load())}
-}
-
-// Closed returns how many pairs have ended with reason r.
-func (e *Engine) Closed(r Reason) uint64 {
-	if r >= numReasons {
-		return 0
-	}
-	return e.byReason[r].Load()
-}
-
-// Attach hands a pair to one of the loops and returns its id. The engine
-// owns both connections from then on, whether or not Attach succeeds: after
-// the call the net.Conns are closed and the loop works on duplicates of
-// their descriptors.
-func (e *Engine) Attach(h Handoff) (uint64, error) {
-	p := &pair{route: h.Route, closeTimeout: h.CloseTimeout}
-	if p.closeTimeout <= 0 {
-		p.closeTimeout = 5 * time.Second
-	}
+// attach takes the descriptors of h's connections and hands the pair to
+// one of the loops. The net.Conns are closed whether or not it succeeds:
+// the loop works on duplicates of their descriptors.
+func (d *epollDriver) attach(id uint64, h *Handoff, m *routeInfo) error {
+	e := d.e
+	p := &epair{}
+	p.init(id, h, m)
 	p.ep[client].fd, p.ep[upstream].fd = -1, -1
 	cfd, cerr := takeFD(h.Client, &p.ep[client].addr)
 	ufd, uerr := takeFD(h.Upstream, &p.ep[upstream].addr)
 	if err := errors.Join(cerr, uerr); err != nil {
 		closeFD(cfd)
 		closeFD(ufd)
-		return 0, err
-	}
-	if e.closed.Load() {
-		closeFD(cfd)
-		closeFD(ufd)
-		return 0, ErrClosed
+		return err
 	}
 	p.ep[client].fd, p.ep[upstream].fd = int32(cfd), int32(ufd)
-	p.pol = h.Policy
-	if p.pol == nil {
-		p.pol = noPolicy
-	}
 	for s := client; s <= upstream; s++ {
 		if err := setKeepalive(p.ep[s].sock(), &p.pol.side[s].Keepalive); err != nil {
 			e.logger.Warn("relay: setting TCP keepalive options", "side", s.String(), "err", err)
 		}
 	}
-	p.dir[client].rules = rulesFor(true, h.Extensions, h.MaxFrameSize)
-	p.dir[client].rules.wholeText = uint64(p.pol.appMatchLen)
-	p.dir[upstream].rules = rulesFor(false, h.Extensions, h.MaxFrameSize)
-	p.id = e.ids.Add(1)
 	e.pairs.Add(1)
-	l := e.loops[int(e.next.Add(1))%len(e.loops)]
+	l := d.loops[int(d.next.Add(1))%len(d.loops)]
 	if err := l.post(attachment{p, [2][]byte{h.ClientBuffered, h.UpstreamBuffered}}); err != nil {
 		e.pairs.Add(-1)
 		closeFD(cfd)
 		closeFD(ufd)
-		return 0, err
+		return err
 	}
-	return p.id, nil
+	return nil
+}
+
+// drain hands every loop the order.
+func (d *epollDriver) drain(o *drainOrder) {
+	for _, l := range d.loops {
+		l.postDrain(o)
+	}
+}
+
+// wait returns when every loop has exited.
+func (d *epollDriver) wait() {
+	for _, l := range d.loops {
+		<-l.done
+	}
+}
+
+// force makes every loop cut its pairs and exit.
+func (d *epollDriver) force() {
+	for _, l := range d.loops {
+		l.force()
+	}
 }
 
 // takeFD duplicates the descriptor of a TCP connection and closes the
@@ -211,39 +174,9 @@ func closeFD(fd int) {
 	}
 }
 
-// Close stops the engine: new Attach calls fail, every pair is sent 1001
-// "going away" on both sides and given its close handshake, and Close
-// returns when all pairs are gone. When ctx ends first, the remaining
-// pairs are closed at once. Close is idempotent; later calls wait likewise.
-func (e *Engine) Close(ctx context.Context) error {
-	e.stopOnce.Do(func() {
-		e.closed.Store(true)
-		for _, l := range e.loops {
-			l.mu.Lock()
-			l.stopping = true
-			l.mu.Unlock()
-			l.wake()
-		}
-	})
-	var err error
-	for _, l := range e.loops {
-		select {
-		case <-l.done:
-		case <-ctx.Done():
-			err = ctx.Err()
-			l.mu.Lock()
-			l.forced = true
-			l.mu.Unlock()
-			l.wake()
-			<-l.done
-		}
-	}
-	e.closeFDs()
-	return err
-}
-
-func (e *Engine) closeFDs() {
-	for _, l := range e.loops {
+// closeFDs closes the loops' own descriptors once they have exited.
+func (d *epollDriver) closeFDs() {
+	for _, l := range d.loops {
 		l.mu.Lock()
 		if l.wakefd >= 0 {
 			l.poll.close()
@@ -255,4 +188,28 @@ func (e *Engine) closeFDs() {
 		}
 		l.mu.Unlock()
 	}
+}
+
+// connKeepalive applies k to the TCP socket under c (a TLS connection's
+// too).
+func connKeepalive(c net.Conn, k *TCPKeepalive) error {
+	if *k == (TCPKeepalive{}) {
+		return nil
+	}
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = tc.NetConn()
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var setErr error
+	if err := raw.Control(func(fd uintptr) { setErr = setKeepalive(int(fd), k) }); err != nil {
+		return err
+	}
+	return setErr
 }

@@ -3,27 +3,35 @@
 package relay
 
 import (
-	"context"
-	"errors"
+	"net"
 )
 
-// ErrUnsupported is returned by New on platforms without epoll.
-var ErrUnsupported = errors.New("relay: the relay engine needs Linux (epoll); other platforms are not supported yet")
+// epollDriver does not exist here: every pair runs on the net.Conn
+// driver. Engine never calls these, as it holds no epollDriver.
+type epollDriver struct{}
 
-// Engine is unavailable on this platform; New always fails.
-type Engine struct{}
+func newEpollDriver(*Engine) (*epollDriver, error) { return nil, nil }
 
-// New reports ErrUnsupported: the engine is built on epoll.
-func New(Options) (*Engine, error) { return nil, ErrUnsupported }
+func (*epollDriver) loopCounts() (int, int)                    { return 0, 0 }
+func (*epollDriver) attach(uint64, *Handoff, *routeInfo) error { return ErrClosed }
+func (*epollDriver) drain(*drainOrder)                         {}
+func (*epollDriver) wait()                                     {}
+func (*epollDriver) force()                                    {}
+func (*epollDriver) closeFDs()                                 {}
 
-// Attach always fails on this platform.
-func (e *Engine) Attach(Handoff) (uint64, error) { return 0, ErrUnsupported }
-
-// Close does nothing on this platform.
-func (e *Engine) Close(context.Context) error { return nil }
-
-// Stats is always zero on this platform.
-func (e *Engine) Stats() Stats { return Stats{} }
-
-// Closed is always zero on this platform.
-func (e *Engine) Closed(Reason) uint64 { return 0 }
+// connKeepalive applies k to the TCP socket under c (a TLS connection's
+// too). TCP_USER_TIMEOUT is Linux's; elsewhere only keepalive probes are
+// set.
+func connKeepalive(c net.Conn, k *TCPKeepalive) error {
+	if k.Idle <= 0 {
+		return nil
+	}
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = tc.NetConn()
+	}
+	tcp, ok := c.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	return tcp.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: k.Idle, Interval: k.Interval, Count: k.Count})
+}

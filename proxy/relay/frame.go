@@ -95,6 +95,20 @@ func appendControlFrame(dst []byte, op ws.OpCode, payload []byte, masked bool, k
 	return append(dst, payload...)
 }
 
+// appendTextFrame appends an unmasked, unfragmented text frame.
+func appendTextFrame(dst, payload []byte) []byte {
+	dst = append(dst, 0x80|byte(ws.OpText))
+	switch n := len(payload); {
+	case n < 126:
+		dst = append(dst, byte(n))
+	case n <= 0xffff:
+		dst = append(dst, 126, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, 127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(dst, payload...)
+}
+
 // closePayload builds a close frame body: the code and a reason cut to fit
 // a control frame without splitting a UTF-8 sequence.
 func closePayload(code ws.StatusCode, reason string) []byte {

@@ -35,7 +35,7 @@ func TestCloseNeverOvertakesEarlierData(t *testing.T) {
 		// Bytes from the upstream wait for the client (it was slow).
 		p.ep[client].writable = false
 		l.send(p, client, segs(serverFrame(ws.OpText, true, []byte("to the client"))))
-		if p.dir[upstream].pending == nil {
+		if p.ep[client].pending == nil {
 			t.Fatal("setup: nothing pending toward the client")
 		}
 
@@ -104,8 +104,8 @@ func TestManyInjectedFramesOneWrite(t *testing.T) {
 		l.serveReady()
 		l.flushStage()
 
-		if p.ep[client].dead || p.done {
-			t.Fatalf("the pair ended (reason %v) after a burst of %d pings; client dead=%v", p.reason, n, p.ep[client].dead)
+		if p.side[client].dead || p.done {
+			t.Fatalf("the pair ended (reason %v) after a burst of %d pings; client dead=%v", p.reason, n, p.side[client].dead)
 		}
 		pong := serverFrame(ws.OpPong, true, nil)
 		if got := readExactly(t, cli, n*len(pong)); !bytes.Equal(got, bytes.Repeat(pong, n)) {
@@ -151,7 +151,7 @@ func TestPongsToBlockedClientAreBounded(t *testing.T) {
 			t.Fatalf("pair ended: %v", p.reason)
 		}
 	}
-	got := p.dir[upstream].pendingLen()
+	got := p.ep[client].pendingLen()
 	if got > bound {
 		t.Fatalf("%d bytes pending toward a client that does not read, want <= %d (64 KiB + one read): pongs grow without bound", got, bound)
 	}
@@ -175,7 +175,7 @@ func TestPongsToBlockedClientAreBounded(t *testing.T) {
 			}
 		}
 	}()
-	for p.dir[upstream].pending != nil || p.dir[upstream].hasQueued() {
+	for p.ep[client].pending != nil || p.dir[upstream].hasQueued() {
 		fds := []unix.PollFd{{Fd: int32(p.ep[client].sock()), Events: unix.POLLOUT}}
 		if n, err := unix.Poll(fds, 5000); n == 0 && err == nil {
 			t.Fatal("the client reads, but its socket never became writable")
@@ -193,7 +193,7 @@ func TestPongsToBlockedClientAreBounded(t *testing.T) {
 
 // serveRound runs one loop round for p once one of its sockets has
 // something to read, as epoll would report it.
-func serveRound(t *testing.T, l *loop, p *pair) {
+func serveRound(t *testing.T, l *loop, p *epair) {
 	t.Helper()
 	if p.done {
 		return // its sockets are closed
@@ -231,7 +231,7 @@ func TestQueuedReplyDoesNotHoldTheCloseOpen(t *testing.T) {
 	p, cli, ups := stagePair(t, l)
 	p.pol = NewPolicy(PolicyConfig{AppPingMatch: "ping", AppPingReply: "pong"})
 	p.dir[client].rules.wholeText = uint64(p.pol.appMatchLen)
-	p.closeTimeout = time.Hour
+	p.closeTimeout = uint32(time.Hour / time.Millisecond)
 	round := func() { serveRound(t, l, p) }
 	first := serverFrame(ws.OpText, false, []byte("part1"))
 	ups.Write(first)
@@ -254,7 +254,7 @@ func TestQueuedReplyDoesNotHoldTheCloseOpen(t *testing.T) {
 	round()
 	if !p.done {
 		t.Fatalf("close handshake complete and the upstream gone, but the pair lives on until its close deadline (queued: %d frames toward the client, client finished=%v)",
-			len(p.dir[upstream].queued), p.finished(client))
+			len(p.dir[upstream].queued), p.finished(client, p.busy()[client]))
 	}
 }
 
@@ -267,24 +267,25 @@ func TestQueuedReplyDoesNotHoldTheCloseOpen(t *testing.T) {
 func TestSourceDiesMidFrameAfterQueuedClose(t *testing.T) {
 	l := stageLoop(t, false)
 	p, cli, ups := stagePair(t, l)
-	p.closeTimeout = time.Hour
+	p.closeTimeout = uint32(time.Hour / time.Millisecond)
 	round := func() { serveRound(t, l, p) }
 	whole := serverFrame(ws.OpBinary, true, make([]byte, 100))
 	ups.Write(whole[:12]) // header and 10 of 100 payload bytes
 	round()
 	readExactly(t, cli, 12)
-	l.expire(p, ReasonIdleTimeout, "idle timeout")
+	l.event(p).closeRequested(ReasonIdleTimeout, 1001, "idle timeout", "idle timeout", &l.fx)
+	l.apply(p)
 	l.flushStage()
 	if !p.dir[upstream].hasQueued() {
 		t.Fatal("setup: the close toward the client is not waiting for the frame's end")
 	}
 	ups.Close()
 	round()
-	if !p.ep[upstream].dead {
+	if !p.side[upstream].dead {
 		t.Fatal("setup: upstream EOF not seen")
 	}
 	if !p.done {
 		t.Fatalf("upstream gone mid-frame with a close queued behind that frame; pair still open (client abort=%v, queued=%d), it waits for its close deadline",
-			p.ep[client].abort, len(p.dir[upstream].queued))
+			p.side[client].abort, len(p.dir[upstream].queued))
 	}
 }

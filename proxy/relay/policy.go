@@ -3,8 +3,6 @@ package relay
 import (
 	"time"
 
-	"github.com/gobwas/ws"
-
 	"github.com/wsalive/wsalive/liveness"
 )
 
@@ -73,17 +71,3 @@ func NewPolicy(c PolicyConfig) *Policy {
 
 // noPolicy is used for pairs attached without one: relay only.
 var noPolicy = &Policy{}
-
-// appendTextFrame appends an unmasked, unfragmented text frame.
-func appendTextFrame(dst, payload []byte) []byte {
-	dst = append(dst, 0x80|byte(ws.OpText))
-	switch n := len(payload); {
-	case n < 126:
-		dst = append(dst, byte(n))
-	case n <= 0xffff:
-		dst = append(dst, 126, byte(n>>8), byte(n))
-	default:
-		dst = append(dst, 127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	return append(dst, payload...)
-}

@@ -17,7 +17,7 @@ const batchReadSize = 2 << 10
 
 // batchedRead is one read of the batch: side s of p, into arena[at:].
 type batchedRead struct {
-	p  *pair
+	p  *epair
 	s  side
 	at int
 }
@@ -25,7 +25,7 @@ type batchedRead struct {
 // readBatch reads, in batches of up to ringEntries, every socket of ready
 // that has bytes waiting, may be read now, and is not known to hold more
 // than batchReadSize.
-func (l *loop) readBatch(ready []*pair) {
+func (l *loop) readBatch(ready []*epair) {
 	if l.ring == nil {
 		return
 	}
@@ -85,16 +85,16 @@ func (l *loop) readBatch(ready []*pair) {
 }
 
 // batchable reports whether side s of p goes in the read batch.
-func (l *loop) batchable(p *pair, s side) bool {
+func (l *loop) batchable(p *epair, s side) bool {
 	ep := &p.ep[s]
-	return ep.readable && !ep.dead && !ep.bulk && p.dir[s].pending == nil && p.dir[s].carry == nil
+	return ep.readable && !p.side[s].dead && !ep.bulk && p.ep[s.other()].pending == nil && p.dir[s].carry == nil
 }
 
 // settleRead handles the result of one batched read like pump handles
 // read(2).
 func (l *loop) settleRead(r batchedRead, res int32) {
 	p, s := r.p, r.s
-	if p.done || p.ep[s].dead {
+	if p.done || p.side[s].dead {
 		return
 	}
 	switch {
@@ -103,7 +103,8 @@ func (l *loop) settleRead(r batchedRead, res int32) {
 	case res == -int32(unix.EINTR):
 		// Still readable: pump reads it.
 	case res <= 0:
-		l.lost(p, s)
+		l.event(p).readEnded(s, &l.fx)
+		l.apply(p)
 	default:
 		slot := l.arena[r.at-carryRoom : r.at+batchReadSize : r.at+batchReadSize]
 		l.gotBytes(p, s, slot, int(res))

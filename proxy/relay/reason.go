@@ -35,6 +35,9 @@ const (
 	ReasonIdleTimeout
 	// ReasonMaxLifetime: the pair reached max_lifetime.
 	ReasonMaxLifetime
+	// ReasonDrain: Engine.Drain closed it, with the drain's close code
+	// toward the client (Close, 1001 at once, is ReasonShutdown).
+	ReasonDrain
 	numReasons
 )
 
@@ -53,6 +56,7 @@ var reasonNames = [numReasons]string{
 	ReasonUpstreamHeartbeatTimeout: "upstream_heartbeat_timeout",
 	ReasonIdleTimeout:              "idle_timeout",
 	ReasonMaxLifetime:              "max_lifetime",
+	ReasonDrain:                    "drain",
 }
 
 // String returns the reason's stable snake_case name.

@@ -4,7 +4,6 @@ import (
 	"math"
 	"unsafe"
 
-	"github.com/valyala/bytebufferpool"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,11 +28,7 @@ const (
 	// hundreds of pairs fit before a flush is forced.
 	arenaSlots = 4
 	minArena   = 512 << 10
-	// ctlChunk holds a round's injected control frames (at most 131 B
-	// each); when full, a fresh chunk is started and the old one lives on
-	// as long as staged writes point into it.
-	ctlChunk = 16 << 10
-	// discardSize is what drain reads before a socket is closed.
+	// discardSize is what discardUnread reads before a socket is closed.
 	discardSize = 16 << 10
 	// resultSkipped marks a staged write that was not attempted: its pair
 	// or its socket died before the flush.
@@ -43,7 +38,7 @@ const (
 // stagedWrite is a write waiting for the end of the round: toward side to
 // of p, the iovecs stageIov[iov0:iov1], total bytes.
 type stagedWrite struct {
-	p          *pair
+	p          *epair
 	to         side
 	iov0, iov1 int32
 	total      int
@@ -65,17 +60,8 @@ func (l *loop) reserveSlots(n int) {
 	}
 }
 
-// ctlRoom returns an empty slice with room for n bytes, for a frame that
-// must stay put until the flush.
-func (l *loop) ctlRoom(n int) []byte {
-	if cap(l.ctl)-len(l.ctl) < n {
-		l.ctl = make([]byte, 0, ctlChunk)
-	}
-	return l.ctl[len(l.ctl):len(l.ctl):cap(l.ctl)]
-}
-
 // stageWrite queues segs (total bytes) toward side to of p.
-func (l *loop) stageWrite(p *pair, to side, segs [][]byte, total int) {
+func (l *loop) stageWrite(p *epair, to side, segs [][]byte, total int) {
 	ep := &p.ep[to]
 	if ep.staged {
 		i := l.stagedIndex(p, to)
@@ -114,7 +100,7 @@ func (l *loop) appendIov(segs [][]byte) {
 }
 
 // stagedIndex finds p's staged write toward to; -1 if there is none.
-func (l *loop) stagedIndex(p *pair, to side) int {
+func (l *loop) stagedIndex(p *epair, to side) int {
 	for i := len(l.stage) - 1; i >= 0; i-- {
 		if l.stage[i].p == p && l.stage[i].to == to {
 			return i
@@ -136,7 +122,7 @@ func (l *loop) flushStage() {
 		l.spare.stage, l.spare.iov = st[:0], iov[:0]
 	}
 	l.used = 0
-	l.ctl = l.ctl[:0]
+	l.fx.ctl = l.fx.ctl[:0]
 }
 
 // writeStage performs the staged writes; l.results[i] gets st[i]'s result:
@@ -203,7 +189,7 @@ func (l *loop) dropRing(err error) {
 	l.e.logger.Warn("relay: io_uring failed; one system call per read and write from now on", "err", err)
 	l.ring.close()
 	l.ring = nil
-	l.e.ringLoops.Add(-1)
+	l.d.ringLoops.Add(-1)
 }
 
 // target returns the socket w goes to, unless nothing may go there now.
@@ -213,7 +199,7 @@ func (w *stagedWrite) target() (int, bool) {
 		return -1, false
 	}
 	ep := &p.ep[w.to]
-	if ep.dead || ep.sock() < 0 {
+	if p.side[w.to].dead || ep.sock() < 0 {
 		return -1, false
 	}
 	return ep.sock(), true
@@ -272,7 +258,8 @@ func (l *loop) settle(st []stagedWrite, iov []unix.Iovec) {
 		res := l.results[i]
 		switch {
 		case res < 0 && res != resultSkipped && res != -int32(unix.EAGAIN):
-			l.broken(p, w.to)
+			l.event(p).writeFailed(w.to, &l.fx)
+			l.apply(p)
 		case res >= 0 && res < int32(w.total):
 			// A short write means the socket buffer is full; one more
 			// write confirms it with EAGAIN, which guarantees the next
@@ -280,7 +267,8 @@ func (l *loop) settle(st []stagedWrite, iov []unix.Iovec) {
 			l.flush(p, w.to)
 		}
 		if !p.done && p.closing {
-			l.maybeFinish(p)
+			l.event(p).settle(p.busy(), &l.fx)
+			l.apply(p)
 		}
 	}
 }
@@ -289,12 +277,9 @@ func (w *stagedWrite) alive() bool { _, ok := w.target(); return ok }
 
 // keepUnsent copies what the socket did not take of v (written bytes
 // went) into the pending buffer of the direction toward to.
-func (l *loop) keepUnsent(p *pair, to side, v []unix.Iovec, written int) {
-	d := &p.dir[to.other()]
-	if d.pending == nil {
-		d.pending = bytebufferpool.Get()
-		d.pendOff = 0
-	}
+func (l *loop) keepUnsent(p *epair, to side, v []unix.Iovec, written int) {
+	l.holdPending(p, to)
+	d := &p.ep[to]
 	kept := 0
 	for _, e := range v {
 		b := unsafe.Slice(e.Base, e.Len)
@@ -312,7 +297,7 @@ func (l *loop) keepUnsent(p *pair, to side, v []unix.Iovec, written int) {
 // writeStagedNow writes p's staged writes at once, one system call each:
 // p is being torn down, and its close frames must reach the sockets before
 // they are closed.
-func (l *loop) writeStagedNow(p *pair) {
+func (l *loop) writeStagedNow(p *epair) {
 	if !p.ep[client].staged && !p.ep[upstream].staged {
 		return
 	}
@@ -321,7 +306,7 @@ func (l *loop) writeStagedNow(p *pair) {
 		if w.p != p {
 			continue
 		}
-		if ep := &p.ep[w.to]; !ep.dead && ep.sock() >= 0 {
+		if ep := &p.ep[w.to]; !p.side[w.to].dead && ep.sock() >= 0 {
 			writeIovecs(ep.sock(), l.stageIov[w.iov0:w.iov1])
 		}
 		w.p = nil

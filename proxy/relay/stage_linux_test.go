@@ -11,33 +11,41 @@ import (
 
 	"github.com/gobwas/ws"
 	"golang.org/x/sys/unix"
+
+	"github.com/wsalive/wsalive/proxy/metrics"
 )
 
 // stageLoop is a loop that is never run: the test drives its stage by
 // hand. useRing picks io_uring batching or one system call per write.
 func stageLoop(t *testing.T, useRing bool) *loop {
 	t.Helper()
-	e := &Engine{logger: slog.Default(), start: time.Now()}
+	e := &Engine{logger: slog.Default(), start: time.Now(), metrics: metrics.Nop{}}
 	l, err := newLoop(e, 16<<10, useRing, [32]byte{1})
 	if err != nil {
 		t.Fatal(err)
 	}
+	d := &epollDriver{e: e, loops: []*loop{l}}
+	l.d, e.epoll = d, d
+	t.Cleanup(d.closeFDs)
 	if useRing && l.ring == nil {
 		t.Skipf("io_uring unavailable here: %v", l.ringErr)
 	}
-	e.loops = []*loop{l}
-	t.Cleanup(e.closeFDs)
+	if l.ring != nil {
+		d.ringLoops.Add(1)
+	}
 	return l
 }
 
 // stagePair builds a pair owned by l with real sockets; cli and ups are
 // the peers' ends.
-func stagePair(t *testing.T, l *loop) (p *pair, cli, ups net.Conn) {
+func stagePair(t *testing.T, l *loop) (p *epair, cli, ups net.Conn) {
 	t.Helper()
 	cli, proxyCli := tcpPair(t)
 	proxyUps, ups := tcpPair(t)
 	t.Cleanup(func() { cli.Close(); ups.Close() })
-	p = &pair{loop: l, pol: noPolicy, closeTimeout: time.Second}
+	p = &epair{}
+	p.init(1, &Handoff{CloseTimeout: time.Second}, &routeInfo{metrics: metrics.Nop{}.Route("")})
+	p.timer.Value = p
 	for s, c := range []net.Conn{proxyCli, proxyUps} {
 		fd, err := takeFD(c, &p.ep[s].addr)
 		if err != nil {
@@ -47,8 +55,6 @@ func stagePair(t *testing.T, l *loop) (p *pair, cli, ups net.Conn) {
 		p.ep[s].writable = true
 		t.Cleanup(func() { unix.Close(fd) })
 	}
-	p.dir[client].rules = rulesFor(true, nil, 0)
-	p.dir[upstream].rules = rulesFor(false, nil, 0)
 	l.npairs++
 	return p, cli, ups
 }
@@ -57,7 +63,7 @@ func stagePair(t *testing.T, l *loop) (p *pair, cli, ups net.Conn) {
 // connection pair, and 512 B is a Go allocation size class; one byte more
 // costs 64.
 func TestPairFitsItsSizeClass(t *testing.T) {
-	if n := unsafe.Sizeof(pair{}); n > 512 {
+	if n := unsafe.Sizeof(epair{}); n > 512 {
 		t.Fatalf("pair is %d bytes, want <= 512", n)
 	}
 }
@@ -83,7 +89,7 @@ func TestStageFlushesManyPairsInOrder(t *testing.T) {
 		l := stageLoop(t, useRing)
 		const n = 300 // more than one ring's worth
 		type peer struct {
-			p    *pair
+			p    *epair
 			ups  net.Conn
 			want []byte
 		}
@@ -109,14 +115,14 @@ func TestStageFlushesManyPairsInOrder(t *testing.T) {
 			t.Fatalf("%d staged writes for %d sockets, want one each", len(l.stage), n)
 		}
 		l.flushStage()
-		if len(l.stage) != 0 || l.used != 0 || len(l.ctl) != 0 {
-			t.Fatalf("stage not empty after flush: %d writes, arena %d, ctl %d", len(l.stage), l.used, len(l.ctl))
+		if len(l.stage) != 0 || l.used != 0 || len(l.fx.ctl) != 0 {
+			t.Fatalf("stage not empty after flush: %d writes, arena %d, ctl %d", len(l.stage), l.used, len(l.fx.ctl))
 		}
 		for i, pr := range peers {
 			if got := readExactly(t, pr.ups, len(pr.want)); !bytes.Equal(got, pr.want) {
 				t.Fatalf("socket %d got %q, want %q", i, got, pr.want)
 			}
-			if pr.p.ep[upstream].staged || pr.p.dir[client].pending != nil {
+			if pr.p.ep[upstream].staged || pr.p.ep[upstream].pending != nil {
 				t.Fatalf("socket %d still staged or pending after a complete write", i)
 			}
 		}
@@ -138,7 +144,7 @@ func TestStageShortWriteKeepsTheRest(t *testing.T) {
 		l.send(p, upstream, segs(big[:1<<20], big[1<<20:]))
 		l.send(other, upstream, segs([]byte("x")))
 		l.flushStage()
-		d := &p.dir[client]
+		d := &p.ep[upstream]
 		if d.pending == nil {
 			t.Fatal("8 MiB went into a loopback socket at once; the test proves nothing")
 		}
@@ -181,14 +187,14 @@ func TestStageFailedWriteBreaksThePair(t *testing.T) {
 		l.send(p, upstream, segs([]byte("into the void")))
 		l.send(ok, upstream, segs([]byte("fine")))
 		l.flushStage()
-		if !p.ep[upstream].dead {
+		if !p.side[upstream].dead {
 			t.Fatal("the failed write did not mark the upstream dead")
 		}
 		expectClose(t, cli, 1001, "upstream gone")
 		if got := readExactly(t, okUps, 4); string(got) != "fine" {
 			t.Fatalf("the healthy pair got %q", got)
 		}
-		if ok.ep[upstream].dead || ok.done {
+		if ok.side[upstream].dead || ok.done {
 			t.Fatal("the healthy pair was hurt by its neighbour's failure")
 		}
 	})
@@ -200,11 +206,13 @@ func TestTeardownWritesStagedFirst(t *testing.T) {
 	bothWays(t, func(t *testing.T, useRing bool) {
 		l := stageLoop(t, useRing)
 		p, cli, _ := stagePair(t, l)
-		l.sendClose(p, client, 4000, "bye")
+		l.event(p).sendClose(client, 4000, "bye", &l.fx)
+		l.apply(p)
 		if !p.ep[client].staged {
 			t.Fatal("close frame not staged")
 		}
-		l.teardown(p)
+		l.event(p).cut(ReasonShutdown, &l.fx)
+		l.apply(p)
 		expectClose(t, cli, 4000, "bye")
 		cli.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if _, err := cli.Read(make([]byte, 1)); err != io.EOF {
@@ -221,7 +229,7 @@ func TestReadBatch(t *testing.T) {
 	l := stageLoop(t, true)
 	const n = 40
 	type peer struct {
-		p        *pair
+		p        *epair
 		cli, ups net.Conn
 		want     []byte
 	}
@@ -246,7 +254,7 @@ func TestReadBatch(t *testing.T) {
 	}
 	// Loopback writes land in the receiving socket before Write returns,
 	// so every socket now has its bytes (or its FIN) waiting.
-	ready := make([]*pair, n)
+	ready := make([]*epair, n)
 	for i := range peers {
 		ready[i] = peers[i].p
 	}
@@ -269,7 +277,7 @@ func TestReadBatch(t *testing.T) {
 	l.flushStage()
 	for i, pr := range peers {
 		if i == 13 {
-			if !pr.p.ep[client].dead {
+			if !pr.p.side[client].dead {
 				t.Fatal("EOF in the batch did not mark the client gone")
 			}
 			expectClose(t, pr.ups, ws.StatusGoingAway, "client gone")
@@ -324,7 +332,7 @@ func TestRingFailureFallsBack(t *testing.T) {
 	t.Cleanup(func() { unix.Close(fd) })
 	const n = ringEntries + 50
 	type peer struct {
-		p   *pair
+		p   *epair
 		ups net.Conn
 	}
 	peers := make([]peer, n)
@@ -342,7 +350,7 @@ func TestRingFailureFallsBack(t *testing.T) {
 		if got := readExactly(t, pr.ups, 3); got[0] != byte(i) || got[1] != byte(i>>8) || got[2] != 0xAB {
 			t.Fatalf("peer %d got %x", i, got)
 		}
-		if pr.p.done || pr.p.ep[upstream].dead {
+		if pr.p.done || pr.p.side[upstream].dead {
 			t.Fatalf("peer %d's pair was ended by the ring's failure", i)
 		}
 	}
@@ -369,13 +377,13 @@ func TestBlockedSinkHoldsOneRead(t *testing.T) {
 	}
 	otherCli.Write(clientFrame(ws.OpText, true, []byte("hi")))
 	p.ep[client].readable, other.ep[client].readable = true, true
-	for _, q := range []*pair{p, other} {
+	for _, q := range []*epair{p, other} {
 		l.enqueue(q)
 	}
 	l.serveReady()
 	l.flushStage()
 	readSize := l.slotSize - carryRoom
-	if got := p.dir[client].pendingLen(); got == 0 || got > readSize {
+	if got := p.ep[upstream].pendingLen(); got == 0 || got > readSize {
 		t.Fatalf("%d bytes pending for the blocked sink, want 1..%d (one read)", got, readSize)
 	}
 }

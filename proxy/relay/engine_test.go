@@ -57,6 +57,9 @@ func newTestEngine(t *testing.T, opts Options) (*Engine, chan PairStats) {
 	// WSALIVE_TEST_IO_URING=off runs these tests on the fallback path
 	// (.ci/run does, as Docker's default seccomp profile forces it).
 	opts.DisableIOUring = os.Getenv("WSALIVE_TEST_IO_URING") == "off"
+	// WSALIVE_TEST_DRIVER=conn runs them on the net.Conn driver, for
+	// plain TCP pairs too.
+	opts.ForceConnDriver = opts.ForceConnDriver || os.Getenv("WSALIVE_TEST_DRIVER") == "conn"
 	e, err := New(opts)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,415 @@
+package relay
+
+import (
+	crand "crypto/rand"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/valyala/bytebufferpool"
+)
+
+// The net.Conn driver runs the pair state machine over any net.Conn: TLS
+// pairs on every platform, and every pair where the epoll driver is not
+// available (macOS, Windows, BSD) or not wanted (Options.ForceConnDriver).
+//
+// Each side has a reader goroutine, which hands what it reads to the state
+// machine. The bytes the state machine sends toward a side (relayed bytes,
+// and its own pings, pongs and closes, always at frame boundaries) go
+// into that side's outbox, in the order of the events, and only flush
+// writes an outbox to its connection: the goroutine whose event filled it
+// (a reader, the timer), unless a write toward that side is already under
+// way, whose goroutine then writes the rest after it. So writes toward a
+// side are serialized in one place, and a relayed message costs no
+// hand-off between goroutines.
+//
+// Memory is bounded as on the epoll driver. A reader does not read side s
+// again while bytes from its last read still wait for, or are being
+// written to, the other side: a slow reader slows its writer through TCP,
+// and a direction holds at most one read plus wsalive's held answers.
+// Buffers come from bytebufferpool only while bytes are in flight: an
+// idle side waits in Read with a small buffer of its own (smallRead), and
+// a read that fills it switches that side to full-size pooled buffers
+// until a read comes back short, as the epoll driver's bulk reads do.
+
+// smallRead is what an idle side's reader waits with: heartbeats, pongs
+// and short messages fit.
+const smallRead = 512
+
+// connDriver holds the engine's net.Conn pairs.
+type connDriver struct {
+	e      *Engine
+	mu     sync.Mutex
+	pairs  map[*cpair]struct{}
+	order  *drainOrder // the running drain, nil when serving
+	closed bool
+	wg     sync.WaitGroup // one per live pair
+}
+
+func (d *connDriver) init(e *Engine) {
+	d.e = e
+	d.pairs = make(map[*cpair]struct{})
+}
+
+// cpair is a pair as the net.Conn driver runs it.
+type cpair struct {
+	pair
+	d  *connDriver
+	mu sync.Mutex // guards everything below and the state machine
+	// wake is signalled whenever an outbox empties or the pair ends.
+	wake sync.Cond
+	fx   effects
+	conn [2]net.Conn
+	addr [2]string
+	out  [2]outbox // bytes toward each side, waiting for flush
+	// reading[s]: the reader of s is in Read. When it is not (it waits
+	// for, or does, the write toward the other side), what s sends stays
+	// unread.
+	reading [2]bool
+	timer   *time.Timer
+	rng     rand.ChaCha8
+}
+
+// outbox is what waits to be written toward one side.
+type outbox struct {
+	buf     *bytebufferpool.ByteBuffer // nil when empty
+	writing bool                       // a flush is in Write toward the side
+}
+
+// busy reports, per side, whether bytes toward it wait or are being
+// written.
+func (p *cpair) busy() [2]bool {
+	return [2]bool{
+		p.out[client].buf != nil || p.out[client].writing,
+		p.out[upstream].buf != nil || p.out[upstream].writing,
+	}
+}
+
+// attach starts h on this driver: its goroutines run until the pair ends.
+func (d *connDriver) attach(id uint64, h *Handoff, m *routeInfo) error {
+	e := d.e
+	p := &cpair{d: d, conn: [2]net.Conn{h.Client, h.Upstream}}
+	p.init(id, h, m)
+	p.wake.L = &p.mu
+	var seed [32]byte
+	crand.Read(seed[:])
+	p.rng.Seed(seed)
+	p.fx.rng = &p.rng
+	for s := client; s <= upstream; s++ {
+		p.addr[s] = p.conn[s].RemoteAddr().String()
+		if err := connKeepalive(p.conn[s], &p.pol.side[s].Keepalive); err != nil {
+			e.logger.Warn("relay: setting TCP keepalive options", "side", s.String(), "err", err)
+		}
+	}
+	// p.mu before d.mu: a drain that finds p waits until it has started.
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		closeConns(h)
+		return ErrClosed
+	}
+	d.pairs[p] = struct{}{}
+	d.wg.Add(1)
+	order := d.order
+	d.mu.Unlock()
+	e.pairs.Add(1)
+
+	p.event().start(&p.fx)
+	p.apply()
+	for s, b := range [2][]byte{h.ClientBuffered, h.UpstreamBuffered} {
+		for len(b) > 0 && !p.done {
+			n := min(len(b), e.opts.ReadBufferSize)
+			slot := make([]byte, carryRoom+n)
+			copy(slot[carryRoom:], b[:n])
+			b = b[n:]
+			p.event().read(side(s), slot, n, &p.fx)
+			p.apply()
+		}
+	}
+	if !p.done {
+		p.event().timerFired(&p.fx)
+		p.apply()
+	}
+	if order != nil && !p.done {
+		p.event().drainBy(order, &p.fx)
+		p.apply()
+	}
+	if !p.done {
+		p.kick()
+		for s := client; s <= upstream; s++ {
+			go p.reader(s)
+		}
+	}
+	return nil
+}
+
+// event prepares p's effects for an event and returns its state machine.
+// p.mu is held.
+func (p *cpair) event() *pair {
+	p.fx.now = p.d.e.clock()
+	return &p.pair
+}
+
+// apply carries out what the event just handled asked for (see effects).
+// p.mu is held.
+func (p *cpair) apply() {
+	fx := &p.fx
+	e := p.d.e
+	for to := client; to <= upstream; to++ {
+		ob := &p.out[to]
+		if fx.gone[to] && ob.buf != nil {
+			e.buffered.Add(-int64(len(ob.buf.B)))
+			bytebufferpool.Put(ob.buf)
+			ob.buf = nil
+		}
+		if b := p.outgoing(to, fx); b != nil {
+			if ob.buf == nil {
+				ob.buf = bytebufferpool.Get()
+				ob.buf.B = ob.buf.B[:0]
+			}
+			for _, seg := range b.segs {
+				ob.buf.B = append(ob.buf.B, seg...)
+			}
+			e.buffered.Add(int64(b.total))
+			p.writeBlocked(to)
+		}
+	}
+	// Everything in send is copied: the frames built in ctl may go.
+	fx.ctl = fx.ctl[:0]
+	if fx.arm != 0 && !fx.done {
+		p.arm(fx.arm)
+	}
+	if !fx.done && p.closing {
+		p.settle(p.busy(), fx)
+	}
+	if fx.done {
+		p.teardown()
+	}
+	fx.reset()
+	p.wake.Broadcast()
+}
+
+// arm sets the pair's timer to fire at engine time at.
+func (p *cpair) arm(at int64) {
+	d := time.Duration(at - p.d.e.clock())
+	if p.timer == nil {
+		p.timer = time.AfterFunc(d, p.fire)
+		return
+	}
+	p.timer.Reset(d)
+}
+
+// fire runs the pair's timed duties.
+func (p *cpair) fire() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done {
+		return
+	}
+	sm := p.event()
+	for s := client; s <= upstream; s++ {
+		p.fx.unread[s] = !p.reading[s] && !p.side[s].dead
+	}
+	sm.timerFired(&p.fx)
+	p.apply()
+	p.flush()
+}
+
+// reader reads side s and hands the bytes to the state machine.
+func (p *cpair) reader(s side) {
+	readSize := p.d.e.opts.ReadBufferSize
+	small := make([]byte, carryRoom+smallRead)
+	bulk := false
+	for {
+		p.mu.Lock()
+		for !p.done && p.busy()[s.other()] {
+			// Backpressure: what the last read brought still waits for
+			// the other side.
+			p.wake.Wait()
+		}
+		if p.done || p.side[s].dead {
+			p.mu.Unlock()
+			return
+		}
+		p.reading[s] = true
+		p.mu.Unlock()
+
+		slot := small
+		var pooled *bytebufferpool.ByteBuffer
+		if bulk {
+			pooled = bytebufferpool.Get()
+			if cap(pooled.B) < carryRoom+readSize {
+				pooled.B = make([]byte, carryRoom+readSize)
+			}
+			slot = pooled.B[:carryRoom+readSize]
+		}
+		n, err := p.conn[s].Read(slot[carryRoom:])
+		p.mu.Lock()
+		p.reading[s] = false
+		if !p.done && n > 0 {
+			p.event().read(s, slot, n, &p.fx)
+			p.apply()
+		}
+		if !p.done && err != nil {
+			p.event().readEnded(s, &p.fx)
+			p.apply()
+		}
+		if !p.done {
+			// This read's round: what crossed goes to metrics as sums.
+			p.reportRelayed()
+			// The reader writes what its read produced: while it writes
+			// toward the other side it does not read, which is the
+			// backpressure.
+			p.flush()
+		}
+		p.mu.Unlock()
+		if pooled != nil {
+			bytebufferpool.Put(pooled)
+		}
+		if err != nil {
+			return
+		}
+		bulk = n == len(slot)-carryRoom
+	}
+}
+
+// flush writes what waits in the outboxes, unless a write toward that
+// side is under way (its goroutine writes the rest after it). p.mu is
+// held, and released during each Write.
+func (p *cpair) flush() {
+	e := p.d.e
+	for !p.done {
+		s := client
+		if ob := &p.out[s]; ob.buf == nil || ob.writing {
+			s = upstream
+		}
+		ob := &p.out[s]
+		if ob.buf == nil || ob.writing {
+			return
+		}
+		b := ob.buf
+		ob.buf, ob.writing = nil, true
+		p.mu.Unlock()
+		_, err := p.conn[s].Write(b.B)
+		e.buffered.Add(-int64(len(b.B)))
+		bytebufferpool.Put(b)
+		p.mu.Lock()
+		ob.writing = false
+		if p.done {
+			return
+		}
+		if err != nil {
+			p.event().writeFailed(s, &p.fx)
+		} else if ob.buf == nil {
+			p.event().writeDone(s, &p.fx)
+		} else {
+			p.event()
+		}
+		p.apply()
+	}
+}
+
+// kick flushes from a goroutine of its own: for bytes that Attach or a
+// drain put in the outboxes, whose callers must not wait for a peer.
+// p.mu is held.
+func (p *cpair) kick() {
+	for s := client; s <= upstream; s++ {
+		if ob := &p.out[s]; ob.buf != nil && !ob.writing {
+			go func() {
+				p.mu.Lock()
+				defer p.mu.Unlock()
+				p.flush()
+			}()
+			return
+		}
+	}
+}
+
+// teardown releases everything of p: connections, buffers, timer, its
+// place in the driver. The state machine has already ended it. p.mu is
+// held; the readers and a flush in Write see their connection closed and
+// p.done, and return.
+func (p *cpair) teardown() {
+	e := p.d.e
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	for s := client; s <= upstream; s++ {
+		closeConn(p.conn[s])
+		if ob := &p.out[s]; ob.buf != nil {
+			e.buffered.Add(-int64(len(ob.buf.B)))
+			bytebufferpool.Put(ob.buf)
+			ob.buf = nil
+		}
+	}
+	p.reportRelayed()
+	p.countDrain(false)
+	d := p.d
+	d.mu.Lock()
+	delete(d.pairs, p)
+	d.mu.Unlock()
+	e.pairs.Add(-1)
+	e.report(p.stats(p.fx.now, p.addr))
+	d.wg.Done()
+}
+
+// each calls f with every live pair, its lock held.
+func (d *connDriver) each(f func(p *cpair)) {
+	d.mu.Lock()
+	ps := make([]*cpair, 0, len(d.pairs))
+	for p := range d.pairs {
+		ps = append(ps, p)
+	}
+	d.mu.Unlock()
+	for _, p := range ps {
+		p.mu.Lock()
+		if !p.done {
+			f(p)
+		}
+		p.mu.Unlock()
+	}
+}
+
+// drain stops taking pairs and gives every live pair its moment in o.
+func (d *connDriver) drain(o *drainOrder) {
+	d.mu.Lock()
+	d.closed = true
+	d.order = o
+	d.mu.Unlock()
+	d.each(func(p *cpair) {
+		p.event().drainBy(o, &p.fx)
+		p.apply()
+		p.kick()
+	})
+}
+
+// force cuts every pair still open.
+func (d *connDriver) force() {
+	d.each(func(p *cpair) {
+		p.countDrain(true)
+		r := ReasonShutdown
+		if p.drain != nil {
+			r = p.drain.reason
+		}
+		p.drain = nil
+		p.event().cut(r, &p.fx)
+		p.apply()
+	})
+}
+
+// wait returns when every pair has ended.
+func (d *connDriver) wait() { d.wg.Wait() }
+
+// closeConn closes c. A TLS connection sends its close_notify first,
+// which may wait (up to 5 s, crypto/tls's bound) for a peer that does not
+// read: that happens on a goroutine of its own, not under the pair's lock.
+func closeConn(c net.Conn) {
+	if _, plain := c.(*net.TCPConn); plain {
+		c.Close()
+		return
+	}
+	go c.Close()
+}
