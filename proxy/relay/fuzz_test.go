@@ -351,7 +351,7 @@ func seedPayload(n int, salt byte) []byte {
 	return p
 }
 
-func closeBody(code uint16, reason string) []byte {
+func seedCloseBody(code uint16, reason string) []byte {
 	return append(binary.BigEndian.AppendUint16(nil, code), reason...)
 }
 
@@ -379,7 +379,7 @@ func streamSeeds() []streamSeed {
 		{name: "unmasked-fragmented-close-between", mode: sv | modeCloseEndsSource,
 			wire: join(
 				seedFrame(false, 0, 0x2, nil, seedPayload(10, 2), lenShortest),
-				seedFrame(true, 0, 0x8, nil, closeBody(1000, "bye"), lenShortest),
+				seedFrame(true, 0, 0x8, nil, seedCloseBody(1000, "bye"), lenShortest),
 				seedFrame(true, 0, 0x0, nil, seedPayload(10, 3), lenShortest))},
 		{name: "len16-masked-split-reads", mode: cl, cuts: []byte{1, 3, 200},
 			wire: join(seedFrame(true, 0, 0x2, k, seedPayload(300, 4), lenShortest), seedFrame(true, 0, 0x9, k, nil, lenShortest))},
@@ -390,13 +390,13 @@ func streamSeeds() []streamSeed {
 		{name: "header-split-every-byte", mode: cl, cuts: byteReads,
 			wire: join(seedFrame(true, 0, 0x2, k, seedPayload(130, 6), lenShortest), seedFrame(true, 0, 0xa, k, seedPayload(125, 7), lenShortest))},
 		{name: "max-control-payload", mode: sv, cuts: []byte{70},
-			wire: join(seedFrame(true, 0, 0x9, nil, seedPayload(125, 8), lenShortest), seedFrame(true, 0, 0x8, nil, closeBody(1001, "going"), len64))},
+			wire: join(seedFrame(true, 0, 0x9, nil, seedPayload(125, 8), lenShortest), seedFrame(true, 0, 0x8, nil, seedCloseBody(1001, "going"), len64))},
 		{name: "close-then-more", mode: cl,
-			wire: join(seedFrame(true, 0, 0x8, k, closeBody(4000, "app"), lenShortest), seedFrame(true, 0, 0x1, k, []byte("after close"), lenShortest), seedFrame(true, 0, 0x9, k, nil, lenShortest))},
+			wire: join(seedFrame(true, 0, 0x8, k, seedCloseBody(4000, "app"), lenShortest), seedFrame(true, 0, 0x1, k, []byte("after close"), lenShortest), seedFrame(true, 0, 0x9, k, nil, lenShortest))},
 		{name: "close-ends-source", mode: cl | modeCloseEndsSource,
 			wire: join(seedFrame(true, 0, 0x8, k, nil, lenShortest), []byte{0xff, 0xff, 0xff})},
 		{name: "drop-odd-controls", mode: sv | modeDropOdd, cuts: headerCuts,
-			wire: join(seedFrame(true, 0, 0x9, nil, []byte{1, 2}, lenShortest), seedFrame(true, 0, 0xa, nil, []byte{2, 2}, lenShortest), seedFrame(true, 0, 0x2, nil, []byte{1}, lenShortest), seedFrame(true, 0, 0x8, nil, closeBody(1001, ""), lenShortest))},
+			wire: join(seedFrame(true, 0, 0x9, nil, []byte{1, 2}, lenShortest), seedFrame(true, 0, 0xa, nil, []byte{2, 2}, lenShortest), seedFrame(true, 0, 0x2, nil, []byte{1}, lenShortest), seedFrame(true, 0, 0x8, nil, seedCloseBody(1001, ""), lenShortest))},
 		{name: "whole-text", mode: cl | modeDropOdd, whole: 4,
 			wire: join(seedFrame(true, 0, 0x1, k, []byte("ping"), lenShortest), seedFrame(true, 0, 0x1, k, []byte{3, 'i', 'n', 'g'}, lenShortest), seedFrame(true, 0, 0x1, k, []byte("longer"), lenShortest))},
 		{name: "deflate-rsv1-first-frame", mode: cl | modeDeflate,
@@ -438,11 +438,11 @@ func streamSeeds() []streamSeed {
 		{name: "violation-close-one-byte", mode: sv,
 			wire: seedFrame(true, 0, 0x8, nil, []byte{3}, lenShortest)},
 		{name: "violation-close-code-1005", mode: cl,
-			wire: seedFrame(true, 0, 0x8, k, closeBody(1005, ""), lenShortest)},
+			wire: seedFrame(true, 0, 0x8, k, seedCloseBody(1005, ""), lenShortest)},
 		{name: "violation-close-code-2999", mode: sv,
-			wire: seedFrame(true, 0, 0x8, nil, closeBody(2999, ""), lenShortest)},
+			wire: seedFrame(true, 0, 0x8, nil, seedCloseBody(2999, ""), lenShortest)},
 		{name: "violation-close-reason-not-utf8", mode: cl, cuts: byteReads,
-			wire: seedFrame(true, 0, 0x8, k, closeBody(1000, "bad \xc3\x28"), lenShortest)},
+			wire: seedFrame(true, 0, 0x8, k, seedCloseBody(1000, "bad \xc3\x28"), lenShortest)},
 	}
 }
 
@@ -544,13 +544,13 @@ func TestReferenceParser(t *testing.T) {
 			wire:   seedFrame(true, 0, 0x2, nil, seedPayload(126, 0), lenShortest),
 			broken: []refRule{refUnmaskedFromClient, refTooBig}, brokenAt: 4, codeWants: 1009},
 		{name: "close-reason-not-utf8", cfg: refConfig{},
-			wire:   seedFrame(true, 0, 0x8, nil, closeBody(1000, "\xff"), lenShortest),
+			wire:   seedFrame(true, 0, 0x8, nil, seedCloseBody(1000, "\xff"), lenShortest),
 			broken: []refRule{refCloseReasonUTF8}, brokenAt: 5, events: 1, codeWants: 1007},
 		{name: "close-code-1004", cfg: refConfig{},
-			wire:   seedFrame(true, 0, 0x8, nil, closeBody(1004, ""), lenShortest),
+			wire:   seedFrame(true, 0, 0x8, nil, seedCloseBody(1004, ""), lenShortest),
 			broken: []refRule{refCloseBadCode}, brokenAt: 4, events: 1, codeWants: 1002},
-		{name: "close-code-1014", cfg: refConfig{}, wire: seedFrame(true, 0, 0x8, nil, closeBody(1014, ""), lenShortest),
-			out: seedFrame(true, 0, 0x8, nil, closeBody(1014, ""), lenShortest), events: 1},
+		{name: "close-code-1014", cfg: refConfig{}, wire: seedFrame(true, 0, 0x8, nil, seedCloseBody(1014, ""), lenShortest),
+			out: seedFrame(true, 0, 0x8, nil, seedCloseBody(1014, ""), lenShortest), events: 1},
 		{name: "after-forwarded-close", cfg: refConfig{},
 			wire: bytes.Join([][]byte{seedFrame(true, 0, 0x8, nil, nil, lenShortest), seedFrame(true, 0, 0x1, nil, []byte("late"), lenShortest)}, nil),
 			out:  seedFrame(true, 0, 0x8, nil, nil, lenShortest), events: 2},
