@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -106,51 +105,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// startNode runs "node script args..." in nodeDir. Cleanup kills that
-// process (and only it) if it is still running, and waits for it.
+// startNode runs "node script args..." in nodeDir (see startProc).
 func startNode(t *testing.T, script string, args ...string) *nodeProc {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &nodeProc{
-		cmd:    exec.CommandContext(ctx, "node", append([]string{script}, args...)...),
-		lines:  make(chan string, 256),
-		exited: make(chan struct{}),
-	}
-	p.cmd.Dir = nodeDir
-	p.cmd.Stderr = &p.stderr
-	p.cmd.WaitDelay = waitBound
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("start node %s: %v", script, err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			p.lines <- sc.Text()
-		}
-		close(p.lines)
-		p.waitErr = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			_ = p.cmd.Process.Kill()
-		}
-		cancel()
-		select {
-		case <-p.exited:
-		case <-time.After(2 * waitBound):
-			t.Errorf("node %s did not exit after being killed", script)
-		}
-	})
-	return p
+	return startProc(t, nodeDir, "node", append([]string{script}, args...)...)
 }
 
 // waitLine returns the next stdout line that starts with prefix, skipping
