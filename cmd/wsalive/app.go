@@ -309,13 +309,22 @@ func (a *app) pairClosed(st relay.PairStats) {
 	a.logPairClosed(st)
 }
 
+// logPairClosed logs the pair's account. Every duration in it is a
+// string in Go's duration format ("4.01s"), in JSON too, as in the
+// "pair attached" line: slog would write a bare time.Duration as
+// nanoseconds in JSON and as "4.01s" in text.
 func (a *app) logPairClosed(st relay.PairStats) {
-	a.logger.Info("pair closed",
+	args := make([]any, 0, 48)
+	args = append(args,
 		"pair", st.ID,
 		"route", st.Route,
 		"client", st.ClientAddr,
 		"upstream", st.UpstreamAddr,
 		"reason", st.Reason.String(),
+	)
+	args = appendCloseHandshake(args, &clientCloseKeys, st.ClientClose)
+	args = appendCloseHandshake(args, &upstreamCloseKeys, st.UpstreamClose)
+	args = append(args,
 		"duration", st.Duration.Round(time.Millisecond).String(),
 		"bytes_to_upstream", st.BytesToUpstream,
 		"bytes_to_client", st.BytesToClient,
@@ -328,4 +337,27 @@ func (a *app) logPairClosed(st relay.PairStats) {
 		"upstream_pongs", st.UpstreamHeartbeat.PongsReceived,
 		"upstream_rtt", st.UpstreamHeartbeat.LastRTT.Round(time.Microsecond).String(),
 	)
+	a.logger.Info("pair closed", args...)
+}
+
+// closeHandshakeKeys name one side's close handshake in the "pair
+// closed" line: <side>_close_* is what the side received, as a reader
+// of the line asks first ("what did the client get?"), and
+// <side>_sent_close_* what it sent.
+type closeHandshakeKeys struct{ code, reason, sentCode, sentReason string }
+
+var (
+	clientCloseKeys   = closeHandshakeKeys{"client_close_code", "client_close_reason", "client_sent_close_code", "client_sent_close_reason"}
+	upstreamCloseKeys = closeHandshakeKeys{"upstream_close_code", "upstream_close_reason", "upstream_sent_close_code", "upstream_sent_close_reason"}
+)
+
+// appendCloseHandshake adds one side's close handshake to a line: the
+// close code and reason it received, always (code 0: it received none),
+// and the ones it sent, when it sent a close frame.
+func appendCloseHandshake(args []any, k *closeHandshakeKeys, h relay.CloseHandshake) []any {
+	args = append(args, k.code, h.Received.Code, k.reason, h.Received.Reason)
+	if !h.Sent.None() {
+		args = append(args, k.sentCode, h.Sent.Code, k.sentReason, h.Sent.Reason)
+	}
+	return args
 }

@@ -54,7 +54,46 @@ type PairStats struct {
 	// Heartbeat accounts per side.
 	ClientHeartbeat   liveness.Stats
 	UpstreamHeartbeat liveness.Stats
+	// The close handshake per side: the close frame that side received
+	// and the one it sent.
+	ClientClose   CloseHandshake
+	UpstreamClose CloseHandshake
 }
+
+// CloseHandshake is one side's part of a pair's close handshake.
+type CloseHandshake struct {
+	// Received is the close frame wsalive sent toward the side: the
+	// other side's, forwarded as it came, or wsalive's own (1001 when the
+	// other side is gone or timed out, 1002 or 1009 to a side that broke
+	// the protocol, a drain's code, or an echo of the side's own code
+	// when the other side vanished before answering). It was handed to
+	// the side's connection; a connection that failed meanwhile may not
+	// have delivered it. None when the side was gone first, or when its
+	// close could never go (the frame in flight toward it was cut off).
+	Received CloseFrame
+	// Sent is the close frame the side sent, if it sent one.
+	Sent CloseFrame
+}
+
+// CloseFrame is the status of one close frame (RFC 6455 §5.5.1).
+//
+// The zero value means no close frame: code 0 is never on the wire
+// (§7.4.2 leaves 0-999 unused), so it cannot be mistaken for one. A
+// close frame without a body is reported as Code 1005 with no Reason,
+// the code §7.1.5 gives for "a close frame without a status code"; 1005
+// never appears on the wire either. This differs from gobwas/ws, whose
+// ParseCloseFrameData returns 0 for an empty body (it sets §7.1.5 aside
+// on purpose): here 0 is kept for "no frame at all", so that a side that
+// sent an empty close and a side that sent none read apart.
+type CloseFrame struct {
+	Code uint16
+	// Reason is the frame's UTF-8 reason, as it went on the wire (a reason
+	// of wsalive's own is cut to fit a control frame).
+	Reason string
+}
+
+// None reports whether no close frame went that way.
+func (c CloseFrame) None() bool { return c.Code == 0 }
 
 // DrainReport is what Engine.Drain did to the pairs that were live when it
 // started.

@@ -54,6 +54,10 @@ import (
 //     (duties), keeping the reason that started the close;
 //   - the driver cuts it (cut): a forced shutdown, or a socket the driver
 //     could not take on.
+//
+// Whichever way it ends, the close frames that crossed, forwarded or
+// wsalive's own, are kept per side in the pair's close log (closeLog)
+// for its stats: what each side received and what it sent.
 
 // peer is what the pair knows of one side's connection.
 type peer struct {
@@ -93,22 +97,44 @@ type pair struct {
 	dir    [2]direction // dir[s] carries bytes from s toward s.other()
 	hb     [2]liveness.Side
 	pol    *Policy
-	// deadline ends the close handshake once closing is set.
-	deadline int64
 	// lastData is when a data frame last passed either way (idle
-	// timeout). endAt is when a limit ends the pair, 0 for never: its
-	// max_lifetime, or its moment in a drain (drain set) if that comes
-	// first.
+	// timeout).
 	lastData int64
-	endAt    int64
-	drain    *drainOrder
-	reason   Reason
-	closing  bool
-	done     bool
-	recheck  bool // run duties after the current read: a deadline moved
+	// endAt is when the pair ends at the latest, 0 for never. While it
+	// is open: its max_lifetime, or its moment in a drain (drain set) if
+	// that comes first. Once closing is set: the close handshake's
+	// deadline, which replaces the limits (a closing pair ends by its
+	// handshake); one field for both keeps the pair in its size class.
+	endAt int64
+	drain *drainOrder
+	// closes records the close frames that crossed, nil until the first
+	// one does: an open pair pays a pointer for it, not the record.
+	closes  *closeLog
+	reason  Reason
+	closing bool
+	done    bool
+	recheck bool // run duties after the current read: a deadline moved
 	// closeTimeout bounds the close handshake, in milliseconds (it
 	// packs with the flags above).
 	closeTimeout uint32
+}
+
+// closeLog is a pair's close handshake as it crossed wsalive, per side:
+// the close frame that went toward it (the other side's, forwarded, or
+// wsalive's own) and the one it sent. A close frame that waits for a
+// frame boundary is in toward from the start, and struck out if it is
+// dropped before it goes (dropQueued).
+type closeLog struct {
+	toward [2]CloseFrame
+	from   [2]CloseFrame
+}
+
+// log returns p's close log, made when the first close frame crosses.
+func (p *pair) log() *closeLog {
+	if p.closes == nil {
+		p.closes = new(closeLog)
+	}
+	return p.closes
 }
 
 // routeInfo is what the pairs of one route share: its name and its
@@ -329,6 +355,13 @@ func (p *pair) closeFrame(st *stream, s side, payload []byte, fx *effects) (bool
 	me.closeRecv = true
 	me.closeCode = code
 	st.srcClosed = true
+	sent := CloseFrame{Code: uint16(code)}
+	if len(payload) > 2 {
+		// Copied: payload is scratch memory of the read.
+		sent.Reason = string(payload[2:])
+	}
+	log := p.log()
+	log.from[s] = sent
 	p.setReason(closedBy(s))
 	p.beginClose(fx)
 	// Forward it unless the other side already has a close (it started
@@ -337,6 +370,7 @@ func (p *pair) closeFrame(st *stream, s side, payload []byte, fx *effects) (bool
 		return false, violation{}
 	}
 	other.closeSent = true
+	log.toward[s.other()] = sent
 	return true, violation{}
 }
 
@@ -380,9 +414,8 @@ func (p *pair) kill(s side, r Reason, text string, fx *effects) {
 	me.blocked = false
 	p.setReason(r)
 	fx.gone[s] = true
-	toward := p.toward(s)
-	toward.sinkClosed = true
-	toward.queued = nil
+	p.dropQueued(s)
+	p.toward(s).sinkClosed = true
 	o := s.other()
 	oe := &p.side[o]
 	from := &p.dir[s]
@@ -400,7 +433,7 @@ func (p *pair) kill(s side, r Reason, text string, fx *effects) {
 		// never finish: o cannot get a clean close, as sendClose would
 		// have decided had s been dead already.
 		oe.abort = true
-		from.queued = nil
+		p.dropQueued(o)
 	}
 	p.beginClose(fx)
 }
@@ -444,8 +477,25 @@ func (p *pair) sendClose(to side, code ws.StatusCode, reason string, fx *effects
 	var payload []byte
 	if code != ws.StatusNoStatusRcvd {
 		payload = closePayload(code, reason)
+		reason = reason[:len(payload)-2] // as cut to fit the frame
+	} else {
+		reason = ""
 	}
+	p.log().toward[to] = CloseFrame{Code: uint16(code), Reason: reason}
 	p.inject(to, ws.OpClose, payload, kindClose, fx)
+}
+
+// dropQueued throws away the frames that wait for a frame boundary
+// toward side s. A close frame among them never reaches s, so it leaves
+// the close log.
+func (p *pair) dropQueued(s side) {
+	d := p.toward(s)
+	for _, q := range d.queued {
+		if q.kind == kindClose {
+			p.closes.toward[s] = CloseFrame{}
+		}
+	}
+	d.queued = nil
 }
 
 // inject sends a control frame with payload to side to at the next frame
@@ -479,8 +529,8 @@ func (p *pair) beginClose(fx *effects) {
 		return
 	}
 	p.closing = true
-	p.deadline = fx.now + int64(p.closeTimeout)*int64(time.Millisecond)
-	fx.arm = p.deadline
+	p.endAt = fx.now + int64(p.closeTimeout)*int64(time.Millisecond)
+	fx.arm = p.endAt
 }
 
 // finished reports whether side s needs nothing more: it is gone, or its
@@ -516,7 +566,8 @@ func (p *pair) end(fx *effects) {
 	}
 	p.done = true
 	fx.done = true
-	for s := range p.dir {
+	for s := client; s <= upstream; s++ {
+		p.dropQueued(s)
 		p.dir[s].release()
 	}
 	p.route.metrics.PairClosed(p.reason.String())
@@ -536,11 +587,11 @@ func (p *pair) duties(fx *effects) {
 	}
 	now := fx.now
 	if p.closing {
-		if now >= p.deadline {
+		if now >= p.endAt {
 			// The close handshake ran out of time: close both sockets.
 			p.end(fx)
 		} else {
-			fx.arm = p.deadline
+			fx.arm = p.endAt
 		}
 		return
 	}
@@ -739,5 +790,16 @@ func (p *pair) stats(now int64, addr [2]string) PairStats {
 		FramesFromUpstream: p.dir[upstream].frames,
 		ClientHeartbeat:    p.hb[client].Stats(),
 		UpstreamHeartbeat:  p.hb[upstream].Stats(),
+		ClientClose:        p.closes.handshake(client),
+		UpstreamClose:      p.closes.handshake(upstream),
 	}
+}
+
+// handshake returns side s's part of the log; none for a nil log (no
+// close frame crossed).
+func (l *closeLog) handshake(s side) CloseHandshake {
+	if l == nil {
+		return CloseHandshake{}
+	}
+	return CloseHandshake{Received: l.toward[s], Sent: l.from[s]}
 }
