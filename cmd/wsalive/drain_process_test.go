@@ -64,7 +64,7 @@ type clientClose struct {
 }
 
 // TestDrainSpreadsClosesProcess is issue 11's drain test on a real
-// process: 200 live pairs, a 1 s delay and a 4 s window. Every client
+// process: 200 live pairs, a 2 s delay and a 4 s window. Every client
 // gets 1012 "service restart" and every upstream 1001; the closes cover
 // the window; a client during the delay is served and one after it
 // refused. A SIGTERM-started drain exits 0; a POST /drain answers only
@@ -81,7 +81,7 @@ func TestDrainSpreadsClosesProcess(t *testing.T) {
 func testDrainSpreadsCloses(t *testing.T, trigger string) {
 	const (
 		pairs  = 200
-		delay  = time.Second
+		delay  = 2 * time.Second // room for a dial under load: a late one would be refused
 		window = 4 * time.Second
 	)
 	up := startCloseRecorder(t, pairs+1)
