@@ -127,6 +127,29 @@ func (e *Engine) Stats() Stats {
 	return st
 }
 
+// liveBound is how long Live waits for every event loop to answer its
+// probe. A turn of a loop is one epoll wait and the work on at most
+// maxEvents events: milliseconds even under load. Half a second is a stall
+// an operator must hear about, and it leaves the answer inside a
+// Kubernetes probe's default 1 s timeout.
+const liveBound = 500 * time.Millisecond
+
+// Live reports whether the engine's event loops still turn: it wakes each
+// loop the way Attach does and waits, up to liveBound, for every one to
+// answer at the start of its next turn. An idle loop parked in epoll_wait
+// answers at once; a loop stuck in a system call or a blocking callback
+// does not, and Live returns an error naming it. A loop that exited while
+// the engine was not draining (its epoll wait failed) is an error too.
+// The net.Conn driver has no loops of its own: its pairs' goroutines are
+// the runtime's to schedule, and Live says nil for it. Live is meant for
+// /healthz.
+func (e *Engine) Live() error {
+	if e.epoll == nil {
+		return nil
+	}
+	return e.epoll.live(liveBound)
+}
+
 // Closed returns how many pairs have ended with reason r.
 func (e *Engine) Closed(r Reason) uint64 {
 	if r >= numReasons {

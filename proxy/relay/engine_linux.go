@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -105,6 +106,31 @@ func (d *epollDriver) force() {
 	for _, l := range d.loops {
 		l.force()
 	}
+}
+
+// live probes every loop at once and waits, up to bound in all, for each
+// to answer or to have exited. Exiting is an error only while the engine
+// is not closed: a drained engine's loops exit by design.
+func (d *epollDriver) live(bound time.Duration) error {
+	answers := make([]<-chan struct{}, len(d.loops))
+	for i, l := range d.loops {
+		answers[i] = l.probe()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	var errs []error
+	for i, l := range d.loops {
+		select {
+		case <-answers[i]:
+		case <-l.done:
+			if !d.e.closed.Load() {
+				errs = append(errs, fmt.Errorf("relay: event loop %d has exited", i))
+			}
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("relay: event loop %d did not turn within %s", i, bound))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // takeFD duplicates the descriptor of a TCP connection and closes the

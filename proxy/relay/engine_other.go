@@ -4,6 +4,7 @@ package relay
 
 import (
 	"net"
+	"time"
 )
 
 // epollDriver does not exist here: every pair runs on the net.Conn
@@ -18,6 +19,7 @@ func (*epollDriver) drain(*drainOrder)                         {}
 func (*epollDriver) wait()                                     {}
 func (*epollDriver) force()                                    {}
 func (*epollDriver) closeFDs()                                 {}
+func (*epollDriver) live(time.Duration) error                  { return nil }
 
 // connKeepalive applies k to the TCP socket under c (a TLS connection's
 // too). TCP_USER_TIMEOUT is Linux's; elsewhere only keepalive probes are

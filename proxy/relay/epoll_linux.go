@@ -97,6 +97,10 @@ type loop struct {
 	orders   []*drainOrder // drains not yet applied
 	stopping bool          // no new pairs: exit when none is left
 	forced   bool          // close every pair now
+	// probed, when not nil, is closed at the loop's next turn: Live's
+	// question whether the loop still turns. Probes that arrive before
+	// that turn share it.
+	probed chan struct{}
 
 	order *drainOrder // the drain being run; nil when serving
 
@@ -223,6 +227,23 @@ func (l *loop) postDrain(o *drainOrder) {
 	l.orders = append(l.orders, o)
 	l.mu.Unlock()
 	l.wake()
+}
+
+// probe returns a channel the loop closes at the start of its next turn,
+// and wakes the loop if no probe was pending already.
+func (l *loop) probe() <-chan struct{} {
+	l.mu.Lock()
+	ch := l.probed
+	pending := ch != nil
+	if !pending {
+		ch = make(chan struct{})
+		l.probed = ch
+	}
+	l.mu.Unlock()
+	if !pending {
+		l.wake()
+	}
+	return ch
 }
 
 // force makes the loop cut every pair it still has, and exit.
@@ -353,7 +374,12 @@ func (l *loop) takeIncoming() bool {
 	orders := l.orders
 	l.orders = nil
 	forced := l.forced
+	probed := l.probed
+	l.probed = nil
 	l.mu.Unlock()
+	if probed != nil {
+		close(probed) // the loop turns
+	}
 	for _, a := range in {
 		l.start(a)
 		if l.order != nil {
