@@ -39,6 +39,25 @@ func startDrain(e *Engine, ctx context.Context, code uint16, reason string, wind
 	return ch
 }
 
+// waitDraining waits until e has started draining. The drain's start has
+// no signal of its own; the flag it sets first is polled, with a bound.
+func waitDraining(t *testing.T, e *Engine) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !e.closed.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the drain did not start")
+		}
+		runtime.Gosched()
+	}
+	// The drivers take the order right after the flag, on the drain's
+	// goroutine (conn) or at their loop's next turn (epoll); give them
+	// that turn before the test's pair starts its close handshake.
+	for range 100 {
+		runtime.Gosched()
+	}
+}
+
 func waitDrain(t *testing.T, ch chan drainResult) drainResult {
 	t.Helper()
 	select {
@@ -106,6 +125,10 @@ func TestDrainCut(t *testing.T) {
 		defer cancel()
 		// A window so long that no pair reaches its moment in the test.
 		ch := startDrain(e, ctx, 1012, "restart", 1000*time.Hour)
+		// The drain counts the pairs live when it starts: wait until it
+		// has (Attach is refused from then on), so that the pair below
+		// ends after it, not before.
+		waitDraining(t, e)
 		// One client goes away on its own; its upstream answers the close.
 		pairs[0].cli.Close()
 		expectClose(t, pairs[0].ups, ws.StatusGoingAway, "client gone")
