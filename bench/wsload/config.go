@@ -1,6 +1,7 @@
 package wsload
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -95,6 +96,10 @@ type Config struct {
 	Client string
 	// URL is the ws:// or wss:// address to connect to.
 	URL string
+	// TLSConfig is the client TLS configuration of wss:// URLs (nil: Go's
+	// defaults with the system's roots). Without a ClientSessionCache,
+	// every connection makes a full handshake.
+	TLSConfig *tls.Config
 	// N is the number of connections.
 	N int
 

@@ -169,8 +169,9 @@ func dialOne(ctx context.Context, cfg Config, urlstr string, src net.IP) (net.Co
 		nd.LocalAddr = &net.TCPAddr{IP: src}
 	}
 	d := ws.Dialer{
-		Timeout: cfg.DialTimeout,
-		NetDial: nd.DialContext,
+		Timeout:   cfg.DialTimeout,
+		NetDial:   nd.DialContext,
+		TLSConfig: cfg.TLSConfig,
 	}
 	conn, br, _, err := d.Dial(ctx, urlstr)
 	if err != nil {

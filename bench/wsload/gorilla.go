@@ -35,6 +35,7 @@ func gorillaDial(ctx context.Context, cfg Config, urlstr string, src net.IP, wri
 	}
 	d := websocket.Dialer{
 		NetDialContext:   nd.DialContext,
+		TLSClientConfig:  cfg.TLSConfig,
 		HandshakeTimeout: cfg.DialTimeout,
 		ReadBufferSize:   gorillaReadBuffer,
 		WriteBufferSize:  writeBuf,
