@@ -343,11 +343,7 @@ type tcpOverrides struct {
 func deriveTCPKeepalive(h Heartbeat, set tcpOverrides) TCPKeepalive {
 	var k TCPKeepalive
 	if h.Enabled {
-		longest := h.Interval
-		if h.MaxInterval > 0 {
-			longest = h.MaxInterval
-		}
-		bound := longest + h.Timeout*time.Duration(h.MaxMissed)
+		bound := h.DetectionBound()
 		k = TCPKeepalive{
 			Idle:        clamp(bound, minTCPKeepalive, maxTCPKeepalive),
 			Interval:    clamp(h.Timeout, minTCPKeepalive, maxTCPKeepalive),

@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/wsalive/wsalive/liveness"
 )
 
 // This file converts a route's liveness settings: the heartbeat policy
@@ -368,4 +369,19 @@ func absent(attr *hcl.Attribute) bool {
 	}
 	v, diags := attr.Expr.Value(nil)
 	return !diags.HasErrors() && v.IsKnown() && v.IsNull()
+}
+
+// DetectionBound is the longest the side can stay silent before the
+// heartbeat declares it dead: the liveness package's bound for this
+// policy (one interval of silence, the largest when it is adaptive, then
+// MaxMissed pings each given Timeout). 0 when the heartbeat is off. TCP
+// keepalive defaults, the benchmark's expectations and the tests all use
+// this one formula.
+func (h Heartbeat) DetectionBound() time.Duration {
+	if !h.Enabled {
+		return 0
+	}
+	p := liveness.Policy{Interval: h.Interval, Timeout: h.Timeout, MaxMissed: h.MaxMissed,
+		MinInterval: h.MinInterval, MaxInterval: h.MaxInterval}
+	return p.DetectionBound()
 }

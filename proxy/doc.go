@@ -5,8 +5,7 @@
 // side toward the upstream) and hands the finished pair of sockets to the
 // relay engine.
 //
-// The order of events is what keeps the proxy safe (RFC 6455 §4, DESIGN.md
-// "Data path"); the numbers match the steps in handshake.go:
+// The order of events is what keeps the proxy safe (RFC 6455 §4); the numbers match the steps in handshake.go:
 //
 //  1. Read the client's first request head, bounded in size (431), time
 //     (408 once it has begun; silence is closed without an answer) and

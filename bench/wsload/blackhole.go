@@ -171,12 +171,11 @@ func heartbeatBound(text, side string) (string, time.Duration, error) {
 	if !hb.Enabled {
 		return fmt.Sprintf("%s heartbeat off%s", side, where), 0, nil
 	}
-	interval := max(hb.Interval, hb.MaxInterval)
 	desc := fmt.Sprintf("%s interval=%s timeout=%s max_missed=%d", side, hb.Interval, hb.Timeout, hb.MaxMissed)
 	if hb.MaxInterval > 0 {
 		desc += fmt.Sprintf(" (adaptive %s-%s)", hb.MinInterval, hb.MaxInterval)
 	}
-	return desc + where, interval + hb.Timeout*time.Duration(max(hb.MaxMissed, 1)), nil
+	return desc + where, hb.DetectionBound(), nil
 }
 
 // BlackholeStats is what a blackhole mode measured.
