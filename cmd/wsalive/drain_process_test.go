@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"syscall"
@@ -106,21 +105,7 @@ route "default" {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "run", "-config", file)
-	cmd.Env = append(os.Environ(), childEnv+"=1")
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	cmd.Stderr = w
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	lines := logLines(r)
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	cmd, lines, exited := startChild(t, ctx, file)
 	defer func() {
 		// On an early failure: end the child (ours, by its handle) and
 		// keep its log from blocking it.

@@ -29,6 +29,31 @@ func TestMain(m *testing.M) {
 }
 
 // logLines forwards a child's log lines to a channel.
+// startChild runs `wsalive run -config file` as a child process (the
+// test binary re-executed), bounded by ctx. Its log lines arrive on
+// lines, and its end on exited.
+func startChild(t *testing.T, ctx context.Context, file string) (cmd *exec.Cmd, lines <-chan string, exited <-chan error) {
+	t.Helper()
+	cmd = exec.CommandContext(ctx, os.Args[0], "run", "-config", file)
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	// A pipe of our own, not StderrPipe: Wait would close that one and
+	// could lose the last lines.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	cmd.Stderr = w
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		t.Fatal(err)
+	}
+	w.Close()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	return cmd, logLines(r), done
+}
+
 func logLines(r io.Reader) <-chan string {
 	ch := make(chan string, 1024)
 	go func() {
@@ -88,23 +113,7 @@ route "default" {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "run", "-config", file)
-	cmd.Env = append(os.Environ(), childEnv+"=1")
-	// A pipe of our own, not StderrPipe: Wait would close that one and
-	// could lose the last lines.
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	cmd.Stderr = w
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	lines := logLines(r)
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	cmd, lines, exited := startChild(t, ctx, file)
 	waitLine(t, ctx, lines, "serving: ready")
 	resp, err := http.Get("http://" + admin + "/readyz")
 	if err != nil || resp.StatusCode != 200 {
