@@ -283,8 +283,16 @@ func startRawUpstream(t *testing.T, answer answerFunc) *rawUpstream {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveRawUpstream(t, ln, ln.Addr().String(), false, answer)
+}
+
+// serveRawUpstream serves ln as a rawUpstream reached at addr. bounded
+// gives every connection a waitBound deadline (for a TLS listener, whose
+// handshake runs inside the first read).
+func serveRawUpstream(t *testing.T, ln net.Listener, addr string, bounded bool, answer answerFunc) *rawUpstream {
+	t.Helper()
 	u := &rawUpstream{
-		addr:   ln.Addr().String(),
+		addr:   addr,
 		reqs:   make(chan *http.Request, 16),
 		closed: make(chan struct{}, 16),
 		ln:     ln,
@@ -296,6 +304,9 @@ func startRawUpstream(t *testing.T, answer answerFunc) *rawUpstream {
 			c, err := ln.Accept()
 			if err != nil {
 				return
+			}
+			if bounded {
+				_ = c.SetDeadline(time.Now().Add(waitBound))
 			}
 			u.mu.Lock()
 			u.conns = append(u.conns, c)

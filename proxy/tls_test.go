@@ -76,39 +76,7 @@ func startTLSUpstream(t *testing.T, conf *tls.Config, answer answerFunc) *rawUps
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := tls.NewListener(inner, conf)
-	u := &rawUpstream{
-		addr:   inner.Addr().String(),
-		reqs:   make(chan *http.Request, 16),
-		closed: make(chan struct{}, 16),
-		ln:     ln,
-	}
-	u.wg.Add(1)
-	go func() {
-		defer u.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.SetDeadline(time.Now().Add(waitBound))
-			u.mu.Lock()
-			u.conns = append(u.conns, c)
-			u.mu.Unlock()
-			u.wg.Add(1)
-			go u.serve(c, answer)
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		u.mu.Lock()
-		for _, c := range u.conns {
-			_ = c.Close()
-		}
-		u.mu.Unlock()
-		u.wg.Wait()
-	})
-	return u
+	return serveRawUpstream(t, tls.NewListener(inner, conf), inner.Addr().String(), true, answer)
 }
 
 // echoAfter101 answers a correct 101, then echoes what the proxy relays.
