@@ -34,6 +34,9 @@ type Handoff struct {
 	// Policy is the route's liveness policy; nil relays without
 	// heartbeats, idle or lifetime limits.
 	Policy *Policy
+	// Session, when set, makes the pair a resumable session (the client
+	// opted in): see session.go and examples/client/RESUME.md.
+	Session *SessionOptions
 }
 
 // PairStats is the account of one pair, given to Options.OnClose.
