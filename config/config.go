@@ -19,6 +19,8 @@ package config
 import (
 	"log/slog"
 	"time"
+
+	"github.com/wsalive/wsalive/liveness"
 )
 
 // Config is the validated runtime configuration the program runs on. Its
@@ -189,21 +191,7 @@ type Heartbeat struct {
 	// forwarding them (for peers whose counterpart never answers).
 	AnswerPings bool
 	// TCP is the socket-level keepalive for the side's connection.
-	TCP TCPKeepalive
-}
-
-// TCPKeepalive are the TCP options set on a side's socket so that a peer
-// that vanished is noticed by the kernel in bounded time even without
-// heartbeats, and writes to it fail instead of retrying for 15 minutes.
-type TCPKeepalive struct {
-	// Idle, Interval and Count map to TCP_KEEPIDLE, TCP_KEEPINTVL and
-	// TCP_KEEPCNT (SO_KEEPALIVE is on whenever Idle > 0).
-	Idle     time.Duration
-	Interval time.Duration
-	Count    int
-	// UserTimeout maps to TCP_USER_TIMEOUT: how long written data may stay
-	// unacknowledged before the connection is aborted.
-	UserTimeout time.Duration
+	TCP liveness.TCPKeepalive
 }
 
 // AppPing is an application-level ping: a client text message equal to

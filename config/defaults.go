@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"time"
+
+	"github.com/wsalive/wsalive/liveness"
 )
 
 // Every default and every limit of the configuration lives in this file, so
@@ -340,18 +342,18 @@ type tcpOverrides struct {
 // Derived values are clamped to the limits a file is held to (1 s to 2 h
 // for keepalive times, at most a day for the user timeout), which only
 // matters for heartbeats of hours.
-func deriveTCPKeepalive(h Heartbeat, set tcpOverrides) TCPKeepalive {
-	var k TCPKeepalive
+func deriveTCPKeepalive(h Heartbeat, set tcpOverrides) liveness.TCPKeepalive {
+	var k liveness.TCPKeepalive
 	if h.Enabled {
 		bound := h.DetectionBound()
-		k = TCPKeepalive{
+		k = liveness.TCPKeepalive{
 			Idle:        clamp(bound, minTCPKeepalive, maxTCPKeepalive),
 			Interval:    clamp(h.Timeout, minTCPKeepalive, maxTCPKeepalive),
 			Count:       2,
 			UserTimeout: clamp(bound, minTCPUserTimeout, maxTCPUserTimeout),
 		}
 	} else {
-		k = TCPKeepalive{
+		k = liveness.TCPKeepalive{
 			Idle:     DefaultTCPKeepaliveIdle,
 			Interval: DefaultTCPKeepaliveInterval,
 			Count:    DefaultTCPKeepaliveCount,

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wsalive/wsalive/liveness"
 )
 
 // defaultClientHeartbeat is the documented client policy, written out
@@ -18,7 +20,7 @@ func defaultClientHeartbeat() Heartbeat {
 		Timeout:   10 * time.Second,
 		MaxMissed: 2,
 		// bound = 20s + 10s × 2 = 40s
-		TCP: TCPKeepalive{Idle: 40 * time.Second, Interval: 10 * time.Second, Count: 2, UserTimeout: 40 * time.Second},
+		TCP: liveness.TCPKeepalive{Idle: 40 * time.Second, Interval: 10 * time.Second, Count: 2, UserTimeout: 40 * time.Second},
 	}
 }
 
@@ -30,7 +32,7 @@ func defaultUpstreamHeartbeat() Heartbeat {
 		Timeout:   10 * time.Second,
 		MaxMissed: 1,
 		// bound = 30s + 10s × 1 = 40s
-		TCP: TCPKeepalive{Idle: 40 * time.Second, Interval: 10 * time.Second, Count: 2, UserTimeout: 40 * time.Second},
+		TCP: liveness.TCPKeepalive{Idle: 40 * time.Second, Interval: 10 * time.Second, Count: 2, UserTimeout: 40 * time.Second},
 	}
 }
 
@@ -134,7 +136,7 @@ func TestHeartbeatSettings(t *testing.T) {
 				c := defaultClientHeartbeat()
 				c.Timeout = 5 * time.Second
 				// bound = 20s + 5s × 2 = 30s
-				c.TCP = TCPKeepalive{Idle: 30 * time.Second, Interval: 5 * time.Second, Count: 2, UserTimeout: 30 * time.Second}
+				c.TCP = liveness.TCPKeepalive{Idle: 30 * time.Second, Interval: 5 * time.Second, Count: 2, UserTimeout: 30 * time.Second}
 				return c, defaultUpstreamHeartbeat()
 			},
 		},
@@ -145,7 +147,7 @@ func TestHeartbeatSettings(t *testing.T) {
 				u := defaultUpstreamHeartbeat()
 				u.MaxMissed = 3
 				// bound = 30s + 10s × 3 = 60s
-				u.TCP = TCPKeepalive{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 2, UserTimeout: 60 * time.Second}
+				u.TCP = liveness.TCPKeepalive{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 2, UserTimeout: 60 * time.Second}
 				return defaultClientHeartbeat(), u
 			},
 		},
@@ -158,7 +160,7 @@ func TestHeartbeatSettings(t *testing.T) {
 				return Heartbeat{
 					Enabled: true, Interval: 25 * time.Second, Timeout: 4 * time.Second, MaxMissed: 3,
 					MinInterval: 10 * time.Second, MaxInterval: 50 * time.Second, AnswerPings: true,
-					TCP: TCPKeepalive{Idle: 40 * time.Second, Interval: 7 * time.Second, Count: 4, UserTimeout: 45 * time.Second},
+					TCP: liveness.TCPKeepalive{Idle: 40 * time.Second, Interval: 7 * time.Second, Count: 4, UserTimeout: 45 * time.Second},
 				}, defaultUpstreamHeartbeat()
 			},
 		},
@@ -169,7 +171,7 @@ func TestHeartbeatSettings(t *testing.T) {
 				c := defaultClientHeartbeat()
 				c.MinInterval, c.MaxInterval = 10*time.Second, 50*time.Second
 				// bound = 50s + 10s × 2 = 70s
-				c.TCP = TCPKeepalive{Idle: 70 * time.Second, Interval: 10 * time.Second, Count: 2, UserTimeout: 70 * time.Second}
+				c.TCP = liveness.TCPKeepalive{Idle: 70 * time.Second, Interval: 10 * time.Second, Count: 2, UserTimeout: 70 * time.Second}
 				return c, defaultUpstreamHeartbeat()
 			},
 		},
@@ -179,7 +181,7 @@ func TestHeartbeatSettings(t *testing.T) {
 			want: func() (Heartbeat, Heartbeat) {
 				c := defaultClientHeartbeat()
 				c.Interval, c.MinInterval, c.MaxInterval = 10*time.Second, 10*time.Second, 11*time.Second
-				c.TCP = TCPKeepalive{Idle: 31 * time.Second, Interval: 10 * time.Second, Count: 2, UserTimeout: 31 * time.Second}
+				c.TCP = liveness.TCPKeepalive{Idle: 31 * time.Second, Interval: 10 * time.Second, Count: 2, UserTimeout: 31 * time.Second}
 				return c, defaultUpstreamHeartbeat()
 			},
 		},
@@ -189,7 +191,7 @@ func TestHeartbeatSettings(t *testing.T) {
 			want: func() (Heartbeat, Heartbeat) {
 				u := defaultUpstreamHeartbeat()
 				u.Enabled = false
-				u.TCP = TCPKeepalive{Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3, UserTimeout: 60 * time.Second}
+				u.TCP = liveness.TCPKeepalive{Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3, UserTimeout: 60 * time.Second}
 				return defaultClientHeartbeat(), u
 			},
 		},
@@ -198,7 +200,7 @@ func TestHeartbeatSettings(t *testing.T) {
 			src:  heartbeatSrc("client", `enabled = false`, `interval = "0s"`, `timeout = "0s"`),
 			want: func() (Heartbeat, Heartbeat) {
 				c := Heartbeat{MaxMissed: 2,
-					TCP: TCPKeepalive{Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3, UserTimeout: 60 * time.Second}}
+					TCP: liveness.TCPKeepalive{Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3, UserTimeout: 60 * time.Second}}
 				return c, defaultUpstreamHeartbeat()
 			},
 		},
@@ -209,7 +211,7 @@ func TestHeartbeatSettings(t *testing.T) {
 				c := defaultClientHeartbeat()
 				c.Enabled = false
 				// user_timeout = 45s + 10s × 5 = 95s
-				c.TCP = TCPKeepalive{Idle: 45 * time.Second, Interval: 10 * time.Second, Count: 5, UserTimeout: 95 * time.Second}
+				c.TCP = liveness.TCPKeepalive{Idle: 45 * time.Second, Interval: 10 * time.Second, Count: 5, UserTimeout: 95 * time.Second}
 				return c, defaultUpstreamHeartbeat()
 			},
 		},
@@ -218,7 +220,7 @@ func TestHeartbeatSettings(t *testing.T) {
 			src:  heartbeatSrc("client", `tcp_keepalive_idle = "15s"`, `tcp_keepalive_interval = "5s"`),
 			want: func() (Heartbeat, Heartbeat) {
 				c := defaultClientHeartbeat()
-				c.TCP = TCPKeepalive{Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 2, UserTimeout: 40 * time.Second}
+				c.TCP = liveness.TCPKeepalive{Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 2, UserTimeout: 40 * time.Second}
 				return c, defaultUpstreamHeartbeat()
 			},
 		},
@@ -236,7 +238,7 @@ func TestHeartbeatSettings(t *testing.T) {
 			src:  heartbeatSrc("client", `interval = "24h"`, `timeout = "24h"`, `max_missed = 100`),
 			want: func() (Heartbeat, Heartbeat) {
 				c := Heartbeat{Enabled: true, Interval: 24 * time.Hour, Timeout: 24 * time.Hour, MaxMissed: 100,
-					TCP: TCPKeepalive{Idle: 2 * time.Hour, Interval: 2 * time.Hour, Count: 2, UserTimeout: 24 * time.Hour}}
+					TCP: liveness.TCPKeepalive{Idle: 2 * time.Hour, Interval: 2 * time.Hour, Count: 2, UserTimeout: 24 * time.Hour}}
 				return c, defaultUpstreamHeartbeat()
 			},
 		},
@@ -246,7 +248,7 @@ func TestHeartbeatSettings(t *testing.T) {
 			want: func() (Heartbeat, Heartbeat) {
 				c := defaultClientHeartbeat()
 				c.Timeout = 300 * time.Millisecond
-				c.TCP = TCPKeepalive{Idle: 20600 * time.Millisecond, Interval: time.Second, Count: 2, UserTimeout: 20600 * time.Millisecond}
+				c.TCP = liveness.TCPKeepalive{Idle: 20600 * time.Millisecond, Interval: time.Second, Count: 2, UserTimeout: 20600 * time.Millisecond}
 				return c, defaultUpstreamHeartbeat()
 			},
 		},

@@ -25,12 +25,7 @@ func routePolicy(r *config.Route) *relay.Policy {
 func sidePolicy(h *config.Heartbeat) relay.SidePolicy {
 	sp := relay.SidePolicy{
 		AnswerPings: h.AnswerPings,
-		Keepalive: relay.TCPKeepalive{
-			Idle:        h.TCP.Idle,
-			Interval:    h.TCP.Interval,
-			Count:       h.TCP.Count,
-			UserTimeout: h.TCP.UserTimeout,
-		},
+		Keepalive:   h.TCP,
 	}
 	if h.Enabled {
 		sp.Heartbeat = liveness.Policy{

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wsalive/wsalive/liveness"
 	"golang.org/x/sys/unix"
 )
 
@@ -170,7 +171,7 @@ func takeFD(c net.Conn, addr *string) (int, error) {
 // setKeepalive applies k to a socket; zero fields keep the kernel's
 // values. Keepalive times are whole seconds, rounded up; the user timeout
 // is milliseconds.
-func setKeepalive(fd int, k *TCPKeepalive) error {
+func setKeepalive(fd int, k *liveness.TCPKeepalive) error {
 	var errs []error
 	set := func(level, opt, v int) {
 		if err := unix.SetsockoptInt(fd, level, opt, v); err != nil {
@@ -218,8 +219,8 @@ func (d *epollDriver) closeFDs() {
 
 // connKeepalive applies k to the TCP socket under c (a TLS connection's
 // too).
-func connKeepalive(c net.Conn, k *TCPKeepalive) error {
-	if *k == (TCPKeepalive{}) {
+func connKeepalive(c net.Conn, k *liveness.TCPKeepalive) error {
+	if *k == (liveness.TCPKeepalive{}) {
 		return nil
 	}
 	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {

@@ -5,6 +5,8 @@ package relay
 import (
 	"net"
 	"time"
+
+	"github.com/wsalive/wsalive/liveness"
 )
 
 // epollDriver does not exist here: every pair runs on the net.Conn
@@ -24,7 +26,7 @@ func (*epollDriver) live(time.Duration) error                  { return nil }
 // connKeepalive applies k to the TCP socket under c (a TLS connection's
 // too). TCP_USER_TIMEOUT is Linux's; elsewhere only keepalive probes are
 // set.
-func connKeepalive(c net.Conn, k *TCPKeepalive) error {
+func connKeepalive(c net.Conn, k *liveness.TCPKeepalive) error {
 	if k.Idle <= 0 {
 		return nil
 	}

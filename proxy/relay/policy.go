@@ -14,16 +14,7 @@ type SidePolicy struct {
 	// forwarding them.
 	AnswerPings bool
 	// Keepalive is set on the side's socket at attach.
-	Keepalive TCPKeepalive
-}
-
-// TCPKeepalive are socket options that bound how long the kernel keeps a
-// connection to a peer that vanished. Zero values leave the kernel's.
-type TCPKeepalive struct {
-	Idle        time.Duration // TCP_KEEPIDLE (SO_KEEPALIVE is on when > 0)
-	Interval    time.Duration // TCP_KEEPINTVL
-	Count       int           // TCP_KEEPCNT
-	UserTimeout time.Duration // TCP_USER_TIMEOUT
+	Keepalive liveness.TCPKeepalive
 }
 
 // PolicyConfig describes a route's liveness policy.
