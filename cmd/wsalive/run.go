@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -128,26 +127,8 @@ func loadConfig(file, listen, upstream string) (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if listen != "" {
-		if _, _, err := net.SplitHostPort(listen); err != nil {
-			return nil, usageError{fmt.Sprintf("-listen %q: %v", listen, err)}
-		}
-		max := config.DefaultMaxHeaderBytes
-		var listenerTLS *config.ListenerTLS // kept like max: -listen must not drop TLS
-		if len(cfg.Listeners) > 0 {
-			max, listenerTLS = cfg.Listeners[0].MaxHeaderBytes, cfg.Listeners[0].TLS
-		}
-		cfg.Listeners = []config.Listener{{Address: listen, MaxHeaderBytes: max, TLS: listenerTLS}}
-	}
-	if upstream != "" {
-		if len(cfg.Routes) != 1 {
-			return nil, usageError{fmt.Sprintf("-upstream overrides the upstream of a single route, but %s has %d routes", file, len(cfg.Routes))}
-		}
-		u, err := config.ParseUpstream(upstream)
-		if err != nil {
-			return nil, usageError{fmt.Sprintf("-upstream: %v", err)}
-		}
-		cfg.Routes[0].SetUpstream(u)
+	if err := (config.Overrides{Listen: listen, Upstream: upstream}).Apply(cfg, file); err != nil {
+		return nil, usageError{err.Error()}
 	}
 	return cfg, nil
 }
