@@ -148,6 +148,17 @@ func (p *wsaliveProc) waitFor(t *testing.T, ctx context.Context, want string) st
 	}
 }
 
+// discardLog reads and drops wsalive's log from now on: a test that makes
+// it log thousands of lines (one per connection of a flood) and waits for
+// none must not let the pipe fill, or wsalive's logging would block the
+// very goroutines under test.
+func (p *wsaliveProc) discardLog() {
+	go func() {
+		for range p.lines {
+		}
+	}()
+}
+
 // stop sends SIGTERM and waits for a clean exit.
 func (p *wsaliveProc) stop(t *testing.T, ctx context.Context) {
 	t.Helper()
