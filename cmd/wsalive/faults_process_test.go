@@ -180,6 +180,15 @@ func (p *wsaliveProc) stop(t *testing.T, ctx context.Context) {
 // baseConf is a listener, an admin endpoint, an immediate drain and a
 // default route to upstream, plus extra configuration.
 func baseConf(listen, admin, upstream, extra string) string {
+	return drainConf(listen, admin, upstream, 0, extra)
+}
+
+// drainConf is baseConf with the drain's close code (0: the default).
+func drainConf(listen, admin, upstream string, closeCode int, extra string) string {
+	code := ""
+	if closeCode != 0 {
+		code = fmt.Sprintf("\n  close_code = %d", closeCode)
+	}
 	return fmt.Sprintf(`listener {
   address = %q
 }
@@ -188,12 +197,12 @@ admin {
 }
 drain {
   delay  = "0s"
-  window = "0s"
+  window = "0s"%s
 }
 route "default" {
   upstream = "ws://%s"
 }
-%s`, listen, admin, upstream, extra)
+%s`, listen, admin, code, upstream, extra)
 }
 
 // readUntilEnd starts a reader on c that reports, once, how its pair ended.
@@ -287,11 +296,22 @@ func maskedFrame(op byte, payload []byte) []byte {
 // TestFaultSIGTERMWithHandshakesInFlight: SIGTERM while an upstream
 // handshake is stuck (the upstream accepted TCP and never answers), an
 // idle client has sent nothing and another sent half a head. The live
-// pairs get the drain's close at once (after the handshake grace, not the
-// stuck handshakes' own 10 s bounds), both ways; the stuck handshakes are
+// pairs get the drain's close (drain.close_code: 1012 by default, or the
+// configured one) at once (after the handshake grace, not the stuck
+// handshakes' own 10 s bounds), both ways; the stuck handshakes are
 // answered 503 or closed, never 101; nothing is cut and wsalive exits 0.
 func TestFaultSIGTERMWithHandshakesInFlight(t *testing.T) {
+	for _, code := range []int{0, 4000} {
+		t.Run(fmt.Sprintf("close_code=%d", code), func(t *testing.T) { testSIGTERMWithHandshakesInFlight(t, code) })
+	}
+}
+
+func testSIGTERMWithHandshakesInFlight(t *testing.T, closeCode int) {
 	const pairs = 100
+	want := websocket.StatusServiceRestart
+	if closeCode != 0 {
+		want = websocket.StatusCode(closeCode)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	up := startCloseRecorder(t, pairs)
@@ -313,7 +333,7 @@ func TestFaultSIGTERMWithHandshakesInFlight(t *testing.T) {
 		}
 	}()
 	listen, admin := freeAddr(t), freeAddr(t)
-	p := startWsalive(t, ctx, baseConf(listen, admin, up.addr, fmt.Sprintf(`route "stuck" {
+	p := startWsalive(t, ctx, drainConf(listen, admin, up.addr, closeCode, fmt.Sprintf(`route "stuck" {
   path_prefix = "/stuck"
   upstream    = "ws://%s"
 }
@@ -342,18 +362,24 @@ func TestFaultSIGTERMWithHandshakesInFlight(t *testing.T) {
 	defer halfHead.Close()
 	fmt.Fprintf(halfHead, "GET / HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n", listen)
 	// A handshake stuck on the upstream.
-	stuckDial := make(chan error, 1)
+	type dialEnd struct {
+		status int // 0: closed without an answer
+		err    error
+	}
+	stuckDial := make(chan dialEnd, 1)
 	go func() {
 		c, resp, err := websocket.Dial(ctx, "ws://"+listen+"/stuck", nil)
-		if err == nil {
+		var end dialEnd
+		switch {
+		case err == nil:
 			c.CloseNow()
-			err = errors.New("the stuck handshake got a 101")
-		} else if resp != nil && resp.StatusCode != http.StatusServiceUnavailable {
-			err = fmt.Errorf("the stuck handshake was answered %d, want 503 or a close", resp.StatusCode)
-		} else {
-			err = nil
+			end.err = errors.New("the stuck handshake got a 101")
+		case resp != nil && resp.StatusCode != http.StatusServiceUnavailable:
+			end.err = fmt.Errorf("the stuck handshake was answered %d, want 503 or a close", resp.StatusCode)
+		case resp != nil:
+			end.status = resp.StatusCode
 		}
-		stuckDial <- err
+		stuckDial <- end
 	}()
 	select {
 	case c := <-stuckAccepted:
@@ -364,7 +390,7 @@ func TestFaultSIGTERMWithHandshakesInFlight(t *testing.T) {
 
 	sent := time.Now()
 	p.cmd.Process.Signal(syscall.SIGTERM)
-	at := collectEnds(t, ctx, ends, pairs, sent, websocket.StatusServiceRestart, drainReason)
+	at := collectEnds(t, ctx, ends, pairs, sent, want, drainReason)
 	t.Logf("drain closes after SIGTERM (handshake grace %s): %s", handshakeGrace, spread(at))
 	// Generous: the grace plus room for a loaded machine, far under the
 	// 10 s the stuck handshakes would take by their own bounds.
@@ -381,8 +407,10 @@ func TestFaultSIGTERMWithHandshakesInFlight(t *testing.T) {
 			t.Fatal("not every upstream connection ended in time")
 		}
 	}
-	if err := <-stuckDial; err != nil {
-		t.Fatal(err)
+	if end := <-stuckDial; end.err != nil {
+		t.Fatal(end.err)
+	} else {
+		t.Logf("the handshake stuck on its upstream ended with status %d (0: closed unanswered)", end.status)
 	}
 	for name, c := range map[string]net.Conn{"idle": idle, "half-head": halfHead} {
 		c.SetReadDeadline(time.Now().Add(15 * time.Second))
@@ -393,6 +421,7 @@ func TestFaultSIGTERMWithHandshakesInFlight(t *testing.T) {
 		if isTimeoutErr(err) {
 			t.Fatalf("the %s connection was left open after the drain", name)
 		}
+		t.Logf("the %s connection got %.12q, then %v", name, got, err)
 	}
 	line := p.waitFor(t, ctx, "msg=drained")
 	if !strings.Contains(line, "cut=0") || !strings.Contains(line, fmt.Sprintf("drained=%d", pairs)) {
