@@ -15,6 +15,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/sha1"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -558,17 +559,90 @@ func TestFaultUpstreamFrozen(t *testing.T) {
 	p.stop(t, ctx)
 }
 
+// rawUpstream is an upstream that answers the upgrade by hand and then
+// hands its connections to the test as raw bytes: what wsalive forwards
+// is seen byte by byte, partial frames included.
+func startRawUpstream(t *testing.T) (addr string, conns <-chan rawConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	ch := make(chan rawConn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			r := bufio.NewReader(c)
+			req, err := http.ReadRequest(r)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			sum := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+			fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+				base64.StdEncoding.EncodeToString(sum[:]))
+			ch <- rawConn{c, r}
+		}
+	}()
+	return ln.Addr().String(), ch
+}
+
+// rawConn is a raw upstream's connection and its reader.
+type rawConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+// readFrameHead reads a frame's first bytes from the upstream side: its
+// opcode, and its payload unmasked (payloads under 126 bytes only).
+func readFrameHead(r *bufio.Reader) (op byte, payload []byte, err error) {
+	var h [2]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return 0, nil, err
+	}
+	n := int(h[1] & 0x7f)
+	if n >= 126 {
+		return 0, nil, fmt.Errorf("a %d-length frame: the test reads small ones only", n)
+	}
+	var mask [4]byte
+	if h[1]&0x80 != 0 {
+		if _, err := io.ReadFull(r, mask[:]); err != nil {
+			return 0, nil, err
+		}
+	}
+	payload = make([]byte, n)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		return 0, nil, err
+	}
+	for i := range payload {
+		payload[i] ^= mask[i%4]
+	}
+	return h[0] & 0x0f, payload, nil
+}
+
 // TestFaultClientReset: a raw client resets its connection (SO_LINGER 0)
-// at a frame boundary and in the middle of a frame. At the boundary the
-// upstream gets 1001; mid-frame no close frame can follow the partial
-// frame (it would be read as the frame's payload), so the upstream's
+// at a frame boundary and in the middle of a frame, once the raw upstream
+// has seen what it sent. At the boundary the upstream gets a close frame
+// with 1001; mid-frame, the upstream has part of a frame and no close
+// frame can follow it (it would be read as the frame's payload), so its
 // connection is closed without one. wsalive serves others throughout.
 func TestFaultClientReset(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	up := startCloseRecorder(t, 8)
+	upAddr, ups := startRawUpstream(t)
+	echoAddr := startEcho(t)
 	listen, admin := freeAddr(t), freeAddr(t)
-	p := startWsalive(t, ctx, baseConf(listen, admin, up.addr, ""))
+	p := startWsalive(t, ctx, baseConf(listen, admin, echoAddr, fmt.Sprintf(`route "raw" {
+  path_prefix = "/raw"
+  upstream    = "ws://%s"
+}
+`, upAddr)))
 	other, err := dialEcho(ctx, "ws://"+listen+"/")
 	if err != nil {
 		t.Fatal(err)
@@ -576,35 +650,52 @@ func TestFaultClientReset(t *testing.T) {
 	defer other.CloseNow()
 
 	for _, midFrame := range []bool{false, true} {
-		c := rawHandshake(t, listen, "/")
-		// A whole frame, echoed back: the pair is live both ways.
+		c := rawHandshake(t, listen, "/raw")
+		var upc rawConn
+		select {
+		case upc = <-ups:
+		case <-ctx.Done():
+			t.Fatal("the raw upstream was never dialled")
+		}
+		up := upc.r
 		msg := []byte("before the reset")
 		c.Write(maskedFrame(0x1, msg))
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		echo := make([]byte, 2+len(msg))
-		if _, err := io.ReadFull(c, echo); err != nil || string(echo[2:]) != string(msg) {
-			t.Fatalf("echo %q, %v", echo, err)
+		if op, got, err := readFrameHead(up); err != nil || op != 0x1 || string(got) != string(msg) {
+			t.Fatalf("the upstream read op %d %q, %v", op, got, err)
 		}
 		if midFrame {
+			// Half of a 100-byte frame's bytes: its head and 47 bytes of
+			// payload, all seen by the upstream before the reset.
 			f := maskedFrame(0x2, make([]byte, 100))
-			c.Write(f[:len(f)/2])
+			c.Write(f[:53])
+			seen := make([]byte, 53)
+			if _, err := io.ReadFull(up, seen); err != nil {
+				t.Fatalf("the upstream did not get the partial frame: %v", err)
+			}
 		}
 		c.SetLinger(0)
 		c.Close()
 		reset := time.Now()
-		var code websocket.StatusCode
-		select {
-		case code = <-up.codes:
-		case <-ctx.Done():
-			t.Fatal("the upstream was never told")
-		}
-		t.Logf("mid-frame %v: the upstream got %d %s after the reset", midFrame, code, time.Since(reset).Round(time.Millisecond))
-		want := websocket.StatusGoingAway
 		if midFrame {
-			want = -1 // no close frame: the connection ends mid-frame
-		}
-		if code != want {
-			t.Errorf("mid-frame %v: the upstream got %d, want %d", midFrame, code, want)
+			rest, err := io.ReadAll(up)
+			if isTimeoutErr(err) {
+				t.Fatal("the upstream's connection was left open after the client's reset mid-frame")
+			}
+			if len(rest) > 0 {
+				t.Fatalf("after a reset mid-frame the upstream got %q more: nothing may follow the partial frame", rest)
+			}
+			t.Logf("mid-frame: the upstream's connection ended (%v) %s after the reset, no close frame", err, time.Since(reset).Round(time.Millisecond))
+		} else {
+			op, payload, err := readFrameHead(up)
+			if err != nil || op != 0x8 || len(payload) < 2 {
+				t.Fatalf("after a reset at a frame boundary the upstream read op %d %q, %v; want a close frame", op, payload, err)
+			}
+			code := int(payload[0])<<8 | int(payload[1])
+			if code != 1001 {
+				t.Fatalf("the upstream's close code %d (%q), want 1001", code, payload[2:])
+			}
+			t.Logf("at a boundary: the upstream got close %d %q %s after the reset", code, payload[2:], time.Since(reset).Round(time.Millisecond))
+			upc.Close() // the close handshake's end, from the upstream's side
 		}
 		if err := roundTrip(ctx, other, "still served"); err != nil {
 			t.Fatalf("another pair after the reset: %v", err)
