@@ -6,6 +6,13 @@
 //	go run ./bench/cmd/wsbench                # the full run, about 17 minutes
 //	go run ./bench/cmd/wsbench -report-only   # re-render from bench/out/results.json
 //	go run ./bench/cmd/wsbench -short         # a smoke run of seconds
+//	go run ./bench/cmd/wsbench -scenarios soak -duration 1h   # the soak, alone
+//
+// The soak (harness.Soak) is not part of the comparison: it runs wsalive
+// alone under steady echo, churn, idle pairs with heartbeats, silent
+// clients and floods, samples its RSS, descriptors, goroutines and pairs
+// every -sample, writes OUT/soak.json, prints the samples and the drift,
+// and exits 1 when RSS, descriptors or goroutines grew beyond their bounds.
 //
 // Flags: -reps 3, -targets direct,nginx,haproxy,caddy,nginx-l4,haproxy-l4,wsalive,
 // -scenarios (names, comma-separated), -clients gobwas,gorilla, -storm-n
@@ -25,6 +32,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/wsalive/wsalive/bench/harness"
 )
@@ -49,6 +57,8 @@ func run() int {
 		install    = flag.Bool("install", true, "apt-get install nginx, haproxy and caddy when missing (root only)")
 		profile    = flag.Bool("profile", false, "after each echo and idle scenario, one more (unrecorded) wsalive run that saves pprof CPU and heap profiles (and perf data) to OUT/profiles")
 		verbose    = flag.Bool("v", false, "debug logging")
+		soakFor    = flag.Duration("duration", time.Hour, "soak: how long the load runs")
+		soakSample = flag.Duration("sample", time.Minute, "soak: time between two samples")
 	)
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -76,6 +86,28 @@ func run() int {
 		*charts = filepath.Join(root, "bench", "charts")
 	}
 	resPath := filepath.Join(*out, "results.json")
+
+	if strings.TrimSpace(*scenarios) == "soak" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		o := harness.DefaultSoak()
+		o.Root, o.OutDir, o.Log = root, *out, log
+		o.Duration, o.Sample = *soakFor, *soakSample
+		// A shorter soak keeps its shape: a steady start, and floods
+		// between samples.
+		o.Warmup = min(o.Warmup, *soakFor/4)
+		o.FloodEvery = min(o.FloodEvery, *soakFor/4)
+		rep, err := harness.Soak(ctx, o)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "wsbench: soak:", err)
+			return 1
+		}
+		fmt.Print(rep.Text())
+		if !rep.Passed() {
+			return 1
+		}
+		return 0
+	}
 
 	if !*reportOnly {
 		plan := harness.FullPlan()
