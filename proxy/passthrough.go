@@ -77,6 +77,17 @@ type frontConn struct {
 	peer     peer
 	mu       sync.Mutex
 	slot     *connSlot
+	// req and sw belong to the request being served. net/http serves a
+	// connection's requests one after another on one goroutine (the
+	// handler of the next starts only when the last has returned), so one
+	// of each per connection serves them all, found again through the
+	// connection's context: no context value, request copy, or writer
+	// allocated per request.
+	req reqInfo
+	sw  statusWriter
+	// xff is []string{peer.ip}, the X-Forwarded-For of every request of
+	// the connection when the peer is not trusted (see applyShared).
+	xff []string
 }
 
 func (c *frontConn) Read(p []byte) (int, error) {
@@ -106,15 +117,29 @@ func (c *frontConn) takeSlot() *connSlot {
 
 type frontConnKey struct{}
 
-// reqInfo is what a proxied request's Rewrite and ErrorHandler need.
+// reqInfo is what a proxied request's Rewrite, transport and
+// ErrorHandler need. It lives in the request's frontConn (see there) and
+// is found from the request with requestInfo.
 type reqInfo struct {
-	fwd      forwarding
-	rs       *routeState
-	log      *handshakeLog
+	fwd forwarding
+	rs  *routeState
+	log handshakeLog
+	// protoHeader is []string{the listener's scheme}, shared by its
+	// requests' X-Forwarded-Proto (see applyShared).
+	protoHeader []string
+	// key is the pool's balance key for the request (see pool.Key), for
+	// a retry on another server.
+	key string
+	// upstream is the server the request goes to; shared by the route's
+	// requests, never modified.
 	upstream *url.URL
 }
 
-type reqInfoKey struct{}
+// requestInfo returns the state of r, a request being proxied (or its
+// outgoing clone, which shares its context).
+func requestInfo(r *http.Request) *reqInfo {
+	return &r.Context().Value(frontConnKey{}).(*frontConn).req
+}
 
 func (s *Server) newHTTPServer(ls *listenerState, idle time.Duration) *http.Server {
 	return &http.Server{
@@ -141,8 +166,14 @@ func (ls *listenerState) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t := s.table.Load()
-	fwd := forwardingFor(ls.trusted, ls.proto, fc.peer, r.Header, r.Host)
-	log := &handshakeLog{logger: s.log, client: fwd.clientIP}
+	fc.req = reqInfo{
+		fwd:         forwardingFor(ls.trusted, ls.proto, fc.peer, r.Header, r.Host),
+		log:         handshakeLog{logger: s.log},
+		protoHeader: ls.protoHeader,
+	}
+	info := &fc.req
+	fwd, log := info.fwd, &info.log
+	log.client = fwd.clientIP
 	if countHeaderLines(r.Header) > ls.maxLines {
 		s.httpRefused(w, log, s.unknown, reject(http.StatusRequestHeaderFieldsTooLarge, "too many header lines"))
 		return
@@ -174,20 +205,23 @@ func (ls *listenerState) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, max)
 	}
-	up, err := rs.httpUpstream(r, fwd.clientIP)
+	info.rs = rs
+	info.key = rs.pool.Key(r, fwd.clientIP)
+	up, err := rs.httpUpstream(info.key)
 	if err != nil {
 		s.httpRefused(w, log, rs.metrics, reject(http.StatusBadGateway, "upstream address is invalid"))
 		return
 	}
+	info.upstream = up
 	// Another protocol's upgrade (h2c, TLS/1.0) is not granted: without
 	// Upgrade the request is plain HTTP to the reverse proxy too, which
 	// then never switches protocols or tunnels (RFC 9110 §7.8 lets a
 	// server ignore Upgrade).
 	r.Header.Del("Upgrade")
-	info := &reqInfo{fwd: fwd, rs: rs, log: log, upstream: up}
-	sw := &statusWriter{ResponseWriter: w}
-	rs.proxy.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), reqInfoKey{}, info)))
-	rs.metrics.HTTPRequest(sw.code())
+	fc.sw = statusWriter{ResponseWriter: w}
+	rs.proxy.ServeHTTP(&fc.sw, r)
+	rs.metrics.HTTPRequest(fc.sw.code())
+	fc.sw = statusWriter{} // not w's holder once w is done
 }
 
 // httpRefused answers a plain HTTP request the proxy refuses on its own.
@@ -227,7 +261,7 @@ func (s *Server) newRouteProxy(rs *routeState) {
 	}
 	rs.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			info := pr.In.Context().Value(reqInfoKey{}).(*reqInfo)
+			info := requestInfo(pr.In)
 			pr.Out.URL.Scheme, pr.Out.URL.Host = info.upstream.Scheme, info.upstream.Host
 			if route.Upstream.Path != "" {
 				if u, err := url.ParseRequestURI(upstreamTarget(pr.In.URL, route.PathPrefix, route.Upstream.Path)); err == nil {
@@ -237,7 +271,11 @@ func (s *Server) newRouteProxy(rs *routeState) {
 			// Host is the upstream's, as on the WebSocket path; the
 			// client's goes in X-Forwarded-Host.
 			pr.Out.Host = ""
-			info.fwd.apply(pr.Out.Header)
+			fc := pr.In.Context().Value(frontConnKey{}).(*frontConn)
+			if fc.xff == nil {
+				fc.xff = []string{fc.peer.ip}
+			}
+			info.fwd.applyShared(pr.Out.Header, fc.xff, info.protoHeader)
 			if v := pr.In.Header.Values("Forwarded"); info.fwd.trusted && len(v) > 0 {
 				pr.Out.Header["Forwarded"] = v
 			}
@@ -269,7 +307,7 @@ func (s *Server) newRouteProxy(rs *routeState) {
 // body over max_body_size, 504 when the dial or the upstream ran out of
 // time, 502 for the rest, as on the WebSocket path.
 func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	info := r.Context().Value(reqInfoKey{}).(*reqInfo)
+	info := requestInfo(r)
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The client went away; nobody is left to answer.
 		info.log.write(slog.LevelDebug, "client left during proxied request", slog.Any("err", err))
@@ -293,7 +331,7 @@ func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		// as for a WebSocket dial (the request itself is not retried).
 		info.rs.pool.Failed(info.upstream.Host, err)
 	}
-	s.refused(info.log, status, msg, slog.String("upstream", info.upstream.Host), slog.String("err", err.Error()))
+	s.refused(&info.log, status, msg, slog.String("upstream", info.upstream.Host), slog.String("err", err.Error()))
 	http.Error(w, msg, status)
 }
 
