@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"reflect"
 	"time"
 
 	"github.com/wsalive/wsalive/config"
@@ -81,6 +82,7 @@ func (s *Server) SetRoutes(routes []*config.Route) error {
 	if err != nil {
 		return err
 	}
+	t.adoptPools(s.table.Load())
 	old := s.table.Swap(t)
 	// Idle upstream connections of the old table's routes are closed;
 	// those in use finish their request and are closed by their idle
@@ -89,6 +91,26 @@ func (s *Server) SetRoutes(routes []*config.Route) error {
 		rs.transport.CloseIdleConnections()
 	}
 	return nil
+}
+
+// adoptPools carries what old's pools learned (live pairs, passive
+// health, resolved addresses) into t's pools, route by route name, so
+// that a reload does not reset balance "least_pairs" or bring a failing
+// server back early (see pool.Adopt). Health is kept only when the
+// route's upstream_tls settings are unchanged.
+func (t *routeTable) adoptPools(old *routeTable) {
+	if old == nil {
+		return
+	}
+	byName := make(map[string]*routeState, len(old.states))
+	for route, rs := range old.states {
+		byName[route.Name] = rs
+	}
+	for route, rs := range t.states {
+		if was, ok := byName[route.Name]; ok {
+			rs.pool.Adopt(was.pool, reflect.DeepEqual(route.UpstreamTLS, was.route.UpstreamTLS))
+		}
+	}
 }
 
 // routeState is what the server derives from a route once, when the
