@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -280,7 +281,7 @@ func (s *Server) newRouteProxy(rs *routeState) {
 				pr.Out.Header["Forwarded"] = v
 			}
 		},
-		Transport: rs.transport,
+		Transport: &routeTransport{rs: rs},
 		// 0 flushes when the response is done, except where streaming
 		// matters: ReverseProxy flushes every write of a text/event-stream
 		// response and of one without Content-Length (long polling,
@@ -325,14 +326,129 @@ func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	case isTimeout(err):
 		status, msg = http.StatusGatewayTimeout, "upstream did not answer in time"
 	}
-	var oe *net.OpError
-	if errors.As(err, &oe) && oe.Op == "dial" {
-		// The server could not be reached: its passive health counts it,
-		// as for a WebSocket dial (the request itself is not retried).
-		info.rs.pool.Failed(info.upstream.Host, err)
-	}
 	s.refused(&info.log, status, msg, slog.String("upstream", info.upstream.Host), slog.String("err", err.Error()))
 	http.Error(w, msg, status)
+}
+
+// routeTransport is a route's RoundTripper: its pooled http.Transport,
+// plus what the pool needs. A dial that fails (refused, unreachable,
+// timed out) counts against the server's passive health, as a WebSocket
+// dial does, and the request is tried once more on another server of the
+// pool when that is safe: no byte of its body has been read, which a
+// failed dial guarantees unless the body was already being sent (it
+// never is before a connection exists), and the client is still there.
+// Any failure after the connection was made, and any answer, is final:
+// the request may have reached the server.
+type routeTransport struct{ rs *routeState }
+
+func (t *routeTransport) RoundTrip(out *http.Request) (*http.Response, error) {
+	rs := t.rs
+	multi := len(rs.httpURLs) > 1
+	var body *heldBody
+	if multi && out.Body != nil && out.Body != http.NoBody {
+		// The Transport closes a request's body when it fails; held, the
+		// body survives a failed dial for the retry.
+		body = &heldBody{rc: out.Body, hold: true}
+		out.Body = body
+	}
+	resp, err := rs.transport.RoundTrip(out)
+	if err == nil || !isDialError(err) {
+		body.release(false)
+		return resp, err
+	}
+	rs.pool.Failed(out.URL.Host, err)
+	info := requestInfo(out)
+	next, ok := config.UpstreamServer{}, false
+	if multi && out.Context().Err() == nil && !body.wasRead() {
+		next, ok = rs.pool.PickOther(info.key, out.URL.Host)
+	}
+	if !ok {
+		body.release(false)
+		return nil, err
+	}
+	body.release(true)
+	info.log.write(slog.LevelDebug, "plain HTTP request tried on another server", slog.String("method", out.Method), slog.String("failed", out.URL.Host),
+		slog.String("upstream", next.Address), slog.String("err", err.Error()))
+	info.upstream = rs.serverURL(next.Address)
+	retry := out.Clone(out.Context())
+	retry.URL.Host = info.upstream.Host
+	resp, err = rs.transport.RoundTrip(retry)
+	if err != nil && isDialError(err) {
+		rs.pool.Failed(retry.URL.Host, err)
+	}
+	return resp, err
+}
+
+// isDialError says whether err is a failure to connect: nothing of the
+// request was sent.
+func isDialError(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
+}
+
+// heldBody is a request body whose Close is held back during a first
+// try, so that a retry can send it; it notes whether any of it was read.
+type heldBody struct {
+	rc io.ReadCloser
+
+	mu     sync.Mutex
+	hold   bool // Close is held back (the first try)
+	read   bool // some of it was read: it cannot be sent again
+	closed bool // rc was closed
+	wanted bool // Close was called while held
+}
+
+func (b *heldBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	b.read = true
+	b.mu.Unlock()
+	return b.rc.Read(p)
+}
+
+func (b *heldBody) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.hold && !b.read {
+		b.wanted = true
+		return nil
+	}
+	return b.closeLocked()
+}
+
+func (b *heldBody) closeLocked() error {
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	return b.rc.Close()
+}
+
+func (b *heldBody) wasRead() bool {
+	if b == nil {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.read
+}
+
+// release ends the first try: Close is no longer held back. With retry
+// the body goes on to the second try, whose Transport closes it;
+// otherwise a Close that was held back is done now.
+func (b *heldBody) release(retry bool) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.hold = false
+	if retry {
+		b.wanted = false
+		return
+	}
+	if b.wanted {
+		_ = b.closeLocked()
+	}
 }
 
 // copyBuffers lends ReverseProxy its response copy buffers.

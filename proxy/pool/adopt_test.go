@@ -92,3 +92,24 @@ func TestAdoptForgetsHealthWhenDialingChanged(t *testing.T) {
 		t.Errorf("live pairs not kept: %+v", st)
 	}
 }
+
+func TestPickOther(t *testing.T) {
+	fn := newFakeNet()
+	p := New(servers("10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"), Options{Balance: "hash", Dial: fn.dial, Now: newFakeClock().Now})
+	first := p.Pick("k").Address
+	other, ok := p.PickOther("k", first)
+	if !ok || other.Address == first {
+		t.Fatalf("PickOther(%s) = %s, %v", first, other.Address, ok)
+	}
+	// The next in the key's order, every time: a client's retries stick
+	// together as its first tries do.
+	for range 10 {
+		if again, _ := p.PickOther("k", first); again.Address != other.Address {
+			t.Fatalf("PickOther moved from %s to %s", other.Address, again.Address)
+		}
+	}
+	one := New(servers("10.0.0.1:80"), Options{Dial: fn.dial})
+	if _, ok := one.PickOther("", "10.0.0.1:80"); ok {
+		t.Error("a pool of one server found another")
+	}
+}
