@@ -361,14 +361,16 @@ func (t *routeTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 		out.Body = body
 	}
 	resp, err := rs.transport.RoundTrip(out)
-	if err == nil || !isDialError(err) {
+	if err == nil || !isDialError(err) || out.Context().Err() != nil {
+		// Answered, failed after connecting, or abandoned by a client
+		// that left (not the server's failure).
 		body.release(false)
 		return resp, err
 	}
 	rs.pool.Failed(out.URL.Host, err)
 	info := requestInfo(out)
 	next, ok := config.UpstreamServer{}, false
-	if multi && out.Context().Err() == nil && !body.wasRead() {
+	if multi && !body.wasRead() {
 		next, ok = rs.pool.PickOther(info.key, out.URL.Host)
 	}
 	if !ok {
@@ -382,7 +384,7 @@ func (t *routeTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 	retry := out.Clone(out.Context())
 	retry.URL.Host = info.upstream.Host
 	resp, err = rs.transport.RoundTrip(retry)
-	if err != nil && isDialError(err) {
+	if err != nil && isDialError(err) && retry.Context().Err() == nil {
 		rs.pool.Failed(retry.URL.Host, err)
 	}
 	return resp, err
