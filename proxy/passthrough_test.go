@@ -502,3 +502,57 @@ func TestPassThroughDoesNotRetryASingleServer(t *testing.T) {
 		t.Fatalf("status %d %q, want 502", resp.StatusCode, got)
 	}
 }
+
+// closeCounter is a request body that counts its Closes.
+type closeCounter struct {
+	io.Reader
+	closes int
+}
+
+func (c *closeCounter) Close() error { c.closes++; return nil }
+
+// TestHeldBody checks the body a retry may resend: a Close during the
+// first try is held back while nothing was read, done at release without
+// a retry, and left to the second try's Transport with one; once read,
+// a body closes at once. It is closed exactly once in every case.
+func TestHeldBody(t *testing.T) {
+	t.Run("no retry", func(t *testing.T) {
+		rc := &closeCounter{Reader: strings.NewReader("abc")}
+		b := &heldBody{rc: rc, hold: true}
+		_ = b.Close() // the failed first try's Transport
+		if rc.closes != 0 {
+			t.Fatal("closed while held")
+		}
+		b.release(false)
+		if rc.closes != 1 {
+			t.Fatalf("%d closes after release, want 1", rc.closes)
+		}
+	})
+	t.Run("retry", func(t *testing.T) {
+		rc := &closeCounter{Reader: strings.NewReader("abc")}
+		b := &heldBody{rc: rc, hold: true}
+		_ = b.Close()
+		b.release(true)
+		if rc.closes != 0 || b.wasRead() {
+			t.Fatal("a body to retry was closed or read")
+		}
+		if got, _ := io.ReadAll(b); string(got) != "abc" {
+			t.Fatalf("retry read %q", got)
+		}
+		_ = b.Close() // the second try's Transport
+		_ = b.Close()
+		if rc.closes != 1 {
+			t.Fatalf("%d closes, want 1", rc.closes)
+		}
+	})
+	t.Run("read", func(t *testing.T) {
+		rc := &closeCounter{Reader: strings.NewReader("abc")}
+		b := &heldBody{rc: rc, hold: true}
+		_, _ = b.Read(make([]byte, 1))
+		_ = b.Close()
+		b.release(false)
+		if rc.closes != 1 || !b.wasRead() {
+			t.Fatalf("read body: %d closes, read %v", rc.closes, b.wasRead())
+		}
+	})
+}
