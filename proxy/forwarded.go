@@ -137,3 +137,21 @@ func (f *forwarding) apply(h http.Header) {
 		h.Del("Forwarded")
 	}
 }
+
+// applyShared is apply for a request from a peer that is not trusted,
+// with the values that do not change between its requests given as
+// ready-made header values: peerXFF is []string{the peer's address} (one
+// per client connection) and proto []string{the listener's scheme}. The
+// header shares them, so a request allocates no value for them; nobody
+// changes a header value in place (Add appends to a full slice, which
+// copies). From a trusted peer it is apply.
+func (f *forwarding) applyShared(h http.Header, peerXFF, proto []string) {
+	if f.trusted {
+		f.apply(h)
+		return
+	}
+	h["X-Forwarded-For"] = peerXFF
+	h["X-Forwarded-Proto"] = proto
+	h["X-Forwarded-Host"] = []string{f.host}
+	delete(h, "Forwarded")
+}

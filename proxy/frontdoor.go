@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"reflect"
 	"time"
 
 	"github.com/wsalive/wsalive/config"
@@ -81,6 +82,7 @@ func (s *Server) SetRoutes(routes []*config.Route) error {
 	if err != nil {
 		return err
 	}
+	t.adoptPools(s.table.Load())
 	old := s.table.Swap(t)
 	// Idle upstream connections of the old table's routes are closed;
 	// those in use finish their request and are closed by their idle
@@ -89,6 +91,26 @@ func (s *Server) SetRoutes(routes []*config.Route) error {
 		rs.transport.CloseIdleConnections()
 	}
 	return nil
+}
+
+// adoptPools carries what old's pools learned (live pairs, passive
+// health, resolved addresses) into t's pools, route by route name, so
+// that a reload does not reset balance "least_pairs" or bring a failing
+// server back early (see pool.Adopt). Health is kept only when the
+// route's upstream_tls settings are unchanged.
+func (t *routeTable) adoptPools(old *routeTable) {
+	if old == nil {
+		return
+	}
+	byName := make(map[string]*routeState, len(old.states))
+	for route, rs := range old.states {
+		byName[route.Name] = rs
+	}
+	for route, rs := range t.states {
+		if was, ok := byName[route.Name]; ok {
+			rs.pool.Adopt(was.pool, reflect.DeepEqual(route.UpstreamTLS, was.route.UpstreamTLS))
+		}
+	}
 }
 
 // routeState is what the server derives from a route once, when the
@@ -116,6 +138,10 @@ type routeState struct {
 	// the route's pool of upstream connections.
 	proxy     *httputil.ReverseProxy
 	transport *http.Transport
+	// httpURLs holds the base URL of each of the pool's servers for plain
+	// HTTP requests, by address; read-only once built, so that a request
+	// does not build its own.
+	httpURLs map[string]*url.URL
 }
 
 func (s *Server) newRouteState(r *config.Route) (*routeState, error) {
@@ -135,24 +161,40 @@ func (s *Server) newRouteState(r *config.Route) (*routeState, error) {
 		o.Handshake = upstreamTLSHandshake(rs.upstreamTLS)
 	}
 	rs.pool = pool.ForRoute(r, o)
+	rs.httpURLs = map[string]*url.URL{}
+	for _, st := range rs.pool.States() {
+		rs.httpURLs[st.Address] = &url.URL{Scheme: rs.httpScheme(), Host: st.Address}
+	}
 	s.newRouteProxy(rs)
 	return rs, nil
 }
 
 // httpUpstream returns the base URL a plain HTTP request of the route
-// goes to: the server the pool's balance picks for the request (so that a
-// client's polling requests land where its WebSocket does under balance
-// "hash"), its ws:// turned into http://, wss:// into https://.
-func (rs *routeState) httpUpstream(req *http.Request, clientIP string) (*url.URL, error) {
+// with balance key key goes to: the server the pool's balance picks for
+// the request (so that a client's polling requests land where its
+// WebSocket does under balance "hash"), its ws:// turned into http://,
+// wss:// into https://.
+func (rs *routeState) httpUpstream(key string) (*url.URL, error) {
 	if rs.upstreamErr != nil {
 		return nil, rs.upstreamErr
 	}
-	scheme := "http"
-	if rs.upstreamTLS != nil {
-		scheme = "https"
+	return rs.serverURL(rs.pool.Pick(key).Address), nil
+}
+
+// serverURL returns the base URL of the pool's server at address, made
+// once per route table (see httpURLs).
+func (rs *routeState) serverURL(address string) *url.URL {
+	if u, ok := rs.httpURLs[address]; ok {
+		return u
 	}
-	srv := rs.pool.Pick(rs.pool.Key(req, clientIP))
-	return &url.URL{Scheme: scheme, Host: srv.Address}, nil
+	return &url.URL{Scheme: rs.httpScheme(), Host: address}
+}
+
+func (rs *routeState) httpScheme() string {
+	if rs.upstreamTLS != nil {
+		return "https"
+	}
+	return "http"
 }
 
 // listenerState is what Serve keeps per listener: its settings, its count
@@ -167,7 +209,10 @@ type listenerState struct {
 	// proto is the scheme X-Forwarded-Proto names for clients of this
 	// listener: "http", or "https" on a TLS listener.
 	proto string
-	conns connLimit
+	// protoHeader is []string{proto}, the header value its plain HTTP
+	// requests share.
+	protoHeader []string
+	conns       connLimit
 	// http serves the plain HTTP connections; feed is its listener.
 	http *http.Server
 	feed *connFeed
@@ -191,6 +236,7 @@ func (s *Server) newListenerState(ln net.Listener, lcfg config.Listener) *listen
 	if ls.proto == "" {
 		ls.proto = "http"
 	}
+	ls.protoHeader = []string{ls.proto}
 	ls.conns.max = int64(lcfg.MaxConnections)
 	idle := lcfg.HTTPIdleTimeout
 	if idle <= 0 {

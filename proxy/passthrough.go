@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -77,6 +78,17 @@ type frontConn struct {
 	peer     peer
 	mu       sync.Mutex
 	slot     *connSlot
+	// req and sw belong to the request being served. net/http serves a
+	// connection's requests one after another on one goroutine (the
+	// handler of the next starts only when the last has returned), so one
+	// of each per connection serves them all, found again through the
+	// connection's context: no context value, request copy, or writer
+	// allocated per request.
+	req reqInfo
+	sw  statusWriter
+	// xff is []string{peer.ip}, the X-Forwarded-For of every request of
+	// the connection when the peer is not trusted (see applyShared).
+	xff []string
 }
 
 func (c *frontConn) Read(p []byte) (int, error) {
@@ -106,15 +118,29 @@ func (c *frontConn) takeSlot() *connSlot {
 
 type frontConnKey struct{}
 
-// reqInfo is what a proxied request's Rewrite and ErrorHandler need.
+// reqInfo is what a proxied request's Rewrite, transport and
+// ErrorHandler need. It lives in the request's frontConn (see there) and
+// is found from the request with requestInfo.
 type reqInfo struct {
-	fwd      forwarding
-	rs       *routeState
-	log      *handshakeLog
+	fwd forwarding
+	rs  *routeState
+	log handshakeLog
+	// protoHeader is []string{the listener's scheme}, shared by its
+	// requests' X-Forwarded-Proto (see applyShared).
+	protoHeader []string
+	// key is the pool's balance key for the request (see pool.Key), for
+	// a retry on another server.
+	key string
+	// upstream is the server the request goes to; shared by the route's
+	// requests, never modified.
 	upstream *url.URL
 }
 
-type reqInfoKey struct{}
+// requestInfo returns the state of r, a request being proxied (or its
+// outgoing clone, which shares its context).
+func requestInfo(r *http.Request) *reqInfo {
+	return &r.Context().Value(frontConnKey{}).(*frontConn).req
+}
 
 func (s *Server) newHTTPServer(ls *listenerState, idle time.Duration) *http.Server {
 	return &http.Server{
@@ -141,8 +167,14 @@ func (ls *listenerState) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t := s.table.Load()
-	fwd := forwardingFor(ls.trusted, ls.proto, fc.peer, r.Header, r.Host)
-	log := &handshakeLog{logger: s.log, client: fwd.clientIP}
+	fc.req = reqInfo{
+		fwd:         forwardingFor(ls.trusted, ls.proto, fc.peer, r.Header, r.Host),
+		log:         handshakeLog{logger: s.log},
+		protoHeader: ls.protoHeader,
+	}
+	info := &fc.req
+	fwd, log := info.fwd, &info.log
+	log.client = fwd.clientIP
 	if countHeaderLines(r.Header) > ls.maxLines {
 		s.httpRefused(w, log, s.unknown, reject(http.StatusRequestHeaderFieldsTooLarge, "too many header lines"))
 		return
@@ -174,20 +206,23 @@ func (ls *listenerState) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, max)
 	}
-	up, err := rs.httpUpstream(r, fwd.clientIP)
+	info.rs = rs
+	info.key = rs.pool.Key(r, fwd.clientIP)
+	up, err := rs.httpUpstream(info.key)
 	if err != nil {
 		s.httpRefused(w, log, rs.metrics, reject(http.StatusBadGateway, "upstream address is invalid"))
 		return
 	}
+	info.upstream = up
 	// Another protocol's upgrade (h2c, TLS/1.0) is not granted: without
 	// Upgrade the request is plain HTTP to the reverse proxy too, which
 	// then never switches protocols or tunnels (RFC 9110 §7.8 lets a
 	// server ignore Upgrade).
 	r.Header.Del("Upgrade")
-	info := &reqInfo{fwd: fwd, rs: rs, log: log, upstream: up}
-	sw := &statusWriter{ResponseWriter: w}
-	rs.proxy.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), reqInfoKey{}, info)))
-	rs.metrics.HTTPRequest(sw.code())
+	fc.sw = statusWriter{ResponseWriter: w}
+	rs.proxy.ServeHTTP(&fc.sw, r)
+	rs.metrics.HTTPRequest(fc.sw.code())
+	fc.sw = statusWriter{} // not w's holder once w is done
 }
 
 // httpRefused answers a plain HTTP request the proxy refuses on its own.
@@ -215,9 +250,14 @@ func (s *Server) newRouteProxy(rs *routeState) {
 		// A wss:// upstream's plain HTTP goes over TLS with the same
 		// verification as its WebSocket handshakes (nil for ws://).
 		TLSClientConfig: rs.upstreamTLS,
-		// Keep-alive toward the upstream: one pool per route, as many idle
-		// connections per server as a busy page needs in parallel.
-		MaxIdleConnsPerHost:   256,
+		// Keep-alive toward the upstream, one pool per route. Idle
+		// connections are kept up to the concurrency actually seen, so
+		// that each request finds one instead of dialing: the pool is
+		// only as large as the most requests in flight at once, and
+		// IdleConnTimeout reaps what a burst left behind. A bound of 256
+		// made 512 busy clients redial about one request in thirteen
+		// (bench/notes.md).
+		MaxIdleConnsPerHost:   maxIdleUpstreamConns,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		// Bytes pass as they came: no Accept-Encoding added, no body
@@ -227,7 +267,7 @@ func (s *Server) newRouteProxy(rs *routeState) {
 	}
 	rs.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			info := pr.In.Context().Value(reqInfoKey{}).(*reqInfo)
+			info := requestInfo(pr.In)
 			pr.Out.URL.Scheme, pr.Out.URL.Host = info.upstream.Scheme, info.upstream.Host
 			if route.Upstream.Path != "" {
 				if u, err := url.ParseRequestURI(upstreamTarget(pr.In.URL, route.PathPrefix, route.Upstream.Path)); err == nil {
@@ -237,12 +277,16 @@ func (s *Server) newRouteProxy(rs *routeState) {
 			// Host is the upstream's, as on the WebSocket path; the
 			// client's goes in X-Forwarded-Host.
 			pr.Out.Host = ""
-			info.fwd.apply(pr.Out.Header)
+			fc := pr.In.Context().Value(frontConnKey{}).(*frontConn)
+			if fc.xff == nil {
+				fc.xff = []string{fc.peer.ip}
+			}
+			info.fwd.applyShared(pr.Out.Header, fc.xff, info.protoHeader)
 			if v := pr.In.Header.Values("Forwarded"); info.fwd.trusted && len(v) > 0 {
 				pr.Out.Header["Forwarded"] = v
 			}
 		},
-		Transport: rs.transport,
+		Transport: &routeTransport{rs: rs},
 		// 0 flushes when the response is done, except where streaming
 		// matters: ReverseProxy flushes every write of a text/event-stream
 		// response and of one without Content-Length (long polling,
@@ -265,11 +309,15 @@ func (s *Server) newRouteProxy(rs *routeState) {
 	}
 }
 
+// maxIdleUpstreamConns bounds a route's idle upstream connections per
+// server; a descriptor and about 10 KiB of buffers each while idle.
+const maxIdleUpstreamConns = 4096
+
 // proxyError answers a request the upstream could not serve: 413 for a
 // body over max_body_size, 504 when the dial or the upstream ran out of
 // time, 502 for the rest, as on the WebSocket path.
 func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	info := r.Context().Value(reqInfoKey{}).(*reqInfo)
+	info := requestInfo(r)
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The client went away; nobody is left to answer.
 		info.log.write(slog.LevelDebug, "client left during proxied request", slog.Any("err", err))
@@ -287,14 +335,131 @@ func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	case isTimeout(err):
 		status, msg = http.StatusGatewayTimeout, "upstream did not answer in time"
 	}
-	var oe *net.OpError
-	if errors.As(err, &oe) && oe.Op == "dial" {
-		// The server could not be reached: its passive health counts it,
-		// as for a WebSocket dial (the request itself is not retried).
-		info.rs.pool.Failed(info.upstream.Host, err)
-	}
-	s.refused(info.log, status, msg, slog.String("upstream", info.upstream.Host), slog.String("err", err.Error()))
+	s.refused(&info.log, status, msg, slog.String("upstream", info.upstream.Host), slog.String("err", err.Error()))
 	http.Error(w, msg, status)
+}
+
+// routeTransport is a route's RoundTripper: its pooled http.Transport,
+// plus what the pool needs. A dial that fails (refused, unreachable,
+// timed out) counts against the server's passive health, as a WebSocket
+// dial does, and the request is tried once more on another server of the
+// pool when that is safe: no byte of its body has been read, which a
+// failed dial guarantees unless the body was already being sent (it
+// never is before a connection exists), and the client is still there.
+// Any failure after the connection was made, and any answer, is final:
+// the request may have reached the server.
+type routeTransport struct{ rs *routeState }
+
+func (t *routeTransport) RoundTrip(out *http.Request) (*http.Response, error) {
+	rs := t.rs
+	multi := len(rs.httpURLs) > 1
+	var body *heldBody
+	if multi && out.Body != nil && out.Body != http.NoBody {
+		// The Transport closes a request's body when it fails; held, the
+		// body survives a failed dial for the retry.
+		body = &heldBody{rc: out.Body, hold: true}
+		out.Body = body
+	}
+	resp, err := rs.transport.RoundTrip(out)
+	if err == nil || !isDialError(err) || out.Context().Err() != nil {
+		// Answered, failed after connecting, or abandoned by a client
+		// that left (not the server's failure).
+		body.release(false)
+		return resp, err
+	}
+	rs.pool.Failed(out.URL.Host, err)
+	info := requestInfo(out)
+	next, ok := config.UpstreamServer{}, false
+	if multi && !body.wasRead() {
+		next, ok = rs.pool.PickOther(info.key, out.URL.Host)
+	}
+	if !ok {
+		body.release(false)
+		return nil, err
+	}
+	body.release(true)
+	info.log.write(slog.LevelDebug, "plain HTTP request tried on another server", slog.String("method", out.Method), slog.String("failed", out.URL.Host),
+		slog.String("upstream", next.Address), slog.String("err", err.Error()))
+	info.upstream = rs.serverURL(next.Address)
+	retry := out.Clone(out.Context())
+	retry.URL.Host = info.upstream.Host
+	resp, err = rs.transport.RoundTrip(retry)
+	if err != nil && isDialError(err) && retry.Context().Err() == nil {
+		rs.pool.Failed(retry.URL.Host, err)
+	}
+	return resp, err
+}
+
+// isDialError says whether err is a failure to connect: nothing of the
+// request was sent.
+func isDialError(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
+}
+
+// heldBody is a request body whose Close is held back during a first
+// try, so that a retry can send it; it notes whether any of it was read.
+type heldBody struct {
+	rc io.ReadCloser
+
+	mu     sync.Mutex
+	hold   bool // Close is held back (the first try)
+	read   bool // some of it was read: it cannot be sent again
+	closed bool // rc was closed
+	wanted bool // Close was called while held
+}
+
+func (b *heldBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	b.read = true
+	b.mu.Unlock()
+	return b.rc.Read(p)
+}
+
+func (b *heldBody) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.hold && !b.read {
+		b.wanted = true
+		return nil
+	}
+	return b.closeLocked()
+}
+
+func (b *heldBody) closeLocked() error {
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	return b.rc.Close()
+}
+
+func (b *heldBody) wasRead() bool {
+	if b == nil {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.read
+}
+
+// release ends the first try: Close is no longer held back. With retry
+// the body goes on to the second try, whose Transport closes it;
+// otherwise a Close that was held back is done now.
+func (b *heldBody) release(retry bool) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.hold = false
+	if retry {
+		b.wanted = false
+		return
+	}
+	if b.wanted {
+		_ = b.closeLocked()
+	}
 }
 
 // copyBuffers lends ReverseProxy its response copy buffers.

@@ -426,3 +426,133 @@ func (a fakeAddrListener) Addr() net.Addr {
 	ta, _ := net.ResolveTCPAddr("tcp", string(a))
 	return ta
 }
+
+// TestPassThroughRetriesAFailedDial sends plain requests to a pool of one
+// refusing and one live server: every request is answered by the live
+// one, a body included (the refused dial sent none of it), and the
+// refusing server's failures reach its passive health.
+func TestPassThroughRetriesAFailedDial(t *testing.T) {
+	up := startHTTPUpstream(t)
+	refusing := closedAddr(t)
+	never := poolServer(refusing)
+	never.MaxFails = 0 // never skipped: every other request dials it first
+	route := poolRoute(config.BalanceRoundRobin, never, poolServer(up.Listener.Addr().String()))
+	route.HTTP = config.HTTPProxy
+	p := startProxy(t, []*config.Route{route}, config.Listener{}, true)
+
+	c := dialProxy(t, p.addr)
+	br := bufio.NewReader(c)
+	body := strings.Repeat("x", 5000)
+	want := fmt.Sprintf("%d %x", len(body), sha256.Sum256([]byte(body)))
+	// Round robin alternates between the two servers, so of each two
+	// requests in a row one meets the refusing server first: two GETs,
+	// two POSTs, and so on.
+	for i := range 8 {
+		raw := fmt.Sprintf("GET /hello?n=%d HTTP/1.1\r\nHost: a\r\n\r\n", i)
+		wantBody := fmt.Sprintf("hello %d", i)
+		if i/2%2 == 1 {
+			raw = fmt.Sprintf("POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+			wantBody = want
+		}
+		if _, err := io.WriteString(c, raw); err != nil {
+			t.Fatal(err)
+		}
+		resp, got := readResponse(t, br, "GET")
+		if resp.StatusCode != http.StatusOK || got != wantBody {
+			t.Fatalf("request %d: %d %q, want 200 %q", i, resp.StatusCode, got, wantBody)
+		}
+	}
+	if n := len(up.requests()); n != 8 {
+		t.Errorf("live server saw %d requests, want 8", n)
+	}
+	st := p.srv.UpstreamStates()["pool"][0]
+	if !strings.Contains(st.LastError, "refused") {
+		t.Errorf("refusing server's failure not recorded: %+v", st)
+	}
+
+	// With the default max_fails the first refusal takes the server out
+	// of rotation; the request that met it was still answered.
+	route2 := poolRoute(config.BalanceRoundRobin, poolServer(refusing), poolServer(up.Listener.Addr().String()))
+	route2.HTTP = config.HTTPProxy
+	p2 := startProxy(t, []*config.Route{route2}, config.Listener{}, true)
+	c2 := dialProxy(t, p2.addr)
+	br2 := bufio.NewReader(c2)
+	if _, err := io.WriteString(c2, "GET /hello?n=1 HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, got := readResponse(t, br2, "GET"); resp.StatusCode != http.StatusOK || got != "hello 1" {
+		t.Fatalf("first request: %d %q", resp.StatusCode, got)
+	}
+	if st := p2.srv.UpstreamStates()["pool"][0]; st.State != "skipped" || st.Fails != 1 {
+		t.Errorf("refusing server after one failed dial: %+v, want skipped with 1 failure", st)
+	}
+}
+
+// TestPassThroughDoesNotRetryASingleServer: with nowhere else to go, a
+// refused dial is the client's 502.
+func TestPassThroughDoesNotRetryASingleServer(t *testing.T) {
+	route := poolRoute(config.BalanceRoundRobin, poolServer(closedAddr(t)))
+	route.HTTP = config.HTTPProxy
+	p := startProxy(t, []*config.Route{route}, config.Listener{}, true)
+	c := dialProxy(t, p.addr)
+	if _, err := io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, got := readResponse(t, bufio.NewReader(c), "GET"); resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("status %d %q, want 502", resp.StatusCode, got)
+	}
+}
+
+// closeCounter is a request body that counts its Closes.
+type closeCounter struct {
+	io.Reader
+	closes int
+}
+
+func (c *closeCounter) Close() error { c.closes++; return nil }
+
+// TestHeldBody checks the body a retry may resend: a Close during the
+// first try is held back while nothing was read, done at release without
+// a retry, and left to the second try's Transport with one; once read,
+// a body closes at once. It is closed exactly once in every case.
+func TestHeldBody(t *testing.T) {
+	t.Run("no retry", func(t *testing.T) {
+		rc := &closeCounter{Reader: strings.NewReader("abc")}
+		b := &heldBody{rc: rc, hold: true}
+		_ = b.Close() // the failed first try's Transport
+		if rc.closes != 0 {
+			t.Fatal("closed while held")
+		}
+		b.release(false)
+		if rc.closes != 1 {
+			t.Fatalf("%d closes after release, want 1", rc.closes)
+		}
+	})
+	t.Run("retry", func(t *testing.T) {
+		rc := &closeCounter{Reader: strings.NewReader("abc")}
+		b := &heldBody{rc: rc, hold: true}
+		_ = b.Close()
+		b.release(true)
+		if rc.closes != 0 || b.wasRead() {
+			t.Fatal("a body to retry was closed or read")
+		}
+		if got, _ := io.ReadAll(b); string(got) != "abc" {
+			t.Fatalf("retry read %q", got)
+		}
+		_ = b.Close() // the second try's Transport
+		_ = b.Close()
+		if rc.closes != 1 {
+			t.Fatalf("%d closes, want 1", rc.closes)
+		}
+	})
+	t.Run("read", func(t *testing.T) {
+		rc := &closeCounter{Reader: strings.NewReader("abc")}
+		b := &heldBody{rc: rc, hold: true}
+		_, _ = b.Read(make([]byte, 1))
+		_ = b.Close()
+		b.release(false)
+		if rc.closes != 1 || !b.wasRead() {
+			t.Fatalf("read body: %d closes, read %v", rc.closes, b.wasRead())
+		}
+	})
+}

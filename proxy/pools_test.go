@@ -6,11 +6,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wsalive/wsalive/config"
+	"github.com/wsalive/wsalive/proxy/metrics"
 	"github.com/wsalive/wsalive/proxy/relay"
 )
 
@@ -188,6 +190,83 @@ func TestPoolLeastPairsCountsClosedPairs(t *testing.T) {
 	for range 2 {
 		if which, _, _ := openPair(t, p, "", ups...); which != 1 {
 			t.Errorf("pair went to upstream %d, want 1, which has fewer pairs", which)
+		}
+	}
+}
+
+// TestReloadKeepsPoolState reloads a pool's route (new config values, as
+// SIGHUP builds them) and checks that the unchanged servers keep their
+// live pairs and passive health, and that the pairs from before the
+// reload are released through the new pool.
+func TestReloadKeepsPoolState(t *testing.T) {
+	up := byteEchoUpstream(t)
+	refusing := closedAddr(t)
+	route := poolRoute(config.BalanceLeastPairs, poolServer(refusing), poolServer(up.addr))
+	p := startProxy(t, []*config.Route{route}, config.Listener{}, true)
+	var handoffs []relay.Handoff
+	for range 3 {
+		_, _, h := openPair(t, p, "", up)
+		handoffs = append(handoffs, h)
+	}
+	before := p.srv.UpstreamStates()["pool"]
+	if before[0].State != "skipped" || before[1].Pairs != 3 {
+		t.Fatalf("before the reload: %+v", before)
+	}
+
+	again := poolRoute(config.BalanceLeastPairs, poolServer(refusing), poolServer(up.addr))
+	if err := p.srv.SetRoutes([]*config.Route{again}); err != nil {
+		t.Fatal(err)
+	}
+	after := p.srv.UpstreamStates()["pool"]
+	if after[0].State != "skipped" || after[0].Fails != before[0].Fails || after[0].LastError == "" {
+		t.Errorf("refusing server's health forgotten by the reload: %+v, was %+v", after[0], before[0])
+	}
+	if after[1].Pairs != 3 {
+		t.Errorf("live server counts %d pairs after the reload, want 3", after[1].Pairs)
+	}
+	for _, h := range handoffs {
+		p.srv.PairClosed(relay.PairStats{Route: "pool", UpstreamAddr: h.Upstream.RemoteAddr().String()})
+	}
+	if st := p.srv.UpstreamStates()["pool"][1]; st.Pairs != 0 {
+		t.Errorf("pairs from before the reload not released: %+v", st)
+	}
+
+	// A server whose settings changed starts afresh.
+	changed := poolServer(refusing)
+	changed.MaxFails = 3
+	third := poolRoute(config.BalanceLeastPairs, changed, poolServer(up.addr))
+	if err := p.srv.SetRoutes([]*config.Route{third}); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.srv.UpstreamStates()["pool"][0]; st.State != "up" || st.Fails != 0 {
+		t.Errorf("changed server kept its old health: %+v", st)
+	}
+}
+
+// TestUpstreamServerMetrics scrapes /metrics of a Prometheus fed by the
+// server's pools: the refusing server is down with its failure counted,
+// the live one up with its pair.
+func TestUpstreamServerMetrics(t *testing.T) {
+	up := byteEchoUpstream(t)
+	refusing := closedAddr(t)
+	route := poolRoute(config.BalanceRoundRobin, poolServer(refusing), poolServer(up.addr))
+	p := startProxy(t, []*config.Route{route}, config.Listener{}, true)
+	prom := metrics.NewPrometheus(metrics.PrometheusOptions{UpstreamServers: p.srv.UpstreamServers})
+	openPair(t, p, "", up)
+
+	rec := httptest.NewRecorder()
+	prom.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	text := rec.Body.String()
+	for _, want := range []string{
+		fmt.Sprintf(`wsalive_upstream_server_up{route="pool",server=%q} 0`, refusing),
+		fmt.Sprintf(`wsalive_upstream_server_fails{route="pool",server=%q} 1`, refusing),
+		fmt.Sprintf(`wsalive_upstream_server_pairs{route="pool",server=%q} 0`, refusing),
+		fmt.Sprintf(`wsalive_upstream_server_up{route="pool",server=%q} 1`, up.addr),
+		fmt.Sprintf(`wsalive_upstream_server_fails{route="pool",server=%q} 0`, up.addr),
+		fmt.Sprintf(`wsalive_upstream_server_pairs{route="pool",server=%q} 1`, up.addr),
+	} {
+		if !strings.Contains(text, want+"\n") {
+			t.Errorf("/metrics lacks %s", want)
 		}
 	}
 }

@@ -124,6 +124,12 @@ func startApp(cfg *config.Config, logger *slog.Logger, opts appOptions) (*app, e
 			}
 			return float64(a.engine.Stats().BufferedBytes)
 		},
+		UpstreamServers: func() []metrics.UpstreamServer {
+			if a.server == nil {
+				return nil
+			}
+			return a.server.UpstreamServers()
+		},
 	})
 	eng, err := relay.New(relay.Options{
 		Loops:          cfg.Engine.Loops,

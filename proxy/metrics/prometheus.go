@@ -35,6 +35,25 @@ type PrometheusOptions struct {
 	// BufferedBytes, when set, is read at scrape time for
 	// wsalive_buffered_bytes (the engine's bytes held for slow sinks).
 	BufferedBytes func() float64
+	// UpstreamServers, when set, is read at scrape time for the
+	// wsalive_upstream_server_* gauges: the state of every server of
+	// every route's pool.
+	UpstreamServers func() []UpstreamServer
+}
+
+// UpstreamServer is what a route's upstream pool knows of one server at
+// a scrape (proxy/pool's passive health, see pool.ServerState).
+type UpstreamServer struct {
+	// Route is the route's name; Server the server's address as
+	// configured, so that the label stays bounded.
+	Route, Server string
+	// Up is false while the server is skipped for its failed dials
+	// (max_fails within fail_timeout).
+	Up bool
+	// Pairs is how many pairs the server relays (handshakes in progress
+	// included); Fails its failed dials in the current fail_timeout
+	// window, reset by a successful one.
+	Pairs, Fails int
 }
 
 // Prometheus is the Metrics that production runs on. It registers on a
@@ -56,7 +75,6 @@ type Prometheus struct {
 	relayedFrames *prometheus.CounterVec
 	draining      prometheus.Gauge
 	reloads       *prometheus.CounterVec
-	upstreamUp    *prometheus.GaugeVec
 
 	names []string // wsalive's own metric names, sorted
 
@@ -107,8 +125,8 @@ func NewPrometheus(opts PrometheusOptions) *Prometheus {
 	draining := gauge("draining", "1 while the process drains (readiness is off), else 0.")
 	p.draining = draining.WithLabelValues()
 	p.reloads = counter("config_reloads_total", `Configuration reload attempts, by result: "ok" or "error".`, labelResult)
-	p.upstreamUp = gauge("upstream_server_up", "1 when an upstream server of a route's pool is in rotation, 0 when it is out.",
-		labelRoute, labelServer)
+	upstream := newUpstreamCollector(opts.UpstreamServers)
+	p.names = append(p.names, upstream.names()...)
 	buildInfo := gauge("build_info", "Always 1; the labels say which build runs.", "version", "revision", "goversion")
 	buildInfo.WithLabelValues(opts.Version, opts.Revision, runtime.Version()).Set(1)
 	buffered := opts.BufferedBytes
@@ -119,7 +137,7 @@ func NewPrometheus(opts PrometheusOptions) *Prometheus {
 	p.reg.MustRegister(
 		p.pairsOpen, p.pairsClosed, p.handshakes, p.handshakeTime, p.httpRequests,
 		p.pings, p.pongs, p.misses, p.rtt, p.relayedBytes, p.relayedFrames,
-		draining, p.reloads, p.upstreamUp, buildInfo,
+		draining, p.reloads, upstream, buildInfo,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: Namespace, Name: "buffered_bytes",
 			Help: "Bytes held in pairs' write buffers for sinks that are not keeping up."}, buffered),
 		collectors.NewGoCollector(),
@@ -168,17 +186,6 @@ func (p *Prometheus) Draining(on bool) {
 	} else {
 		p.draining.Set(0)
 	}
-}
-
-// UpstreamServerUp is the hook for upstream pools: it sets whether server
-// (an address from the configuration, so the label stays bounded) of
-// route's pool is in rotation. Nothing calls it until pools exist.
-func (p *Prometheus) UpstreamServerUp(route, server string, up bool) {
-	v := 0.0
-	if up {
-		v = 1
-	}
-	p.upstreamUp.WithLabelValues(route, server).Set(v)
 }
 
 // Route returns route's handle, creating it on first use. Every child
@@ -296,4 +303,50 @@ func cachedCounter[K comparable](mu *sync.RWMutex, cache map[K]prometheus.Counte
 	c = resolve()
 	cache[key] = c
 	return c
+}
+
+// upstreamCollector reports the upstream pools' servers as they are at
+// the scrape. Passive health is read when asked rather than pushed as it
+// changes, because a server also comes back by itself: when its
+// fail_timeout runs out, with no event to push.
+type upstreamCollector struct {
+	servers          func() []UpstreamServer
+	up, pairs, fails *prometheus.Desc
+}
+
+func newUpstreamCollector(servers func() []UpstreamServer) *upstreamCollector {
+	if servers == nil {
+		servers = func() []UpstreamServer { return nil }
+	}
+	desc := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, []string{labelRoute, labelServer}, nil)
+	}
+	return &upstreamCollector{
+		servers: servers,
+		up:      desc("upstream_server_up", "1 while an upstream server of a route's pool is in rotation, 0 while it is skipped for its failed dials."),
+		pairs:   desc("upstream_server_pairs", "Pairs an upstream server relays now, handshakes in progress included."),
+		fails:   desc("upstream_server_fails", "Failed dials of an upstream server in its current fail_timeout window (reset by a successful dial)."),
+	}
+}
+
+func (c *upstreamCollector) names() []string {
+	return []string{Namespace + "_upstream_server_up", Namespace + "_upstream_server_pairs", Namespace + "_upstream_server_fails"}
+}
+
+func (c *upstreamCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.up
+	ch <- c.pairs
+	ch <- c.fails
+}
+
+func (c *upstreamCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.servers() {
+		up := 0.0
+		if s.Up {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up, s.Route, s.Server)
+		ch <- prometheus.MustNewConstMetric(c.pairs, prometheus.GaugeValue, float64(s.Pairs), s.Route, s.Server)
+		ch <- prometheus.MustNewConstMetric(c.fails, prometheus.GaugeValue, float64(s.Fails), s.Route, s.Server)
+	}
 }

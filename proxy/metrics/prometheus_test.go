@@ -82,7 +82,16 @@ func TestPrometheusScenario(t *testing.T) {
 		closed  = 1 // closed by the client
 		refused = 4 // answered 502
 	)
-	p := NewPrometheus(PrometheusOptions{Version: "v1.2.3", Revision: "abc123", BufferedBytes: func() float64 { return 4096 }})
+	p := NewPrometheus(PrometheusOptions{
+		Version: "v1.2.3", Revision: "abc123",
+		BufferedBytes: func() float64 { return 4096 },
+		UpstreamServers: func() []UpstreamServer {
+			return []UpstreamServer{
+				{Route: "chat", Server: "10.0.0.1:80", Up: true, Pairs: 3},
+				{Route: "chat", Server: "10.0.0.2:80", Up: false, Fails: 2},
+			}
+		},
+	})
 	chat := p.Route("chat")
 	for range opened {
 		chat.Handshake("ok", 2*time.Millisecond)
@@ -113,7 +122,6 @@ func TestPrometheusScenario(t *testing.T) {
 	p.ConfigReload(false)
 	p.ConfigReload(false)
 	p.Draining(true)
-	p.UpstreamServerUp("chat", "10.0.0.1:80", true)
 
 	fams := scrape(t, p)
 	checks := []struct {
@@ -144,6 +152,11 @@ func TestPrometheusScenario(t *testing.T) {
 		{"wsalive_draining", nil, 1},
 		{"wsalive_buffered_bytes", nil, 4096},
 		{"wsalive_upstream_server_up", []string{"route=chat", "server=10.0.0.1:80"}, 1},
+		{"wsalive_upstream_server_up", []string{"route=chat", "server=10.0.0.2:80"}, 0},
+		{"wsalive_upstream_server_pairs", []string{"route=chat", "server=10.0.0.1:80"}, 3},
+		{"wsalive_upstream_server_pairs", []string{"route=chat", "server=10.0.0.2:80"}, 0},
+		{"wsalive_upstream_server_fails", []string{"route=chat", "server=10.0.0.1:80"}, 0},
+		{"wsalive_upstream_server_fails", []string{"route=chat", "server=10.0.0.2:80"}, 2},
 	}
 	for _, c := range checks {
 		t.Run(c.name+"{"+strings.Join(c.labels, ",")+"}", func(t *testing.T) {
@@ -258,7 +271,7 @@ func TestRegisteredNames(t *testing.T) {
 		"wsalive_heartbeat_misses_total", "wsalive_heartbeat_pings_total", "wsalive_heartbeat_pongs_total",
 		"wsalive_heartbeat_rtt_seconds", "wsalive_http_requests_total", "wsalive_pairs_closed_total",
 		"wsalive_pairs_open", "wsalive_relayed_bytes_total", "wsalive_relayed_frames_total",
-		"wsalive_upstream_server_up",
+		"wsalive_upstream_server_fails", "wsalive_upstream_server_pairs", "wsalive_upstream_server_up",
 	}
 	got := NewPrometheus(PrometheusOptions{}).Names()
 	var own []string

@@ -276,6 +276,21 @@ func (p *Pool) Pick(key string) config.UpstreamServer {
 	return p.order(key)[0].cfg
 }
 
+// PickOther returns the server a request with key goes to when the one
+// at address failed its dial: the first of the balance's order (as Pick,
+// skipped servers set apart) that is not address. ok is false when there
+// is no other server.
+func (p *Pool) PickOther(key, address string) (srv config.UpstreamServer, ok bool) {
+	// The request's turn was taken by Pick: this one does not move round
+	// robin on, or a server that always fails would always be first.
+	for _, s := range p.orderFor(key, false) {
+		if s.cfg.Address != address {
+			return s.cfg, true
+		}
+	}
+	return config.UpstreamServer{}, false
+}
+
 // Release ends the live pair whose upstream connection's remote address
 // is upstreamAddr. An address the pool does not know is ignored: a pair
 // of another route's pool, or one already released.
@@ -351,6 +366,12 @@ func (p *Pool) failed(s *server, err error) {
 // blip into an outage, and a single server is never skipped at all
 // (nginx ignores max_fails for it too).
 func (p *Pool) order(key string) []*server {
+	return p.orderFor(key, true)
+}
+
+// orderFor is order; advance says whether this is a pick of its own, which
+// moves round robin on (not a second choice for the same request).
+func (p *Pool) orderFor(key string, advance bool) []*server {
 	if len(p.servers) == 1 {
 		return p.servers // nothing to choose, and never skipped
 	}
@@ -358,7 +379,9 @@ func (p *Pool) order(key string) []*server {
 	defer p.mu.Unlock()
 	now := p.now()
 	start := p.next
-	p.next++
+	if advance {
+		p.next++
+	}
 	var up, skipped []*server
 	for _, backup := range []bool{false, true} {
 		var groupUp, groupSkipped []*server
@@ -373,7 +396,7 @@ func (p *Pool) order(key string) []*server {
 		}
 		// Sorted after the skipped ones are set apart, so that round
 		// robin turns among the servers it may use and stays even.
-		p.sort(groupUp, key, start, true)
+		p.sort(groupUp, key, start, advance)
 		p.sort(groupSkipped, key, start, false)
 		up = append(up, groupUp...)
 		skipped = append(skipped, groupSkipped...)
