@@ -130,7 +130,7 @@ func (s *Server) newRouteState(r *config.Route) (*routeState, error) {
 	if rs.upstreamTLS, err = upstreamTLSConfig(r, s.log); err != nil {
 		return nil, err
 	}
-	var o pool.Options
+	o := pool.Options{Dial: upstreamNetDialer.DialContext}
 	if rs.upstreamTLS != nil {
 		o.Handshake = upstreamTLSHandshake(rs.upstreamTLS)
 	}
