@@ -130,7 +130,7 @@ func (s *Server) newRouteState(r *config.Route) (*routeState, error) {
 	if rs.upstreamTLS, err = upstreamTLSConfig(r, s.log); err != nil {
 		return nil, err
 	}
-	o := pool.Options{Dial: upstreamNetDialer.DialContext}
+	o := pool.Options{Dial: dialUpstreamTCP}
 	if rs.upstreamTLS != nil {
 		o.Handshake = upstreamTLSHandshake(rs.upstreamTLS)
 	}
