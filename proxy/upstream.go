@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -117,22 +116,6 @@ func offeredExtensions(route *config.Route, offered []httphead.Option) []httphea
 // connection that never becomes a pair is bounded by the handshake
 // timeout instead.
 var upstreamNetDialer = net.Dialer{KeepAlive: -1}
-
-// dialUpstreamTCP is the routes' pool dialer. An address that is an IP
-// literal and port (every configured IP, and every name once the pool has
-// resolved it) is dialed as a netip.AddrPort: DialContext would parse the
-// string again and take it through the resolver's address-list machinery,
-// 17 allocations per handshake for nothing.
-func dialUpstreamTCP(ctx context.Context, network, address string) (net.Conn, error) {
-	if ap, err := netip.ParseAddrPort(address); err == nil {
-		c, err := upstreamNetDialer.DialTCP(ctx, network, netip.AddrPort{}, ap)
-		if err != nil {
-			return nil, err // not a typed nil in the interface
-		}
-		return c, nil
-	}
-	return upstreamNetDialer.DialContext(ctx, network, address)
-}
 
 // upstreamDialer is the per-handshake state of an upstream handshake: a
 // ws.Dialer whose callbacks are bound to it, and what they collect. It is
