@@ -56,8 +56,8 @@ const (
 	// pairNeeds is the heap of an idle plain pair: its 512-byte state,
 	// two address strings, its place in the server's pair count. With the
 	// 4 KiB this was (and 16 MiB of slack), 9,000 idle pairs were
-	// estimated at 52 MiB and a storm's garbage (some 20 MiB) was never
-	// returned: RSS per pair stayed at 3.5 KB. A pair that needs more (a
+	// estimated at 52 MiB and a storm's garbage (some 12 MiB) was never
+	// returned: RSS per pair stayed at 2.8-3.9 KB. A pair that needs more (a
 	// TLS pair, one with messages buffered) makes the estimate low; that
 	// costs one release after its burst, and the floor below keeps it
 	// from being repeated.
