@@ -156,7 +156,11 @@ func (s *Server) newRouteState(r *config.Route) (*routeState, error) {
 	if rs.upstreamTLS, err = upstreamTLSConfig(r, s.log); err != nil {
 		return nil, err
 	}
-	var o pool.Options
+	// DialTCP with a netip.AddrPort would skip parsing the address again,
+	// but it binds the socket to the zero address before connecting: an
+	// extra system call, and an ephemeral port taken for every
+	// destination instead of per destination.
+	o := pool.Options{Dial: upstreamNetDialer.DialContext}
 	if rs.upstreamTLS != nil {
 		o.Handshake = upstreamTLSHandshake(rs.upstreamTLS)
 	}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha1"
 	"encoding/base64"
 	"io"
@@ -191,5 +192,43 @@ func BenchmarkDirectHandshake(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		benchClient(b, addr, buf)
+	}
+}
+
+// BenchmarkProxiedHandshakeRelay is BenchmarkProxiedHandshake (log=warn)
+// with the real relay engine instead of closingRelay, one loop, and a
+// listener without Go's default keepalive as cmd/wsalive opens it: the
+// hand-off (dup, epoll registration, the route's keepalive) is measured
+// too, and so is the pair's end when the client closes. Pairs end
+// asynchronously, so a few may still be open when the timer stops.
+func BenchmarkProxiedHandshakeRelay(b *testing.B) {
+	up := startBenchUpstream(b)
+	route := testRoute("bench", up.ln.Addr().String(), 2*time.Second)
+	route.PathPrefix = "/ws"
+	logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var srv *Server
+	eng, err := relay.New(relay.Options{Loops: 1, Logger: logger, OnClose: func(st relay.PairStats) { srv.PairClosed(st) }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer eng.Close(context.Background())
+	srv, err = NewServer([]*config.Route{route}, eng, logger)
+	if err != nil {
+		b.Fatal(err)
+	}
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &servedServer{addr: ln.Addr().String(), srv: srv, served: make(chan error, 1)}
+	go func() { s.served <- srv.Serve(ln, config.Listener{}) }()
+	defer s.shutdown(b)
+
+	buf := make([]byte, 4096)
+	benchClient(b, s.addr, buf) // warm the pools
+	b.ReportAllocs()
+	for b.Loop() {
+		benchClient(b, s.addr, buf)
 	}
 }

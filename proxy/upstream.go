@@ -109,6 +109,14 @@ func offeredExtensions(route *config.Route, offered []httphead.Option) []httphea
 	return kept
 }
 
+// upstreamNetDialer dials the routes' upstream sockets. Go's default TCP
+// keepalive (15 s) is off: it costs four setsockopt calls per connection,
+// and the relay sets the route's own keepalive (config.TCPKeepalive, on by
+// default) on both sockets of every pair it takes, overwriting them. A
+// connection that never becomes a pair is bounded by the handshake
+// timeout instead.
+var upstreamNetDialer = net.Dialer{KeepAlive: -1}
+
 // upstreamDialer is the per-handshake state of an upstream handshake: a
 // ws.Dialer whose callbacks are bound to it, and what they collect. It is
 // pooled so that the callbacks are bound once, not made anew (with the

@@ -152,6 +152,7 @@ const (
 	ScenarioEcho1K       = "echo-200x1k"
 	ScenarioEcho64       = "echo-1000x64"
 	ScenarioEcho16K      = "echo-1000x16k"
+	ScenarioEcho64K      = "echo-50x64k"
 	ScenarioHandshake    = "handshake"
 	ScenarioIdle         = "idle-9000"
 	ScenarioBlackholeCli = "blackhole-client"
@@ -178,6 +179,8 @@ func FullPlan() []Scenario {
 			N: 1000, Size: 64, Inflight: 1, Duration: 6 * time.Second, Rate: -1},
 		{Name: ScenarioEcho16K, Kind: KindEcho, Title: "Echo, 1,000 connections × 16 KiB",
 			N: 1000, Size: 16 << 10, Inflight: 1, Duration: 6 * time.Second, Rate: -1},
+		{Name: ScenarioEcho64K, Kind: KindEcho, Title: "Echo, 50 connections × 64 KiB",
+			N: 50, Size: 64 << 10, Inflight: 1, Duration: 6 * time.Second, Rate: -1},
 		{Name: ScenarioHandshake, Kind: KindHandshake, Title: "Handshake latency",
 			N: 1000, Rate: 1000},
 		{Name: ScenarioIdle, Kind: KindIdle, Title: "9,000 idle pairs: RSS per pair and heartbeat CPU",

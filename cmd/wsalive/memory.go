@@ -33,6 +33,16 @@ import (
 //     collecting again every few seconds would only cost CPU), and
 //   - releaseCooldown has passed since the last release.
 //
+// Between releases, while handshakes are few, the garbage made since the
+// last collection is kept small: once it passes collectSlack (and at
+// most once per releaseCooldown), wsalive runs one collection, without
+// returning spans. At rest the heap's only garbage is what heartbeats and
+// the admin endpoint leave (some 50 KB a second with 9,000 pairs), which
+// left alone grows until the heap is twice its live size before Go
+// collects it: each page it touches stays in RSS. With 9,000 idle pairs
+// that was 1.5 MB within 15 s, 170 bytes per pair, and up to the live
+// heap itself (600-700 bytes per pair) later on.
+//
 // A release is two forced collections (sync.Pools keep their contents
 // through one) and a return of free spans: a few milliseconds with 10,000
 // pairs.
@@ -41,11 +51,20 @@ const (
 	releaseTick     = time.Second     // how often live state is read
 	releaseSettle   = 2               // ticks with few handshakes before a release
 	releaseCooldown = 5 * time.Second // least time between two releases
-	releaseSlack    = 16 << 20        // heap above the estimate that is worth returning
+	releaseSlack    = 4 << 20         // heap above the estimate that is worth returning
 	handshakesFew   = 16              // handshakes in flight that count as few
-	pairNeeds       = 4 << 10         // heap per live pair: its state, plus buffers in use
-	handshakeNeeds  = 32 << 10        // heap per connection in handshake
-	minBaseline     = uint64(8 << 20) // the floor of the baseline estimate
+	// pairNeeds is the heap of an idle plain pair: its 512-byte state,
+	// two address strings, its place in the server's pair count. With the
+	// 4 KiB this was (and 16 MiB of slack), 9,000 idle pairs were
+	// estimated at 52 MiB and a storm's garbage (some 12 MiB) was never
+	// returned: RSS per pair stayed at 2.8-3.9 KB. A pair that needs more (a
+	// TLS pair, one with messages buffered) makes the estimate low; that
+	// costs one release after its burst, and the floor below keeps it
+	// from being repeated.
+	pairNeeds      = 1 << 10
+	collectSlack   = 1 << 20         // garbage worth a collection while idle
+	handshakeNeeds = 32 << 10        // heap per connection in handshake
+	minBaseline    = uint64(8 << 20) // the floor of the baseline estimate
 )
 
 // memReading is one sample of live state.
@@ -58,6 +77,9 @@ type memReading struct {
 	// objects (live or garbage), unused parts of spans, free spans not
 	// yet returned, and goroutine stacks.
 	HeapHeld uint64
+	// Garbage is the heap's objects beyond what the last collection
+	// found live: about what the next one would free.
+	Garbage uint64
 }
 
 // releaseTrigger decides, from readings, when to release memory. It holds
@@ -69,6 +91,7 @@ type releaseTrigger struct {
 
 	fewTicks    int       // consecutive readings with few handshakes
 	lastRelease time.Time // zero before the first
+	lastCollect time.Time // the last collection, released or not
 	// floor is the least held since the last release: what a release
 	// could not give back.
 	floor uint64
@@ -103,10 +126,38 @@ func (t *releaseTrigger) tick(now time.Time, r memReading) bool {
 	case !t.lastRelease.IsZero() && now.Sub(t.lastRelease) < releaseCooldown:
 		return false
 	}
-	t.lastRelease = now
+	t.lastRelease, t.lastCollect = now, now
 	// The next reading, made after the release, starts the new floor.
 	t.floor = ^uint64(0)
 	return true
+}
+
+// collect reports, for a reading on which tick did not release, whether
+// to run one collection (no release) now: handshakes have been few for
+// releaseSettle ticks, garbage is over collectSlack, and releaseCooldown
+// has passed since the last collection.
+func (t *releaseTrigger) collect(now time.Time, r memReading) bool {
+	if t.fewTicks < releaseSettle || r.Garbage <= collectSlack ||
+		(!t.lastCollect.IsZero() && now.Sub(t.lastCollect) < releaseCooldown) {
+		return false
+	}
+	t.lastCollect = now
+	return true
+}
+
+// heapGarbage reads the heap's objects beyond the live heap of the last
+// collection.
+func heapGarbage() uint64 {
+	samples := []metrics.Sample{
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/gc/heap/live:bytes"},
+	}
+	metrics.Read(samples)
+	if samples[0].Value.Kind() != metrics.KindUint64 || samples[1].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	objects, live := samples[0].Value.Uint64(), samples[1].Value.Uint64()
+	return objects - min(objects, live)
 }
 
 // heapHeld reads what the runtime holds for the heap and stacks.
@@ -153,10 +204,13 @@ func releaseWhenIdle(ctx context.Context, handshakes func() int, pairs func() in
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			r := memReading{Handshakes: handshakes(), Pairs: pairs(), HeapHeld: heapHeld()}
-			if trigger.tick(now, r) {
+			r := memReading{Handshakes: handshakes(), Pairs: pairs(), HeapHeld: heapHeld(), Garbage: heapGarbage()}
+			switch {
+			case trigger.tick(now, r):
 				runtime.GC()
 				debug.FreeOSMemory()
+			case trigger.collect(now, r):
+				runtime.GC()
 			}
 		}
 	}

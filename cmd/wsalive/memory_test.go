@@ -88,7 +88,7 @@ func TestReleaseTrigger(t *testing.T) {
 			// 20,000 pairs need their memory: held is within the
 			// estimate plus slack.
 			name:     "many live pairs hold what they need",
-			readings: repeat(30, memReading{Pairs: 20000, HeapHeld: 8*mib + 20000*pairNeeds + 10*mib}),
+			readings: repeat(30, memReading{Pairs: 20000, HeapHeld: 8*mib + 20000*pairNeeds + releaseSlack - mib}),
 			want:     nil,
 		},
 		{
@@ -140,5 +140,48 @@ func TestReleaseTrigger(t *testing.T) {
 func TestHeapHeldReadsTheRuntime(t *testing.T) {
 	if got := heapHeld(); got < 1<<20 {
 		t.Fatalf("heapHeld() = %d, want at least the MiB a Go test holds", got)
+	}
+}
+
+// TestIdleCollect checks the collections between releases: only while
+// handshakes are few, only past collectSlack of garbage, at most one per
+// releaseCooldown, and none right after a release (which collected).
+func TestIdleCollect(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	garbage := func(handshakes int, g uint64) memReading {
+		// HeapHeld within the estimate: tick never releases here.
+		return memReading{Handshakes: handshakes, Pairs: 9000, HeapHeld: 12 * mib, Garbage: g}
+	}
+	readings := concat(
+		repeat(3, garbage(500, 50*mib)), // a storm: its garbage is the GC's to pace
+		repeat(3, garbage(0, collectSlack/2)),
+		repeat(12, garbage(0, collectSlack+1)), // idle, over the slack
+	)
+	trigger := newReleaseTrigger(10 * mib)
+	var collected []int
+	for i, r := range readings {
+		now := start.Add(time.Duration(i) * time.Second)
+		if trigger.tick(now, r) {
+			t.Fatalf("released at %d", i)
+		}
+		if trigger.collect(now, r) {
+			collected = append(collected, i)
+		}
+	}
+	if want := []int{6, 11, 16}; len(collected) != len(want) || collected[0] != want[0] || collected[1] != want[1] || collected[2] != want[2] {
+		t.Fatalf("collected at %v, want %v", collected, want)
+	}
+
+	// A release counts as a collection.
+	trigger = newReleaseTrigger(10 * mib)
+	for i, r := range repeat(3, memReading{HeapHeld: 100 * mib, Garbage: 2 * collectSlack}) {
+		now := start.Add(time.Duration(i) * time.Second)
+		released := trigger.tick(now, r)
+		if i == 1 && !released {
+			t.Fatal("no release at 1")
+		}
+		if !released && trigger.collect(now, r) {
+			t.Fatalf("collected at %d, within the cooldown of the release", i)
+		}
 	}
 }

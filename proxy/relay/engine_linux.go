@@ -137,6 +137,13 @@ func (d *epollDriver) live(bound time.Duration) error {
 // takeFD duplicates the descriptor of a TCP connection and closes the
 // connection, so that the runtime's poller lets go of it and the loop owns
 // the socket. The duplicate shares the socket's non-blocking flag.
+//
+// The dup, and the runtime's epoll_ctl DEL and close of the original, are
+// the price of taking a socket from the net package, which has no way to
+// let go of a descriptor without closing it. Keeping the net.Conn open
+// instead would leave the socket in the runtime's epoll set as well as the
+// loop's: every later readiness event, each pong included, would be
+// delivered twice, and the pair would hold the netFD for its lifetime.
 func takeFD(c net.Conn, addr *string) (int, error) {
 	if c == nil {
 		return -1, errors.New("relay: nil connection")
@@ -161,10 +168,11 @@ func takeFD(c net.Conn, addr *string) (int, error) {
 	if dupErr != nil {
 		return -1, fmt.Errorf("relay: dup: %w", dupErr)
 	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return -1, err
-	}
+	// No SetNonblock: O_NONBLOCK belongs to the open file, which the
+	// duplicate shares, and Go creates every socket non-blocking (accept4
+	// and socket with SOCK_NONBLOCK); nothing on the handshake path makes
+	// it blocking (only (*net.TCPConn).File did, before Go 1.11). It cost
+	// an fcntl per socket on every handshake.
 	return fd, nil
 }
 
