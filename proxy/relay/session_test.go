@@ -7,11 +7,28 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/wsalive/wsalive/proxy/metrics"
 )
+
+// resumeRecorder is a Metrics that keeps the resume results.
+type resumeRecorder struct {
+	metrics.Nop
+	mu      sync.Mutex
+	results []string
+}
+
+func (r *resumeRecorder) Resume(result string) {
+	r.mu.Lock()
+	r.results = append(r.results, result)
+	r.mu.Unlock()
+}
 
 // Resumable sessions through the engine, on real loopback sockets: the
 // test plays the front door (it calls Resume and Attach as it would after
@@ -202,7 +219,14 @@ func TestResumeTakeover(t *testing.T) {
 // TestResumeRefusals: every refusal code of RESUME.md §6, each sent
 // before any data.
 func TestResumeRefusals(t *testing.T) {
-	e, closed := newTestEngine(t, Options{Loops: 1})
+	rec := &resumeRecorder{}
+	e, closed := newTestEngine(t, Options{Loops: 1, Metrics: rec})
+	defer func() {
+		want := "refused_4900 refused_4900 refused_4904 refused_4903 refused_4905 refused_4906 refused_4902 refused_4901"
+		if got := strings.Join(rec.results, " "); got != want {
+			t.Errorf("metrics counted %s, want %s", got, want)
+		}
+	}()
 	_, err := resumeWith(t, e, req("short", 0))
 	wantRefused(t, err, ResumeUnknown)
 	_, err = resumeWith(t, e, req(randomString(16), 0))
