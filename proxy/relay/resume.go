@@ -90,6 +90,10 @@ func newSessState(prefix string, window int64, limit int, budget *resumeBudget) 
 // to come is always exactly the upstream's frames.
 type replayBuffer struct {
 	buf *bytebufferpool.ByteBuffer // nil while empty: an idle session holds none
+	// head is where the held bytes start in buf: an acknowledgement moves
+	// it, and the bytes before it are reclaimed once they are half of buf
+	// (copying on every ack would copy the whole buffer each time).
+	head int
 	// base is how many messages were dropped (acknowledged) from the
 	// front; sent how many complete messages the upstream sent.
 	base, sent uint64
@@ -107,12 +111,12 @@ type replayBuffer struct {
 	keep, fin bool
 }
 
-// held returns the bytes held.
+// held returns the bytes held (and counted against the bounds).
 func (r *replayBuffer) held() int {
 	if r.buf == nil {
 		return 0
 	}
-	return len(r.buf.B)
+	return len(r.buf.B) - r.head
 }
 
 // tap takes bytes read from the upstream; false when keeping them would
@@ -163,7 +167,7 @@ func (r *replayBuffer) frameEnd() {
 	if r.keep && r.fin {
 		r.sent++
 		if !r.off {
-			r.ends = append(r.ends, r.held())
+			r.ends = append(r.ends, r.head+r.held())
 		}
 	}
 }
@@ -191,9 +195,9 @@ func (r *replayBuffer) drop() {
 // release returns the buffer's memory.
 func (r *replayBuffer) release() {
 	if r.buf != nil {
-		r.budget.give(len(r.buf.B))
+		r.budget.give(r.held())
 		bytebufferpool.Put(r.buf)
-		r.buf = nil
+		r.buf, r.head = nil, 0
 	}
 }
 
@@ -209,23 +213,23 @@ func (r *replayBuffer) trim(n uint64) bool {
 	}
 	k := int(n - r.base)
 	cut := r.ends[k-1]
-	rest := len(r.ends) - k
-	copy(r.ends, r.ends[k:])
-	r.ends = r.ends[:rest]
-	for i := range r.ends {
-		r.ends[i] -= cut
-	}
-	if rest == 0 {
-		r.ends = nil
-	}
+	r.ends = r.ends[k:]
 	r.base = n
+	r.budget.give(cut - r.head)
+	r.head = cut
 	b := r.buf
-	copy(b.B, b.B[cut:])
-	b.B = b.B[:len(b.B)-cut]
-	r.budget.give(cut)
-	if len(b.B) == 0 {
+	switch {
+	case r.head == len(b.B):
 		bytebufferpool.Put(b)
-		r.buf = nil
+		r.buf, r.head = nil, 0
+		r.ends = r.ends[:0]
+	case r.head > len(b.B)/2:
+		copy(b.B, b.B[r.head:])
+		b.B = b.B[:len(b.B)-r.head]
+		for i := range r.ends {
+			r.ends[i] -= r.head
+		}
+		r.head = 0
 	}
 	return true
 }
@@ -242,7 +246,7 @@ func (r *replayBuffer) from(recv uint64) (b []byte, ok bool) {
 	if r.buf == nil {
 		return nil, true
 	}
-	return r.buf.B, true
+	return r.buf.B[r.head:], true
 }
 
 // appendWelcome appends the welcome's JSON (RESUME.md §2).
@@ -312,7 +316,9 @@ func (p *pair) sendAck(ses *sessState, fx *effects) {
 // upstream; an overflow costs the session its resumability, and ends a
 // parked one.
 func (p *pair) tapUpstream(ses *sessState, b []byte, fx *effects) {
-	if ses.replay.off || ses.replay.tap(b) {
+	// Tapped even once it overflowed: it still counts the messages sent,
+	// which bound the client's acknowledgements.
+	if ses.replay.tap(b) {
 		return
 	}
 	if ses.lost == 0 {

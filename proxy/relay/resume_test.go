@@ -158,7 +158,7 @@ func TestSessionClientAckTrims(t *testing.T) {
 		t.Fatalf("replay holds %q (%d messages), want the three data frames", got, ses.replay.sent)
 	}
 	m.read(client, ctlMsg("a2"))
-	if got := ses.replay.buf.B; !bytes.Equal(got, serverFrame(ws.OpText, true, []byte("msg3"))) {
+	if got := ses.replay.buf.B[ses.replay.head:]; !bytes.Equal(got, serverFrame(ws.OpText, true, []byte("msg3"))) {
 		t.Fatalf("after a2 the replay holds %q", got)
 	}
 	m.read(client, ctlMsg("a1")) // lower than seen: ignored
@@ -265,8 +265,14 @@ func TestSessionOverflow(t *testing.T) {
 	if ses.lost != ResumeOverflowed || ses.replay.buf != nil || m.p.closing {
 		t.Fatalf("lost=%d closing=%v", ses.lost, m.p.closing)
 	}
-	if fs := m.frames(client); len(fs) != 2 {
-		t.Fatalf("the connected client got %d frames, want 2", len(fs))
+	m.read(upstream, big)
+	if fs := m.frames(client); len(fs) != 3 {
+		t.Fatalf("the connected client got %d frames, want 3", len(fs))
+	}
+	// Messages are still counted: the client may acknowledge them.
+	m.read(client, ctlMsg("a3"))
+	if m.p.closing {
+		t.Fatal("an acknowledgement of messages sent after the overflow was refused")
 	}
 	m.event().readEnded(client, &m.fx) // no longer resumable: ends as without sessions
 	m.apply()
