@@ -361,9 +361,10 @@ func (p *pair) sendAck(ses *sessState, fx *effects) {
 	var payload [prefixLen + 1 + 20]byte
 	b := append(append(payload[:0], ses.prefix[:]...), 'a')
 	b = strconv.AppendUint(b, ses.up, 10)
-	frame := appendTextFrame(fx.frameRoom(len(b)+2), b)
-	fx.ctl = fx.ctl[:len(fx.ctl)+len(frame)]
-	p.injectFrame(client, frame, kindAck, fx)
+	// A frame of its own, not in fx.ctl: a session whose client sends
+	// but which never pings would otherwise take on a 16 KiB ctl chunk
+	// for a 50-byte frame every 32 messages.
+	p.injectFrame(client, appendTextFrame(make([]byte, 0, len(b)+2), b), kindAck, fx)
 }
 
 // tapUpstream gives the session's replay buffer the bytes read from the
@@ -396,9 +397,9 @@ func (p *pair) startSession(ses *sessState, token string, fx *effects) {
 func (p *pair) sendWelcome(ses *sessState, resumed bool, token string, fx *effects) {
 	var payload [256]byte
 	b := appendWelcome(payload[:0], resumed, token, ses.prefix[:], ses.window/1e6, ses.up)
-	frame := appendTextFrame(fx.frameRoom(len(b)+4), b)
-	fx.ctl = fx.ctl[:len(fx.ctl)+len(frame)]
-	fx.send[client].add(frame)
+	// A frame of its own rather than in fx.ctl, whose first use costs a
+	// pair 16 KiB for good.
+	fx.send[client].add(appendTextFrame(make([]byte, 0, len(b)+4), b))
 }
 
 // canPark reports whether the session can wait for its client: it is
