@@ -1,10 +1,13 @@
 package relay
 
 import (
+	"errors"
+	"log/slog"
 	"net"
 	"time"
 
 	"github.com/wsalive/wsalive/liveness"
+	"github.com/wsalive/wsalive/proxy/metrics"
 )
 
 // Handoff is a pair whose two handshakes are complete: the client was
@@ -37,6 +40,25 @@ type Handoff struct {
 	// Session, when set, makes the pair a resumable session (the client
 	// opted in): see session.go and examples/client/RESUME.md.
 	Session *SessionOptions
+}
+
+// plainTCP reports whether both connections of h are plain TCP sockets,
+// whose descriptors carry the WebSocket bytes themselves.
+func plainTCP(h *Handoff) bool {
+	_, c := h.Client.(*net.TCPConn)
+	_, u := h.Upstream.(*net.TCPConn)
+	return c && u
+}
+
+// closeConns closes h's connections: a hand-off the engine could not
+// take is still its to close.
+func closeConns(h *Handoff) {
+	if h.Client != nil {
+		h.Client.Close()
+	}
+	if h.Upstream != nil {
+		h.Upstream.Close()
+	}
 }
 
 // PairStats is the account of one pair, given to Options.OnClose.
@@ -108,4 +130,57 @@ type DrainReport struct {
 	// Cut pairs were still open when the drain's context ended and were
 	// closed without finishing their close handshake.
 	Cut int
+}
+
+// Options configures an Engine.
+type Options struct {
+	// Loops is the number of event loops of the epoll driver; 0 means
+	// runtime.GOMAXPROCS(0).
+	Loops int
+	// ReadBufferSize is the size of one read from a socket (per loop, not
+	// per pair, on the epoll driver); 0 means 64 KiB. It also bounds what
+	// a pair can hold buffered per direction while its sink is blocked.
+	ReadBufferSize int
+	// DisableIOUring makes every socket write its own system call instead
+	// of batching a loop round's writes through io_uring. Batching is used
+	// only where the kernel allows io_uring; this forces it off.
+	DisableIOUring bool
+	// ForceConnDriver runs every pair on the net.Conn driver, plain TCP
+	// on Linux included. Without it, a pair of plain TCP connections runs
+	// on the epoll driver on Linux and everything else (TLS, other
+	// systems, and resumable sessions: resume.go) on the net.Conn driver. The test suites set it from
+	// WSALIVE_TEST_DRIVER=conn.
+	ForceConnDriver bool
+	// ResumeMemory bounds the replay bytes all resumable sessions hold
+	// together (RESUME.md §4); 0 means no bound beyond each session's
+	// own. A session that would pass it loses its resumability.
+	ResumeMemory int64
+	// OnClose, when set, is called once for every pair that ends, on the
+	// goroutine that ended it. It must not block.
+	OnClose func(PairStats)
+	// Metrics receives pair and traffic figures; nil means metrics.Nop{}.
+	Metrics metrics.Metrics
+	// Logger receives engine-level errors. nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// ErrClosed is returned by Attach once Drain or Close has started.
+var ErrClosed = errors.New("relay: engine closed")
+
+// Stats is a snapshot of engine-wide gauges.
+type Stats struct {
+	// Pairs is the number of live pairs.
+	Pairs int64
+	// BufferedBytes is the number of bytes held in pending write buffers
+	// across all pairs (bytes read from one side not yet accepted by the
+	// other's socket).
+	BufferedBytes int64
+	// Loops is the number of event loops of the epoll driver;
+	// IOUringLoops how many of them batch their reads and writes through
+	// io_uring.
+	Loops, IOUringLoops int
+	// Sessions is the number of live resumable sessions, ParkedSessions
+	// how many of them wait for their client; ReplayBytes is what their
+	// replay buffers hold.
+	Sessions, ParkedSessions, ReplayBytes int64
 }

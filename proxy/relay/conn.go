@@ -39,7 +39,7 @@ const smallRead = 512
 
 // connDriver holds the engine's net.Conn pairs.
 type connDriver struct {
-	e      *Engine
+	env    *env
 	mu     sync.Mutex
 	pairs  map[*cpair]struct{}
 	order  *drainOrder // the running drain, nil when serving
@@ -47,8 +47,8 @@ type connDriver struct {
 	wg     sync.WaitGroup // one per live pair
 }
 
-func (d *connDriver) init(e *Engine) {
-	d.e = e
+func (d *connDriver) init(v *env) {
+	d.env = v
 	d.pairs = make(map[*cpair]struct{})
 }
 
@@ -93,7 +93,7 @@ func (p *cpair) busy() [2]bool {
 
 // attach starts h on this driver: its goroutines run until the pair ends.
 func (d *connDriver) attach(id uint64, h *Handoff, m *routeInfo) error {
-	e := d.e
+	e := d.env
 	p := &cpair{d: d, conn: [2]net.Conn{h.Client, h.Upstream}}
 	p.init(id, h, m)
 	p.wake.L = &p.mu
@@ -157,7 +157,7 @@ func (d *connDriver) attach(id uint64, h *Handoff, m *routeInfo) error {
 // event prepares p's effects for an event and returns its state machine.
 // p.mu is held.
 func (p *cpair) event() *pair {
-	p.fx.now = p.d.e.clock()
+	p.fx.now = p.d.env.clock()
 	return &p.pair
 }
 
@@ -165,7 +165,7 @@ func (p *cpair) event() *pair {
 // p.mu is held.
 func (p *cpair) apply() {
 	fx := &p.fx
-	e := p.d.e
+	e := p.d.env
 	if fx.detach {
 		// A session let its client go (RESUME.md §4): close its socket
 		// without a close frame. A write toward it still in Write is
@@ -213,7 +213,7 @@ func (p *cpair) apply() {
 
 // arm sets the pair's timer to fire at engine time at.
 func (p *cpair) arm(at int64) {
-	d := time.Duration(at - p.d.e.clock())
+	d := time.Duration(at - p.d.env.clock())
 	if p.timer == nil {
 		p.timer = time.AfterFunc(d, p.fire)
 		return
@@ -247,7 +247,7 @@ var readSlots bytebufferpool.Pool
 // reader reads side s and hands the bytes to the state machine; gen is
 // the client connection it reads (a session may swap it).
 func (p *cpair) reader(s side, gen uint32) {
-	readSize := p.d.e.opts.ReadBufferSize
+	readSize := p.d.env.opts.ReadBufferSize
 	small := make([]byte, carryRoom+smallRead)
 	bulk := false
 	for {
@@ -319,7 +319,7 @@ func (p *cpair) reader(s side, gen uint32) {
 // side is under way (its goroutine writes the rest after it). p.mu is
 // held, and released during each Write.
 func (p *cpair) flush() {
-	e := p.d.e
+	e := p.d.env
 	for !p.done {
 		s := client
 		if ob := &p.out[s]; ob.buf == nil || ob.writing {
@@ -378,7 +378,7 @@ func (p *cpair) kick() {
 // held; the readers and a flush in Write see their connection closed and
 // p.done, and return.
 func (p *cpair) teardown() {
-	e := p.d.e
+	e := p.d.env
 	if p.timer != nil {
 		p.timer.Stop()
 	}

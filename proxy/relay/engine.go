@@ -4,88 +4,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
-
-	"github.com/wsalive/wsalive/proxy/metrics"
 )
-
-// Options configures an Engine.
-type Options struct {
-	// Loops is the number of event loops of the epoll driver; 0 means
-	// runtime.GOMAXPROCS(0).
-	Loops int
-	// ReadBufferSize is the size of one read from a socket (per loop, not
-	// per pair, on the epoll driver); 0 means 64 KiB. It also bounds what
-	// a pair can hold buffered per direction while its sink is blocked.
-	ReadBufferSize int
-	// DisableIOUring makes every socket write its own system call instead
-	// of batching a loop round's writes through io_uring. Batching is used
-	// only where the kernel allows io_uring; this forces it off.
-	DisableIOUring bool
-	// ForceConnDriver runs every pair on the net.Conn driver, plain TCP
-	// on Linux included. Without it, a pair of plain TCP connections runs
-	// on the epoll driver on Linux and everything else (TLS, other
-	// systems, and resumable sessions: resume.go) on the net.Conn driver. The test suites set it from
-	// WSALIVE_TEST_DRIVER=conn.
-	ForceConnDriver bool
-	// ResumeMemory bounds the replay bytes all resumable sessions hold
-	// together (RESUME.md §4); 0 means no bound beyond each session's
-	// own. A session that would pass it loses its resumability.
-	ResumeMemory int64
-	// OnClose, when set, is called once for every pair that ends, on the
-	// goroutine that ended it. It must not block.
-	OnClose func(PairStats)
-	// Metrics receives pair and traffic figures; nil means metrics.Nop{}.
-	Metrics metrics.Metrics
-	// Logger receives engine-level errors. nil means slog.Default().
-	Logger *slog.Logger
-}
-
-// ErrClosed is returned by Attach once Drain or Close has started.
-var ErrClosed = errors.New("relay: engine closed")
-
-// Stats is a snapshot of engine-wide gauges.
-type Stats struct {
-	// Pairs is the number of live pairs.
-	Pairs int64
-	// BufferedBytes is the number of bytes held in pending write buffers
-	// across all pairs (bytes read from one side not yet accepted by the
-	// other's socket).
-	BufferedBytes int64
-	// Loops is the number of event loops of the epoll driver;
-	// IOUringLoops how many of them batch their reads and writes through
-	// io_uring.
-	Loops, IOUringLoops int
-	// Sessions is the number of live resumable sessions, ParkedSessions
-	// how many of them wait for their client; ReplayBytes is what their
-	// replay buffers hold.
-	Sessions, ParkedSessions, ReplayBytes int64
-}
 
 // Engine relays attached pairs. Plain TCP pairs on Linux run on the epoll
 // driver's event loops; the others on the net.Conn driver. Its methods
 // are safe for concurrent use.
 type Engine struct {
-	opts     Options
-	logger   *slog.Logger
-	metrics  metrics.Metrics
-	start    time.Time
-	ids      atomic.Uint64
-	pairs    atomic.Int64
-	buffered atomic.Int64
-	closed   atomic.Bool
-	byReason [numReasons]atomic.Uint64
-	routes   sync.Map     // route name → *routeInfo
-	sessions sessionTable // resumable sessions (session.go)
-	epoll    *epollDriver // nil: every pair runs on conns
-	conns    connDriver
+	// env is what the drivers share with the engine (env.go): they are
+	// given it, never the Engine.
+	env
+	ids    atomic.Uint64
+	routes sync.Map     // route name → *routeInfo
+	epoll  *epollDriver // nil: every pair runs on conns
+	conns  connDriver
 }
 
 // New starts an engine.
@@ -99,33 +36,17 @@ func New(opts Options) (*Engine, error) {
 	if opts.ReadBufferSize < 4<<10 {
 		return nil, fmt.Errorf("relay: read buffer size %d is below 4 KiB", opts.ReadBufferSize)
 	}
-	e := &Engine{opts: opts, logger: opts.Logger, metrics: opts.Metrics, start: time.Now()}
-	if e.logger == nil {
-		e.logger = slog.Default()
-	}
-	if e.metrics == nil {
-		e.metrics = metrics.Nop{}
-	}
-	e.conns.init(e)
-	e.sessions.init(opts.ResumeMemory)
+	e := &Engine{}
+	e.env.init(opts)
+	e.conns.init(&e.env)
 	if !opts.ForceConnDriver {
-		d, err := newEpollDriver(e)
+		d, err := newEpollDriver(&e.env)
 		if err != nil {
 			return nil, err
 		}
 		e.epoll = d
 	}
 	return e, nil
-}
-
-// clock is the engine's monotonic clock in nanoseconds.
-func (e *Engine) clock() int64 { return int64(time.Since(e.start)) }
-
-func (e *Engine) report(st PairStats) {
-	e.byReason[st.Reason].Add(1)
-	if e.opts.OnClose != nil {
-		e.opts.OnClose(st)
-	}
 }
 
 // Stats returns engine-wide gauges.
@@ -206,23 +127,6 @@ func (e *Engine) route(name string) *routeInfo {
 	return r.(*routeInfo)
 }
 
-// plainTCP reports whether both connections of h are plain TCP sockets,
-// whose descriptors carry the WebSocket bytes themselves.
-func plainTCP(h *Handoff) bool {
-	_, c := h.Client.(*net.TCPConn)
-	_, u := h.Upstream.(*net.TCPConn)
-	return c && u
-}
-
-func closeConns(h *Handoff) {
-	if h.Client != nil {
-		h.Client.Close()
-	}
-	if h.Upstream != nil {
-		h.Upstream.Close()
-	}
-}
-
 // Drain stops the engine gracefully: Attach fails with ErrClosed from
 // now on, and every live pair is closed at a uniformly random moment
 // within window (0: at once). The client gets a close frame with code and
@@ -279,4 +183,16 @@ func (e *Engine) drain(ctx context.Context, o *drainOrder) (DrainReport, error) 
 		e.epoll.closeFDs()
 	}
 	return DrainReport{Drained: int(o.drained.Load()), Ended: int(o.ended.Load()), Cut: int(o.cut.Load())}, err
+}
+
+// Resume claims the session that req names. The returned error is a
+// *ResumeRefused when the session cannot be resumed. The token is spent
+// whatever the answer.
+func (e *Engine) Resume(req ResumeRequest) (*Claim, error) {
+	c, code := e.resume(req)
+	if code != 0 {
+		e.countResume(code)
+		return nil, refused(code)
+	}
+	return c, nil
 }

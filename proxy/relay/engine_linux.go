@@ -16,7 +16,7 @@ import (
 
 // epollDriver is the engine's set of event loops (epoll_linux.go).
 type epollDriver struct {
-	e     *Engine
+	env   *env
 	loops []*loop
 	next  atomic.Uint32
 	// ringLoops counts the loops that still use io_uring.
@@ -24,8 +24,8 @@ type epollDriver struct {
 }
 
 // newEpollDriver starts the event loops.
-func newEpollDriver(e *Engine) (*epollDriver, error) {
-	d := &epollDriver{e: e}
+func newEpollDriver(e *env) (*epollDriver, error) {
+	d := &epollDriver{env: e}
 	opts := &e.opts
 	for range opts.Loops {
 		var seed [32]byte
@@ -60,7 +60,7 @@ func (d *epollDriver) loopCounts() (loops, ring int) {
 // one of the loops. The net.Conns are closed whether or not it succeeds:
 // the loop works on duplicates of their descriptors.
 func (d *epollDriver) attach(id uint64, h *Handoff, m *routeInfo) error {
-	e := d.e
+	e := d.env
 	p := &epair{}
 	p.init(id, h, m)
 	p.ep[client].fd, p.ep[upstream].fd = -1, -1
@@ -124,7 +124,7 @@ func (d *epollDriver) live(bound time.Duration) error {
 		select {
 		case <-answers[i]:
 		case <-l.done:
-			if !d.e.closed.Load() {
+			if !d.env.closed.Load() {
 				errs = append(errs, fmt.Errorf("relay: event loop %d has exited", i))
 			}
 		case <-ctx.Done():

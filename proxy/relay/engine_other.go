@@ -13,7 +13,7 @@ import (
 // driver. Engine never calls these, as it holds no epollDriver.
 type epollDriver struct{}
 
-func newEpollDriver(*Engine) (*epollDriver, error) { return nil, nil }
+func newEpollDriver(*env) (*epollDriver, error) { return nil, nil }
 
 func (*epollDriver) loopCounts() (int, int)                    { return 0, 0 }
 func (*epollDriver) attach(uint64, *Handoff, *routeInfo) error { return ErrClosed }

@@ -87,7 +87,7 @@ func (p *epair) busy() [2]bool {
 
 // loop is one event loop. Only its goroutine touches its pairs.
 type loop struct {
-	e      *Engine
+	env    *env
 	d      *epollDriver
 	poll   *poller
 	wakefd int // eventfd that Attach and Drain use to wake the loop
@@ -143,7 +143,7 @@ type loop struct {
 	discard []byte // what discardUnread throws away
 }
 
-func newLoop(e *Engine, readSize int, useRing bool, seed [32]byte) (*loop, error) {
+func newLoop(e *env, readSize int, useRing bool, seed [32]byte) (*loop, error) {
 	poll, err := newPoller()
 	if err != nil {
 		return nil, err
@@ -159,7 +159,7 @@ func newLoop(e *Engine, readSize int, useRing bool, seed [32]byte) (*loop, error
 		return nil, err
 	}
 	l := &loop{
-		e:        e,
+		env:      e,
 		poll:     poll,
 		wakefd:   wakefd,
 		events:   make([]unix.EpollEvent, maxEvents),
@@ -270,11 +270,11 @@ func (l *loop) run() {
 			n, err = l.poll.wait(l.events, l.nextDeadline())
 		}
 		if err != nil {
-			l.e.logger.Error("relay: waiting for events failed; loop stops", "err", err)
+			l.env.logger.Error("relay: waiting for events failed; loop stops", "err", err)
 			l.closeAll()
 			return
 		}
-		l.now = l.e.clock()
+		l.now = l.env.clock()
 		last = n
 		if l.yieldTook > 0 {
 			l.yielded(n)
@@ -343,9 +343,9 @@ func (l *loop) yield() {
 	if l.now < l.noYieldUntil {
 		return
 	}
-	before := l.e.clock()
+	before := l.env.clock()
 	unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
-	l.yieldTook = l.e.clock() - before
+	l.yieldTook = l.env.clock() - before
 }
 
 // yielded judges the last yield by what the wait after it found.
@@ -360,7 +360,7 @@ func (l *loop) yielded(events int) {
 // timer is armed.
 func (l *loop) nextDeadline() time.Time {
 	if at, ok := l.wheel.NextTick(); ok {
-		return l.e.start.Add(time.Duration(at))
+		return l.env.start.Add(time.Duration(at))
 	}
 	return time.Time{}
 }
@@ -431,8 +431,8 @@ func (l *loop) closeAll() {
 		p.setReason(ReasonShutdown)
 		unix.Close(p.ep[client].sock())
 		unix.Close(p.ep[upstream].sock())
-		l.e.pairs.Add(-1)
-		l.e.report(p.stats(l.now, [2]string{p.ep[client].addr, p.ep[upstream].addr}))
+		l.env.pairs.Add(-1)
+		l.env.report(p.stats(l.now, [2]string{p.ep[client].addr, p.ep[upstream].addr}))
 	}
 }
 
@@ -443,7 +443,7 @@ func (l *loop) start(a attachment) {
 	for s := range p.ep {
 		ep := &p.ep[s]
 		if err := l.poll.add(ep.sock(), epollFlags); err != nil {
-			l.e.logger.Error("relay: epoll_ctl add failed", "err", err, "pair", p.id)
+			l.env.logger.Error("relay: epoll_ctl add failed", "err", err, "pair", p.id)
 			failed = true
 			continue
 		}
@@ -642,7 +642,7 @@ func (l *loop) send(p *epair, to side, b *batch) {
 	for _, seg := range b.segs {
 		dst.pending.B = append(dst.pending.B, seg...)
 	}
-	l.e.buffered.Add(int64(b.total))
+	l.env.buffered.Add(int64(b.total))
 	// pump writes it, not send: send also runs in the middle of a round
 	// where a failed write would end the pair there and then.
 	if dst.writable {
@@ -678,7 +678,7 @@ func (l *loop) flush(p *epair, to side) {
 			return
 		}
 		dst.pendOff += int32(n)
-		l.e.buffered.Add(int64(-n))
+		l.env.buffered.Add(int64(-n))
 		if int(dst.pendOff) == len(dst.pending.B) {
 			l.dropPending(p, to)
 			// The sink took everything: the answers held back go now.
@@ -693,7 +693,7 @@ func (l *loop) dropPending(p *epair, to side) {
 	if dst.pending == nil {
 		return
 	}
-	l.e.buffered.Add(int64(-dst.pendingLen()))
+	l.env.buffered.Add(int64(-dst.pendingLen()))
 	bytebufferpool.Put(dst.pending)
 	dst.pending = nil
 	dst.pendOff = 0
@@ -735,8 +735,8 @@ func (l *loop) teardown(p *epair) {
 	p.reportRelayed()
 	p.countDrain(false)
 	l.npairs--
-	l.e.pairs.Add(-1)
-	l.e.report(p.stats(l.now, [2]string{p.ep[client].addr, p.ep[upstream].addr}))
+	l.env.pairs.Add(-1)
+	l.env.report(p.stats(l.now, [2]string{p.ep[client].addr, p.ep[upstream].addr}))
 }
 
 // discardUnread throws away what a socket still has to read before it is

@@ -316,7 +316,7 @@ func (p *pair) read(s side, slot []byte, n int, fx *effects) {
 	fx.handler = frameEvents{p, fx}
 	v := d.process(buf, &fx.send[s.other()], &fx.handler)
 	if !v.ok() {
-		p.violation(s, v, fx)
+		p.protocolBroken(s, v, fx)
 		return
 	}
 	if s == client && p.x != nil && p.x.ses != nil && !p.done {
@@ -511,9 +511,9 @@ func (p *pair) closeRequested(r Reason, code ws.StatusCode, text, upstreamText s
 	p.beginClose(fx)
 }
 
-// violation ends a pair whose side s broke the protocol: the offender gets
+// protocolBroken ends a pair whose side s broke the protocol: the offender gets
 // the violation's code, the other side 1001.
-func (p *pair) violation(s side, v violation, fx *effects) {
+func (p *pair) protocolBroken(s side, v violation, fx *effects) {
 	p.setReason(violationReason(s, v))
 	p.sendClose(s, v.code, v.reason, fx)
 	p.sendClose(s.other(), ws.StatusGoingAway, s.String()+" protocol error", fx)

@@ -465,11 +465,14 @@ func (p *pair) endSession(ses *sessState, fx *effects) {
 // resumable returns the refusal code of a resume now, 0 when the session
 // can take a client.
 func (p *pair) resumable(ses *sessState) uint16 {
+	// The loss first: a session that overflowed (or was cut inside a
+	// message) is closing for that reason, and the refusal says so
+	// rather than a plain "session over".
 	switch {
-	case p.done || p.closing:
-		return ResumeOver
 	case ses.lost != 0:
 		return ses.lost
+	case p.done || p.closing:
+		return ResumeOver
 	}
 	return 0
 }

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
-
-	"github.com/wsalive/wsalive/proxy/metrics"
 )
 
 // Resumable sessions (examples/client/RESUME.md): a pair whose client
@@ -251,7 +249,7 @@ func (p *cpair) startSession(o *SessionOptions, route string) {
 		p.fx.send[client].add(noResumeWelcome)
 		return
 	}
-	t := &p.d.e.sessions
+	t := &p.d.env.sessions
 	buf := o.Buffer
 	if buf <= 0 {
 		buf = DefaultResumeBuffer
@@ -271,9 +269,9 @@ func (p *cpair) syncSession() {
 	if parked := s.st.parked && !p.done; parked != s.parked {
 		s.parked = parked
 		if parked {
-			p.d.e.sessions.parked.Add(1)
+			p.d.env.sessions.parked.Add(1)
 		} else {
-			p.d.e.sessions.parked.Add(-1)
+			p.d.env.sessions.parked.Add(-1)
 		}
 	}
 }
@@ -281,25 +279,15 @@ func (p *cpair) syncSession() {
 // endSession buries the session of a pair that ended. p.mu is held.
 func (p *cpair) endSession() {
 	code := ResumeOver
-	if p.sess.st.lost == ResumeOverflowed {
-		code = ResumeOverflowed
+	if lost := p.sess.st.lost; lost != 0 {
+		code = lost // why it could not be resumed: overflow, a cut message
 	}
-	p.d.e.sessions.ended(p.sess, code, p.d.e.clock())
+	p.d.env.sessions.ended(p.sess, code, p.d.env.clock())
 }
 
-// Resume claims the session that req names. The returned error is a
-// *ResumeRefused when the session cannot be resumed. The token is spent
-// whatever the answer.
-func (e *Engine) Resume(req ResumeRequest) (*Claim, error) {
-	c, code := e.resume(req)
-	if code != 0 {
-		e.countResume(code)
-		return nil, refused(code)
-	}
-	return c, nil
-}
-
-func (e *Engine) resume(req ResumeRequest) (*Claim, uint16) {
+// resume claims the session req names, or says which refusal code
+// answers it (Engine.Resume).
+func (e *env) resume(req ResumeRequest) (*Claim, uint16) {
 	s, code := e.sessions.spend(req.Token, e.clock())
 	if code != 0 {
 		return nil, code
@@ -325,17 +313,6 @@ func (e *Engine) resume(req ResumeRequest) (*Claim, uint16) {
 	return &Claim{Protocol: s.protocol, s: s, recv: req.Recv}, 0
 }
 
-// countResume reports a resume's result to metrics that count them.
-func (e *Engine) countResume(code uint16) {
-	if m, ok := e.metrics.(metrics.ResumeCounter); ok {
-		if code == 0 {
-			m.Resume("resumed")
-		} else {
-			m.Resume(fmt.Sprintf("refused_%d", code))
-		}
-	}
-}
-
 // Attach gives the claimed session its new client connection, to which
 // the 101 has been written; buffered holds bytes the client sent behind
 // its request head. The engine owns client from then on. If the session
@@ -349,7 +326,7 @@ func (c *Claim) Attach(conn net.Conn, buffered []byte) (uint64, error) {
 	}
 	s := c.s
 	p := s.cp
-	e := p.d.e
+	e := p.d.env
 	if err := connKeepalive(conn, &p.pol.side[client].Keepalive); err != nil {
 		e.logger.Warn("relay: setting TCP keepalive options", "side", "client", "err", err)
 	}

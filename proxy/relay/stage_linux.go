@@ -186,7 +186,7 @@ func (l *loop) submit() {
 
 // dropRing stops using io_uring on this loop, after it failed with err.
 func (l *loop) dropRing(err error) {
-	l.e.logger.Warn("relay: io_uring failed; one system call per read and write from now on", "err", err)
+	l.env.logger.Warn("relay: io_uring failed; one system call per read and write from now on", "err", err)
 	l.ring.close()
 	l.ring = nil
 	l.d.ringLoops.Add(-1)
@@ -291,7 +291,7 @@ func (l *loop) keepUnsent(p *epair, to side, v []unix.Iovec, written int) {
 		kept += len(b) - written
 		written = 0
 	}
-	l.e.buffered.Add(int64(kept))
+	l.env.buffered.Add(int64(kept))
 }
 
 // writeStagedNow writes p's staged writes at once, one system call each:

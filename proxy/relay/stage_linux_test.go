@@ -3,7 +3,6 @@ package relay
 import (
 	"bytes"
 	"io"
-	"log/slog"
 	"net"
 	"testing"
 	"time"
@@ -19,13 +18,14 @@ import (
 // hand. useRing picks io_uring batching or one system call per write.
 func stageLoop(t *testing.T, useRing bool) *loop {
 	t.Helper()
-	e := &Engine{logger: slog.Default(), start: time.Now(), metrics: metrics.Nop{}}
-	l, err := newLoop(e, 16<<10, useRing, [32]byte{1})
+	v := &env{}
+	v.init(Options{})
+	l, err := newLoop(v, 16<<10, useRing, [32]byte{1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &epollDriver{e: e, loops: []*loop{l}}
-	l.d, e.epoll = d, d
+	d := &epollDriver{env: v, loops: []*loop{l}}
+	l.d = d
 	t.Cleanup(d.closeFDs)
 	if useRing && l.ring == nil {
 		t.Skipf("io_uring unavailable here: %v", l.ringErr)
@@ -151,7 +151,7 @@ func TestStageShortWriteKeepsTheRest(t *testing.T) {
 		if p.ep[upstream].writable {
 			t.Fatal("sink still marked writable after a short write")
 		}
-		if got := l.e.buffered.Load(); got != int64(d.pendingLen()) || got == 0 {
+		if got := l.env.buffered.Load(); got != int64(d.pendingLen()) || got == 0 {
 			t.Fatalf("buffered %d, pending %d", got, d.pendingLen())
 		}
 		done := make(chan []byte)
