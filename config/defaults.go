@@ -472,5 +472,6 @@ func newLimits() Limits {
 	return Limits{
 		MaxHandshakes:            DefaultMaxHandshakes,
 		MaxHandshakesPerClientIP: DefaultMaxHandshakesPerClientIP,
+		ResumeMemory:             DefaultResumeMemory,
 	}
 }

@@ -69,6 +69,11 @@ type cpair struct {
 	reading [2]bool
 	timer   *time.Timer
 	rng     rand.ChaCha8
+	// sess is the pair's resumable session, nil for most pairs.
+	sess *session
+	// cgen counts the client connections a session let go: a reader or a
+	// write of an earlier one finds it changed and leaves the pair alone.
+	cgen uint32
 }
 
 // outbox is what waits to be written toward one side.
@@ -118,6 +123,9 @@ func (d *connDriver) attach(id uint64, h *Handoff, m *routeInfo) error {
 	e.pairs.Add(1)
 
 	p.event().start(&p.fx)
+	if h.Session != nil {
+		p.startSession(h.Session, h.Route)
+	}
 	p.apply()
 	for s, b := range [2][]byte{h.ClientBuffered, h.UpstreamBuffered} {
 		for len(b) > 0 && !p.done {
@@ -140,7 +148,7 @@ func (d *connDriver) attach(id uint64, h *Handoff, m *routeInfo) error {
 	if !p.done {
 		p.kick()
 		for s := client; s <= upstream; s++ {
-			go p.reader(s)
+			go p.reader(s, p.cgen)
 		}
 	}
 	return nil
@@ -158,6 +166,14 @@ func (p *cpair) event() *pair {
 func (p *cpair) apply() {
 	fx := &p.fx
 	e := p.d.e
+	if fx.detach {
+		// A session let its client go (RESUME.md §4): close its socket
+		// without a close frame. A write toward it still in Write is
+		// abandoned: its goroutine finds cgen changed.
+		closeConn(p.conn[client])
+		p.cgen++
+		p.out[client].writing = false
+	}
 	for to := client; to <= upstream; to++ {
 		ob := &p.out[to]
 		if fx.gone[to] && ob.buf != nil {
@@ -187,6 +203,9 @@ func (p *cpair) apply() {
 	}
 	if fx.done {
 		p.teardown()
+	}
+	if p.sess != nil {
+		p.syncSession()
 	}
 	fx.reset()
 	p.wake.Broadcast()
@@ -225,8 +244,9 @@ func (p *cpair) fire() {
 // (a fifth of the driver's CPU at 200 x 1 KiB echo over TLS).
 var readSlots bytebufferpool.Pool
 
-// reader reads side s and hands the bytes to the state machine.
-func (p *cpair) reader(s side) {
+// reader reads side s and hands the bytes to the state machine; gen is
+// the client connection it reads (a session may swap it).
+func (p *cpair) reader(s side, gen uint32) {
 	readSize := p.d.e.opts.ReadBufferSize
 	small := make([]byte, carryRoom+smallRead)
 	bulk := false
@@ -237,11 +257,12 @@ func (p *cpair) reader(s side) {
 			// the other side.
 			p.wake.Wait()
 		}
-		if p.done || p.side[s].dead {
+		if p.done || p.side[s].dead || s == client && p.cgen != gen {
 			p.mu.Unlock()
 			return
 		}
 		p.reading[s] = true
+		conn := p.conn[s]
 		p.mu.Unlock()
 
 		slot := small
@@ -256,8 +277,16 @@ func (p *cpair) reader(s side) {
 			pooled.B = pooled.B[:carryRoom+readSize]
 			slot = pooled.B
 		}
-		n, err := p.conn[s].Read(slot[carryRoom:])
+		n, err := conn.Read(slot[carryRoom:])
 		p.mu.Lock()
+		if s == client && p.cgen != gen {
+			// The session let this connection go meanwhile.
+			p.mu.Unlock()
+			if pooled != nil {
+				readSlots.Put(pooled)
+			}
+			return
+		}
 		p.reading[s] = false
 		if !p.done && n > 0 {
 			p.event().read(s, slot, n, &p.fx)
@@ -302,11 +331,17 @@ func (p *cpair) flush() {
 		}
 		b := ob.buf
 		ob.buf, ob.writing = nil, true
+		conn, gen := p.conn[s], p.cgen
 		p.mu.Unlock()
-		_, err := p.conn[s].Write(b.B)
+		_, err := conn.Write(b.B)
 		e.buffered.Add(-int64(len(b.B)))
 		bytebufferpool.Put(b)
 		p.mu.Lock()
+		if s == client && p.cgen != gen {
+			// Written to a client connection the session let go: the
+			// outbox now belongs to its successor.
+			continue
+		}
 		ob.writing = false
 		if p.done {
 			return
@@ -357,6 +392,9 @@ func (p *cpair) teardown() {
 	}
 	p.reportRelayed()
 	p.countDrain(false)
+	if p.sess != nil {
+		p.endSession()
+	}
 	d := p.d
 	d.mu.Lock()
 	delete(d.pairs, p)

@@ -35,6 +35,10 @@ type Options struct {
 	// systems) on the net.Conn driver. The test suites set it from
 	// WSALIVE_TEST_DRIVER=conn.
 	ForceConnDriver bool
+	// ResumeMemory bounds the replay bytes all resumable sessions hold
+	// together (RESUME.md §4); 0 means no bound beyond each session's
+	// own. A session that would pass it loses its resumability.
+	ResumeMemory int64
 	// OnClose, when set, is called once for every pair that ends, on the
 	// goroutine that ended it. It must not block.
 	OnClose func(PairStats)
@@ -59,6 +63,10 @@ type Stats struct {
 	// IOUringLoops how many of them batch their reads and writes through
 	// io_uring.
 	Loops, IOUringLoops int
+	// Sessions is the number of live resumable sessions, ParkedSessions
+	// how many of them wait for their client; ReplayBytes is what their
+	// replay buffers hold.
+	Sessions, ParkedSessions, ReplayBytes int64
 }
 
 // Engine relays attached pairs. Plain TCP pairs on Linux run on the epoll
@@ -75,6 +83,7 @@ type Engine struct {
 	closed   atomic.Bool
 	byReason [numReasons]atomic.Uint64
 	routes   sync.Map     // route name → *routeInfo
+	sessions sessionTable // resumable sessions (session.go)
 	epoll    *epollDriver // nil: every pair runs on conns
 	conns    connDriver
 }
@@ -98,6 +107,7 @@ func New(opts Options) (*Engine, error) {
 		e.metrics = metrics.Nop{}
 	}
 	e.conns.init(e)
+	e.sessions.init(opts.ResumeMemory)
 	if !opts.ForceConnDriver {
 		d, err := newEpollDriver(e)
 		if err != nil {
@@ -120,7 +130,8 @@ func (e *Engine) report(st PairStats) {
 
 // Stats returns engine-wide gauges.
 func (e *Engine) Stats() Stats {
-	st := Stats{Pairs: e.pairs.Load(), BufferedBytes: e.buffered.Load()}
+	st := Stats{Pairs: e.pairs.Load(), BufferedBytes: e.buffered.Load(),
+		Sessions: e.sessions.live.Load(), ParkedSessions: e.sessions.parked.Load(), ReplayBytes: e.sessions.budget.used.Load()}
 	if e.epoll != nil {
 		st.Loops, st.IOUringLoops = e.epoll.loopCounts()
 	}
@@ -172,7 +183,9 @@ func (e *Engine) Attach(h Handoff) (uint64, error) {
 	m := e.route(h.Route)
 	id := e.ids.Add(1)
 	var err error
-	if e.epoll != nil && plainTCP(&h) {
+	// A resumable session always runs on the net.Conn driver (resume.go
+	// says why).
+	if e.epoll != nil && plainTCP(&h) && h.Session == nil {
 		err = e.epoll.attach(id, &h, m)
 	} else {
 		err = e.conns.attach(id, &h, m)

@@ -107,9 +107,11 @@ type pair struct {
 	// handshake); one field for both keeps the pair in its size class.
 	endAt int64
 	drain *drainOrder
-	// closes records the close frames that crossed, nil until the first
-	// one does: an open pair pays a pointer for it, not the record.
-	closes  *closeLog
+	// x holds what few pairs need: the close log, made when the first
+	// close frame crosses, and a resumable session's state. An open pair
+	// pays one pointer for both, not the records (the epoll pair has no
+	// spare byte in its size class).
+	x       *pairExtras
 	reason  Reason
 	closing bool
 	done    bool
@@ -129,12 +131,31 @@ type closeLog struct {
 	from   [2]CloseFrame
 }
 
-// log returns p's close log, made when the first close frame crosses.
-func (p *pair) log() *closeLog {
-	if p.closes == nil {
-		p.closes = new(closeLog)
+// pairExtras is what a pair holds behind its one optional pointer.
+type pairExtras struct {
+	closes closeLog
+	// ses is the session state of a resumable pair (resume.go), nil for
+	// every other pair.
+	ses *sessState
+}
+
+// extras returns p's extras, made on first use.
+func (p *pair) extras() *pairExtras {
+	if p.x == nil {
+		p.x = new(pairExtras)
 	}
-	return p.closes
+	return p.x
+}
+
+// log returns p's close log, made when the first close frame crosses.
+func (p *pair) log() *closeLog { return &p.extras().closes }
+
+// ses returns p's session state, nil unless p is a resumable session.
+func (p *pair) ses() *sessState {
+	if p.x == nil {
+		return nil
+	}
+	return p.x.ses
 }
 
 // routeInfo is what the pairs of one route share: its name and its
@@ -165,6 +186,9 @@ type effects struct {
 	arm int64
 	// gone[s]: side s is gone; drop what waits toward it.
 	gone [2]bool
+	// detach: a resumable session let its client go (it parks, or a
+	// resume takes it over); close the client's socket, keep the pair.
+	detach bool
 	// done: the pair is over; close both sockets and report p.reason.
 	done bool
 	// handler hands the frames of a read to the pair with these effects.
@@ -182,7 +206,7 @@ func (h *frameEvents) control(st *stream, hd *header, frame, payload []byte) (bo
 	return h.p.control(st, hd, frame, payload, h.fx)
 }
 
-func (h *frameEvents) data(st *stream, hd *header) { h.p.data(st, h.fx) }
+func (h *frameEvents) data(st *stream, hd *header) { h.p.data(st, hd, h.fx) }
 
 func (fx *effects) reset() {
 	fx.send[client].reset()
@@ -190,6 +214,7 @@ func (fx *effects) reset() {
 	fx.arm = 0
 	fx.gone = [2]bool{}
 	fx.unread = [2]bool{}
+	fx.detach = false
 	fx.done = false
 }
 
@@ -280,6 +305,14 @@ func (p *pair) read(s side, slot []byte, n int, fx *effects) {
 		// use even though no new frame header passes (idle timeout).
 		p.lastData = fx.now
 	}
+	if s == upstream && p.x != nil && p.x.ses != nil {
+		// The replay buffer parses the fresh bytes itself (it keeps its
+		// own partial header, as the stream keeps its carry).
+		p.tapUpstream(p.x.ses, slot[carryRoom:carryRoom+n], fx)
+		if p.done {
+			return
+		}
+	}
 	fx.handler = frameEvents{p, fx}
 	v := d.process(buf, &fx.send[s.other()], &fx.handler)
 	if !v.ok() {
@@ -316,25 +349,41 @@ func (p *pair) control(st *stream, h *header, frame, payload []byte, fx *effects
 			return false, violation{}
 		}
 	case ws.OpPing:
-		if p.pol.side[s].AnswerPings {
+		if p.pol.side[s].AnswerPings || p.side[s.other()].dead && !p.closing {
+			// The client of a parked session cannot answer: wsalive does.
 			p.inject(s, ws.OpPong, payload, kindPong, fx)
 			return false, violation{}
 		}
 	case ws.OpText:
-		// Collected whole because its length matches the app ping.
+		// Collected whole because its length matches the app ping, or
+		// could be a session's control message.
+		if ses := p.ses(); ses != nil && s == client {
+			if consumed, v := p.sessionControl(ses, payload, fx); consumed || !v.ok() {
+				return false, v
+			}
+		}
 		if string(payload) == string(p.pol.appMatch) {
 			p.injectFrame(s, p.pol.appReply, kindText, fx)
 			return false, violation{}
 		}
 		p.lastData = fx.now
+		if ses := p.ses(); ses != nil && s == client {
+			p.countUp(ses, fx)
+		}
 	}
 	return true, violation{}
 }
 
 // data handles a data frame header from the source of st.
-func (p *pair) data(st *stream, fx *effects) {
-	p.dir[p.sideOf(st)].frames++
+func (p *pair) data(st *stream, h *header, fx *effects) {
+	s := p.sideOf(st)
+	p.dir[s].frames++
 	p.lastData = fx.now
+	if s == client && h.fin && p.x != nil && p.x.ses != nil && !st.sinkClosed {
+		// A session counts the client's messages as their last frame
+		// goes up (a cut in its middle ends the session: canPark).
+		p.countUp(p.x.ses, fx)
+	}
 }
 
 // sideOf tells which side's stream st is.
@@ -364,6 +413,11 @@ func (p *pair) closeFrame(st *stream, s side, payload []byte, fx *effects) (bool
 	log.from[s] = sent
 	p.setReason(closedBy(s))
 	p.beginClose(fx)
+	if ses := p.ses(); ses != nil && ses.parked && s == upstream {
+		// The client is away: the session ends and wsalive answers.
+		ses.parked = false
+		p.sendClose(upstream, code, "", fx)
+	}
 	// Forward it unless the other side already has a close (it started
 	// the handshake, or wsalive did) or is gone.
 	if other.closeSent || other.dead || other.abort {
@@ -379,6 +433,9 @@ func (p *pair) readEnded(s side, fx *effects) {
 	if p.side[s].closeRecv {
 		// The orderly end: it closed TCP after its close frame.
 		p.kill(s, ReasonNone, "", fx)
+	} else if s == client && p.canPark(p.ses()) {
+		p.park(p.x.ses, goneReason(s), fx)
+		p.duties(fx)
 	} else {
 		p.kill(s, goneReason(s), s.String()+" gone", fx)
 	}
@@ -492,7 +549,7 @@ func (p *pair) dropQueued(s side) {
 	d := p.toward(s)
 	for _, q := range d.queued {
 		if q.kind == kindClose {
-			p.closes.toward[s] = CloseFrame{}
+			p.x.closes.toward[s] = CloseFrame{}
 		}
 	}
 	d.queued = nil
@@ -512,7 +569,7 @@ func (p *pair) injectFrame(to side, frame []byte, kind frameKind, fx *effects) {
 		return
 	}
 	d := p.toward(to)
-	if p.side[to].blocked && (kind == kindPong || kind == kindText) {
+	if p.side[to].blocked && (kind == kindPong || kind == kindText || kind == kindAck) {
 		// The sink is not taking what it has. An answer (pong, app
 		// reply) waits until it has, replacing an older one of its kind
 		// (only the latest ping needs a pong, RFC 6455 §5.5.3): a peer
@@ -570,6 +627,9 @@ func (p *pair) end(fx *effects) {
 		p.dropQueued(s)
 		p.dir[s].release()
 	}
+	if ses := p.ses(); ses != nil {
+		ses.replay.drop()
+	}
 	p.route.metrics.PairClosed(p.reason.String())
 }
 
@@ -598,7 +658,8 @@ func (p *pair) duties(fx *effects) {
 	next := int64(math.MaxInt64)
 	for s := client; s <= upstream; s++ {
 		pol := &p.pol.side[s].Heartbeat
-		if !pol.Enabled() {
+		if !pol.Enabled() || p.side[s].dead {
+			// Dead and not closing: the client of a parked session.
 			continue
 		}
 		if !p.hb[s].Waiting() && !p.toward(s).atBoundary() {
@@ -626,7 +687,14 @@ func (p *pair) duties(fx *effects) {
 			var buf [liveness.PingPayloadSize]byte
 			p.inject(s, ws.OpPing, p.hb[s].PingPayload(buf[:0]), kindPing, fx)
 			p.route.metrics.Ping(s.metric())
+			if ses := p.ses(); s == client && ses != nil && ses.up != ses.upAcked {
+				p.sendAck(ses, fx)
+			}
 		case liveness.Dead:
+			if s == client && p.canPark(p.ses()) {
+				p.park(p.x.ses, heartbeatReason(s), fx)
+				continue
+			}
 			p.kill(s, heartbeatReason(s), s.String()+" heartbeat timeout", fx)
 			return
 		}
@@ -639,6 +707,13 @@ func (p *pair) duties(fx *effects) {
 			return
 		}
 		next = min(next, at)
+	}
+	if ses := p.ses(); ses != nil && ses.parked && !ses.claimed {
+		if now >= ses.until {
+			p.endSession(ses, fx)
+			return
+		}
+		next = min(next, ses.until)
 	}
 	if p.endAt > 0 {
 		if now < p.endAt {
@@ -681,7 +756,8 @@ func (p *pair) drainBy(o *drainOrder, fx *effects) {
 		return
 	}
 	at := fx.now
-	if o.window > 0 {
+	if ses := p.ses(); o.window > 0 && (ses == nil || !ses.parked) {
+		// A parked session ends at once: nobody will resume it.
 		at += int64(fx.rng.Uint64() % uint64(o.window))
 	}
 	if at <= fx.now {
@@ -790,16 +866,17 @@ func (p *pair) stats(now int64, addr [2]string) PairStats {
 		FramesFromUpstream: p.dir[upstream].frames,
 		ClientHeartbeat:    p.hb[client].Stats(),
 		UpstreamHeartbeat:  p.hb[upstream].Stats(),
-		ClientClose:        p.closes.handshake(client),
-		UpstreamClose:      p.closes.handshake(upstream),
+		ClientClose:        p.handshake(client),
+		UpstreamClose:      p.handshake(upstream),
 	}
 }
 
-// handshake returns side s's part of the log; none for a nil log (no
-// close frame crossed).
-func (l *closeLog) handshake(s side) CloseHandshake {
-	if l == nil {
+// handshake returns side s's part of the close log; none when no close
+// frame crossed.
+func (p *pair) handshake(s side) CloseHandshake {
+	if p.x == nil {
 		return CloseHandshake{}
 	}
+	l := &p.x.closes
 	return CloseHandshake{Received: l.toward[s], Sent: l.from[s]}
 }

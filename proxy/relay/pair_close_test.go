@@ -311,7 +311,7 @@ func TestPairOpenHasNoCloseLog(t *testing.T) {
 	m.read(upstream, serverFrame(ws.OpBinary, true, make([]byte, 300)))
 	m.read(client, clientFrame(ws.OpPing, true, []byte("p")))
 	m.read(upstream, serverFrame(ws.OpPong, true, []byte("q")))
-	if m.p.closes != nil {
+	if m.p.x != nil {
 		t.Fatal("an open pair holds a close log")
 	}
 	st := m.p.stats(m.now, [2]string{})

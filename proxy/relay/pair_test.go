@@ -29,6 +29,8 @@ type machine struct {
 	// busy is what the fake driver still holds toward each side.
 	busy  [2]bool
 	ended bool
+	// detached counts the client connections a session let go.
+	detached int
 }
 
 func newMachine(t *testing.T, h Handoff) *machine {
@@ -52,6 +54,9 @@ func (m *machine) event() *pair {
 // the timer asked for, and whether the pair ended.
 func (m *machine) apply() {
 	fx := &m.fx
+	if fx.detach {
+		m.detached++
+	}
 	for to := client; to <= upstream; to++ {
 		if fx.gone[to] {
 			m.busy[to] = false

@@ -12,9 +12,13 @@ const carryRoom = 256
 
 // rules are the wire rules for one direction.
 type rules struct {
-	fromClient bool   // frames must be masked (else must not be)
-	dataRSV    byte   // RSV bits allowed on the first frame of a message
-	anyRSV     bool   // an unknown extension was negotiated: allow all RSV bits and reserved opcodes
+	fromClient bool // frames must be masked (else must not be)
+	dataRSV    byte // RSV bits allowed on the first frame of a message
+	anyRSV     bool // an unknown extension was negotiated: allow all RSV bits and reserved opcodes
+	// ctlMin, when not 0, collects whole every unfragmented, uncompressed
+	// text frame of ctlMin to 125 bytes: a resumable session's control
+	// messages are among them (resume.go). It sits in padding.
+	ctlMin     uint8
 	maxPayload uint64 // 0 = unlimited
 	// wholeText, when not 0, is the payload length of unfragmented,
 	// uncompressed text frames that are collected whole and handed to the
@@ -63,6 +67,7 @@ const (
 	kindPong            // replaces a queued pong: only the latest ping needs an answer (§5.5.3)
 	kindClose           // nothing follows it
 	kindText            // a data frame: waits for a message boundary, replaces a queued one
+	kindAck             // a session's acknowledgement: a data frame like kindText, replaces a queued one
 )
 
 // queuedFrame is a frame waiting for the next boundary.
@@ -185,7 +190,7 @@ func (s *stream) hold(frame []byte, kind frameKind) {
 	if s.sinkClosed {
 		return
 	}
-	if kind == kindPong || kind == kindText {
+	if kind == kindPong || kind == kindText || kind == kindAck {
 		for i := range s.queued {
 			if s.queued[i].kind == kind {
 				s.queued[i].frame = append(s.queued[i].frame[:0], frame...)
@@ -198,7 +203,7 @@ func (s *stream) hold(frame []byte, kind frameKind) {
 
 // canEmit reports whether a frame of kind may go to the sink now.
 func (s *stream) canEmit(kind frameKind) bool {
-	if kind == kindText {
+	if kind == kindText || kind == kindAck {
 		return s.remaining == 0 && !s.fragmented
 	}
 	return s.remaining == 0
@@ -283,7 +288,11 @@ func (s *stream) check(h *header) violation {
 
 // collectsWhole reports whether a data frame is handed over whole.
 func (s *stream) collectsWhole(h *header) bool {
-	return s.rules.wholeText != 0 && h.op == ws.OpText && h.fin && h.rsv == 0 && h.length == s.rules.wholeText
+	if s.rules.wholeText == 0 && s.rules.ctlMin == 0 || h.op != ws.OpText || !h.fin || h.rsv != 0 {
+		return false
+	}
+	return h.length == s.rules.wholeText ||
+		s.rules.ctlMin != 0 && h.length >= uint64(s.rules.ctlMin) && h.length <= maxControlPayload
 }
 
 // process parses buf (from withCarry), adds to out what goes to the sink,
