@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,9 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 
 	"github.com/wsalive/wsalive/config"
 )
@@ -178,11 +182,53 @@ func startDemo(opts demoOptions) (*demo, error) {
 		d.stopBackend()
 		return nil, err
 	}
-	d.link = newDemoLink(lln, d.app.listenerAddrs()[0].String())
+	wsaliveAddr := d.app.listenerAddrs()[0].String()
+	if resume && !probeResume(wsaliveAddr) {
+		// The configuration knows resume blocks, but this build's proxy
+		// does not answer the opt-in yet: the page must not ask.
+		d.backend.info.Resume = false
+		logger.Info("demo: the route has a resume block, but this wsalive does not offer sessions yet")
+	}
+	d.link = newDemoLink(lln, wsaliveAddr)
 	go d.link.serve()
 	d.pageURL = "http://" + lln.Addr().String() + "/"
 	d.wsURL = "ws://" + lln.Addr().String() + "/"
 	return d, nil
+}
+
+// probeResume asks wsalive at addr for a session on the backend's echo
+// path and sends a message: a welcome coming back first means sessions
+// work; the message's echo means the opt-in went to the backend unheeded.
+func probeResume(addr string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, br, _, err := ws.Dial(ctx, "ws://"+addr+"/?wsalive_resume=new")
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := wsutil.WriteClientText(conn, []byte("probe")); err != nil {
+		return false
+	}
+	var rd io.Reader = conn
+	if br != nil {
+		rd = br // holds what came with the handshake answer, then reads conn
+	}
+	msg, err := wsutil.ReadServerText(struct {
+		io.Reader
+		io.Writer
+	}{rd, conn})
+	if err != nil {
+		return false
+	}
+	// A close frame ends a session at once instead of parking it.
+	ws.WriteFrame(conn, ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))))
+	var w struct {
+		Wsalive string `json:"wsalive"`
+		Resume  bool   `json:"resume"`
+	}
+	return json.Unmarshal(msg, &w) == nil && w.Wsalive == "welcome" && w.Resume
 }
 
 func (d *demo) stopBackend() {
