@@ -6,6 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -118,4 +123,107 @@ func TestDemo(t *testing.T) {
 		}
 		break
 	}
+}
+
+// scenarioResult is what testdata/helper/scenario.js reports.
+type scenarioResult struct {
+	Resume bool     `json:"resume"`
+	Events []string `json:"events"`
+	Ticks  []int    `json:"ticks"`
+	Echoes []string `json:"echoes"`
+	RTT    *int     `json:"rtt"`
+	Cut    int      `json:"cut"`
+	Error  string   `json:"error"`
+}
+
+// checkScenario judges a run of scenario.js: it opened, exchanged messages
+// and app pings, and came back after the cut. With resume the cut must be
+// resumed with every tick exactly once and in order; without it, the helper
+// must reconnect afresh.
+func checkScenario(t *testing.T, res scenarioResult) {
+	t.Helper()
+	rtt := "none"
+	if res.RTT != nil {
+		rtt = strconv.Itoa(*res.RTT) + "ms"
+	}
+	t.Logf("resume=%v events=%v ticks=%v echoes=%v app ping rtt=%s cut=%d", res.Resume, res.Events, res.Ticks, res.Echoes, rtt, res.Cut)
+	if res.Error != "" {
+		t.Fatalf("scenario: %s", res.Error)
+	}
+	if res.Cut != 1 {
+		t.Errorf("the cut reset %d connections, want the helper's one WebSocket", res.Cut)
+	}
+	if res.RTT == nil {
+		t.Error("no app ping round trip")
+	}
+	for _, m := range []string{"before", "while-away"} {
+		if n := countOf(res.Echoes, m); n != 1 {
+			t.Errorf("echoes %v: %q came back %d times, want once", res.Echoes, m, n)
+		}
+	}
+	if res.Resume {
+		// The same backend connection: ticks 1, 2, 3, ... exactly once.
+		for i, n := range res.Ticks {
+			if n != i+1 {
+				t.Fatalf("ticks %v: want 1, 2, 3, ... with no gap or repeat across the resume", res.Ticks)
+			}
+		}
+		if want := []string{"open", "reconnecting", "resumed", "close"}; !slices.Equal(res.Events, want) {
+			t.Errorf("events %v, want %v", res.Events, want)
+		}
+	} else if want := []string{"open", "reconnecting", "open", "close"}; !slices.Equal(res.Events, want) {
+		t.Errorf("events %v, want %v (no resume in this build: a fresh connection)", res.Events, want)
+	}
+}
+
+func countOf(s []string, v string) int {
+	n := 0
+	for _, x := range s {
+		if x == v {
+			n++
+		}
+	}
+	return n
+}
+
+// nodeModules is where the end-to-end tests' npm ci puts the ws package.
+const nodeModules = "../../proxy/e2e/testdata/node/node_modules"
+
+// TestHelperInNode runs scenario.js in Node with the ws package (the
+// WebSocket constructor passed in), against the demo through wsalive.
+func TestHelperInNode(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err == nil {
+		_, err = os.Stat(filepath.Join(nodeModules, "ws", "package.json"))
+	}
+	if err != nil {
+		if os.Getenv("WSALIVE_E2E_REQUIRE_NODE") == "1" {
+			t.Fatalf("node or the ws package missing and WSALIVE_E2E_REQUIRE_NODE=1: %v", err)
+		}
+		t.Skipf("skipping, node or the ws package missing (npm ci in proxy/e2e/testdata/node): %v", err)
+	}
+	d := startTestDemo(t, nil)
+	helper, err := filepath.Abs("../../examples/client/" + client.ScriptName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	modules, err := filepath.Abs(nodeModules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	base := strings.TrimSuffix(d.pageURL, "/")
+	cmd := exec.CommandContext(ctx, node, "testdata/helper/node-run.mjs", helper, modules, base, "ws"+strings.TrimPrefix(base, "http"))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node: %v\n%s", err, stderr.String())
+	}
+	var res scenarioResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("node printed %q: %v", out, err)
+	}
+	checkScenario(t, res)
 }
