@@ -291,6 +291,8 @@ export class WsaliveClient {
         return;
       }
       this.token = w.token;
+      // wsalive trimmed its replay buffer to our wsalive_recv already.
+      this.downAcked = this.down;
       this.forget(recv);
       const resend = this.unacked.map((m) => m.data);
       for (const data of resend) this.ws.send(data);
