@@ -127,11 +127,19 @@ func (h *handshakeLimit) inHandshake() int {
 //
 // Pairs are found again by route name and client address, the two things
 // PairStats carries that the handoff fixed; the address is unique among
-// live connections.
+// live connections. A resumable session's pair changes client connection
+// when it resumes, so it is also found by its ID, and each client address
+// it had finds it: whichever the engine reports, the pair is given back
+// once.
 type pairCounter struct {
 	mu     sync.Mutex
 	routes map[string]*routePairs
 	live   map[pairKey]livePair
+	// ids finds the pairs of resumable sessions by pair ID, and alias the
+	// later client addresses of a resumed one: each leads to the key the
+	// pair is recorded under in live.
+	ids   map[uint64]pairKey
+	alias map[pairKey]pairKey
 }
 
 type routePairs struct {
@@ -159,10 +167,20 @@ func addrPortOf(c net.Conn) netip.AddrPort {
 type livePair struct {
 	clientIP string
 	slot     *connSlot
+	// A resumable session's pair: its ID once known, and the keys of its
+	// later client connections (in alias).
+	id    uint64
+	hasID bool
+	more  []pairKey
 }
 
 func newPairCounter() *pairCounter {
-	return &pairCounter{routes: map[string]*routePairs{}, live: map[pairKey]livePair{}}
+	return &pairCounter{
+		routes: map[string]*routePairs{},
+		live:   map[pairKey]livePair{},
+		ids:    map[uint64]pairKey{},
+		alias:  map[pairKey]pairKey{},
+	}
 }
 
 // reserve counts one more pair of route from ip, unless a limit is
@@ -217,14 +235,66 @@ func (pc *pairCounter) attach(route string, clientAddr netip.AddrPort, ip string
 	pc.mu.Unlock()
 }
 
-// closed ends a recorded pair: its reservation and its slot are given
-// back. It reports whether the pair was known.
-func (pc *pairCounter) closed(route string, clientAddr netip.AddrPort) bool {
-	pc.mu.Lock()
+// identify records the ID the relay gave the pair of a resumable session
+// attached with clientAddr, unless it has ended already.
+func (pc *pairCounter) identify(route string, clientAddr netip.AddrPort, id uint64) {
 	k := pairKey{route, clientAddr}
+	pc.mu.Lock()
+	if p, ok := pc.live[k]; ok {
+		p.id, p.hasID = id, true
+		pc.live[k] = p
+		pc.ids[id] = k
+	}
+	pc.mu.Unlock()
+}
+
+// resumed records that the session's pair id now runs with a client
+// connection from clientAddr holding slot: the pair keeps its place
+// against max_pairs, and the new connection's slot replaces the old
+// one's, which is given back. A pair that ended meanwhile gives back the
+// new slot instead.
+func (pc *pairCounter) resumed(id uint64, route string, clientAddr netip.AddrPort, slot *connSlot) {
+	pc.mu.Lock()
+	k, ok := pc.ids[id]
+	if !ok {
+		pc.mu.Unlock()
+		slot.release()
+		return
+	}
+	p := pc.live[k]
+	old := p.slot
+	p.slot = slot
+	nk := pairKey{route, clientAddr}
+	if nk != k {
+		p.more = append(p.more, nk)
+		pc.alias[nk] = k
+	}
+	pc.live[k] = p
+	pc.mu.Unlock()
+	old.release()
+}
+
+// closed ends a recorded pair, found by any of its client addresses or,
+// for a session's, by its ID: its reservation and its slot are given
+// back. It reports whether the pair was known.
+func (pc *pairCounter) closed(route string, clientAddr netip.AddrPort, id uint64) bool {
+	k := pairKey{route, clientAddr}
+	pc.mu.Lock()
 	p, ok := pc.live[k]
+	if !ok && len(pc.ids) > 0 {
+		if k, ok = pc.alias[k]; !ok {
+			k, ok = pc.ids[id]
+		}
+		p, ok = pc.live[k]
+	}
 	if ok {
 		delete(pc.live, k)
+		for _, a := range p.more {
+			delete(pc.alias, a)
+		}
+		if p.hasID {
+			delete(pc.ids, p.id)
+		}
 		pc.unreserveLocked(route, p.clientIP)
 	}
 	pc.mu.Unlock()
@@ -250,9 +320,8 @@ func (pc *pairCounter) count(route, ip string) (int, int) {
 // calls it from relay.Options.OnClose for every pair the engine ends.
 func (s *Server) PairClosed(st relay.PairStats) {
 	s.releasePool(st)
-	ap, err := netip.ParseAddrPort(st.ClientAddr)
-	if err != nil {
-		return // not an address the server attached
-	}
-	s.pairs.closed(st.Route, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+	// An address that does not parse may still be a session's: its
+	// pair is then found by ID.
+	ap, _ := netip.ParseAddrPort(st.ClientAddr)
+	s.pairs.closed(st.Route, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), st.ID)
 }
