@@ -134,6 +134,10 @@ type scenarioResult struct {
 	RTT    *int     `json:"rtt"`
 	Cut    int      `json:"cut"`
 	Error  string   `json:"error"`
+	// GapMS is how long the helper was away (cut to first message after);
+	// ReconnectToFirstMS is from its new WebSocket to that message.
+	GapMS              int `json:"gapMs"`
+	ReconnectToFirstMS int `json:"reconnectToFirstMs"`
 }
 
 // checkScenario judges a run of scenario.js: it opened, exchanged messages
@@ -146,7 +150,8 @@ func checkScenario(t *testing.T, res scenarioResult) {
 	if res.RTT != nil {
 		rtt = strconv.Itoa(*res.RTT) + "ms"
 	}
-	t.Logf("resume=%v events=%v ticks=%v echoes=%v app ping rtt=%s cut=%d", res.Resume, res.Events, res.Ticks, res.Echoes, rtt, res.Cut)
+	t.Logf("resume=%v events=%v ticks=%v echoes=%v app ping rtt=%s cut=%d away=%dms reconnect-to-first-message=%dms",
+		res.Resume, res.Events, res.Ticks, res.Echoes, rtt, res.Cut, res.GapMS, res.ReconnectToFirstMS)
 	if res.Error != "" {
 		t.Fatalf("scenario: %s", res.Error)
 	}
@@ -161,8 +166,12 @@ func checkScenario(t *testing.T, res scenarioResult) {
 			t.Errorf("echoes %v: %q came back %d times, want once", res.Echoes, m, n)
 		}
 	}
+	if res.GapMS < 1000 {
+		t.Errorf("the helper was away %d ms: too short for a tick to fall into the gap", res.GapMS)
+	}
 	if res.Resume {
-		// The same backend connection: ticks 1, 2, 3, ... exactly once.
+		// The same backend connection: ticks 1, 2, 3, ... exactly once,
+		// the ones pushed while the helper was away replayed.
 		for i, n := range res.Ticks {
 			if n != i+1 {
 				t.Fatalf("ticks %v: want 1, 2, 3, ... with no gap or repeat across the resume", res.Ticks)

@@ -18,12 +18,32 @@ export async function runScenario({ WsaliveClient, WebSocket, httpBase, wsBase }
     const c = new WsaliveClient(wsBase + "/ticks", {
       WebSocket,
       resume: info.resume,
-      backoff: { base: 100, cap: 1000 },
+      // A reconnect after ~1.5 s: the backend pushes at least one tick
+      // into the gap, which a resume must replay.
+      backoff: { base: 1500, cap: 1500 },
+      random: () => 0.999,
       appPing: { interval: 300, message: info.app_ping_match, reply: info.app_ping_reply },
     });
     for (const type of ["open", "resumed", "reconnecting", "statelost", "close"]) {
       c.on(type, () => r.events.push(type));
     }
+    // Time from the reconnect's WebSocket to the first message after it.
+    let connectingAt = 0;
+    let firstAfter = false;
+    c.on("state", (e) => {
+      if (e.state === "connecting") connectingAt = Date.now();
+      if (e.state === "reconnecting") {
+        r.gapFrom = Date.now();
+        firstAfter = true;
+      }
+    });
+    c.on("message", () => {
+      if (firstAfter && connectingAt > r.gapFrom) {
+        firstAfter = false;
+        r.gapMs = Date.now() - r.gapFrom;
+        r.reconnectToFirstMs = Date.now() - connectingAt;
+      }
+    });
     c.on("pong", (e) => {
       r.rtt = e.rtt;
     });
