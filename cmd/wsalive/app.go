@@ -124,6 +124,19 @@ func startApp(cfg *config.Config, logger *slog.Logger, opts appOptions) (*app, e
 			}
 			return float64(a.engine.Stats().BufferedBytes)
 		},
+		ResumeSessions: func() (attached, parked float64) {
+			if a.engine == nil {
+				return 0, 0
+			}
+			st := a.engine.Stats()
+			return float64(st.Sessions - st.ParkedSessions), float64(st.ParkedSessions)
+		},
+		ResumeReplayBytes: func() float64 {
+			if a.engine == nil {
+				return 0
+			}
+			return float64(a.engine.Stats().ReplayBytes)
+		},
 	})
 	eng, err := relay.New(relay.Options{
 		Loops:          cfg.Engine.Loops,

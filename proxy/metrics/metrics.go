@@ -89,6 +89,19 @@ type Route interface {
 	Miss(side Side)
 }
 
+// ResumeCounter is what a Metrics also implements when it counts the
+// resumes of resumable sessions; the engine reports to it if it does (an
+// optional interface, so that other Metrics need not change).
+type ResumeCounter interface {
+	// Resume counts a resume attempt by result: "resumed", or
+	// "refused_<code>" with the refusal's close code (4900-4906).
+	Resume(result string)
+}
+
+// ResumeResults lists every result Resume is called with.
+var ResumeResults = []string{"resumed", "refused_4900", "refused_4901", "refused_4902",
+	"refused_4903", "refused_4904", "refused_4905", "refused_4906"}
+
 // Nop is a Metrics that records nothing.
 type Nop struct{}
 

@@ -35,6 +35,12 @@ type PrometheusOptions struct {
 	// BufferedBytes, when set, is read at scrape time for
 	// wsalive_buffered_bytes (the engine's bytes held for slow sinks).
 	BufferedBytes func() float64
+	// ResumeSessions and ResumeReplayBytes, when set, are read at scrape
+	// time for wsalive_resume_sessions (live resumable sessions, by
+	// whether their client is attached or away) and
+	// wsalive_resume_replay_bytes.
+	ResumeSessions    func() (attached, parked float64)
+	ResumeReplayBytes func() float64
 }
 
 // Prometheus is the Metrics that production runs on. It registers on a
@@ -57,6 +63,7 @@ type Prometheus struct {
 	draining      prometheus.Gauge
 	reloads       *prometheus.CounterVec
 	upstreamUp    *prometheus.GaugeVec
+	resumes       *prometheus.CounterVec
 
 	names []string // wsalive's own metric names, sorted
 
@@ -64,7 +71,10 @@ type Prometheus struct {
 	routes map[string]*promRoute
 }
 
-var _ Metrics = (*Prometheus)(nil)
+var (
+	_ Metrics       = (*Prometheus)(nil)
+	_ ResumeCounter = (*Prometheus)(nil)
+)
 
 // Buckets. Handshakes on a LAN take a millisecond or less, across a WAN
 // or to a slow upstream up to the 10 s handshake timeout. Heartbeat RTTs
@@ -115,7 +125,28 @@ func NewPrometheus(opts PrometheusOptions) *Prometheus {
 	if buffered == nil {
 		buffered = func() float64 { return 0 }
 	}
-	p.names = append(p.names, Namespace+"_buffered_bytes")
+	p.resumes = counter("resumes_total", `Resumes of resumable sessions, by result: "resumed" or "refused_<close code>".`, labelResult)
+	for _, r := range ResumeResults {
+		p.resumes.WithLabelValues(r)
+	}
+	sessions, replayBytes := opts.ResumeSessions, opts.ResumeReplayBytes
+	if sessions == nil {
+		sessions = func() (float64, float64) { return 0, 0 }
+	}
+	if replayBytes == nil {
+		replayBytes = func() float64 { return 0 }
+	}
+	p.names = append(p.names, Namespace+"_buffered_bytes", Namespace+"_resume_sessions", Namespace+"_resume_replay_bytes")
+	sessionsHelp := "Live resumable sessions, by state: attached (client connected) or parked (waiting for its client)."
+	p.reg.MustRegister(
+		p.resumes,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: Namespace, Name: "resume_sessions", Help: sessionsHelp,
+			ConstLabels: prometheus.Labels{"state": "attached"}}, func() float64 { a, _ := sessions(); return a }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: Namespace, Name: "resume_sessions", Help: sessionsHelp,
+			ConstLabels: prometheus.Labels{"state": "parked"}}, func() float64 { _, p := sessions(); return p }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: Namespace, Name: "resume_replay_bytes",
+			Help: "Bytes held in resumable sessions' replay buffers."}, replayBytes),
+	)
 	p.reg.MustRegister(
 		p.pairsOpen, p.pairsClosed, p.handshakes, p.handshakeTime, p.httpRequests,
 		p.pings, p.pongs, p.misses, p.rtt, p.relayedBytes, p.relayedFrames,
@@ -169,6 +200,9 @@ func (p *Prometheus) Draining(on bool) {
 		p.draining.Set(0)
 	}
 }
+
+// Resume counts a resume attempt by result (see ResumeCounter).
+func (p *Prometheus) Resume(result string) { p.resumes.WithLabelValues(result).Inc() }
 
 // UpstreamServerUp is the hook for upstream pools: it sets whether server
 // (an address from the configuration, so the label stays bounded) of

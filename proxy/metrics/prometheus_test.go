@@ -82,7 +82,10 @@ func TestPrometheusScenario(t *testing.T) {
 		closed  = 1 // closed by the client
 		refused = 4 // answered 502
 	)
-	p := NewPrometheus(PrometheusOptions{Version: "v1.2.3", Revision: "abc123", BufferedBytes: func() float64 { return 4096 }})
+	p := NewPrometheus(PrometheusOptions{Version: "v1.2.3", Revision: "abc123", BufferedBytes: func() float64 { return 4096 },
+		ResumeSessions: func() (float64, float64) { return 5, 2 }, ResumeReplayBytes: func() float64 { return 777 }})
+	p.Resume("resumed")
+	p.Resume("refused_4903")
 	chat := p.Route("chat")
 	for range opened {
 		chat.Handshake("ok", 2*time.Millisecond)
@@ -143,6 +146,12 @@ func TestPrometheusScenario(t *testing.T) {
 		{"wsalive_config_reloads_total", []string{"result=error"}, 2},
 		{"wsalive_draining", nil, 1},
 		{"wsalive_buffered_bytes", nil, 4096},
+		{"wsalive_resume_sessions", []string{"state=attached"}, 5},
+		{"wsalive_resume_sessions", []string{"state=parked"}, 2},
+		{"wsalive_resume_replay_bytes", nil, 777},
+		{"wsalive_resumes_total", []string{"result=resumed"}, 1},
+		{"wsalive_resumes_total", []string{"result=refused_4903"}, 1},
+		{"wsalive_resumes_total", []string{"result=refused_4900"}, 0},
 		{"wsalive_upstream_server_up", []string{"route=chat", "server=10.0.0.1:80"}, 1},
 	}
 	for _, c := range checks {
@@ -258,6 +267,7 @@ func TestRegisteredNames(t *testing.T) {
 		"wsalive_heartbeat_misses_total", "wsalive_heartbeat_pings_total", "wsalive_heartbeat_pongs_total",
 		"wsalive_heartbeat_rtt_seconds", "wsalive_http_requests_total", "wsalive_pairs_closed_total",
 		"wsalive_pairs_open", "wsalive_relayed_bytes_total", "wsalive_relayed_frames_total",
+		"wsalive_resume_replay_bytes", "wsalive_resume_sessions", "wsalive_resumes_total",
 		"wsalive_upstream_server_up",
 	}
 	got := NewPrometheus(PrometheusOptions{}).Names()

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/wsalive/wsalive/proxy/metrics"
 )
 
 // Resumable sessions (examples/client/RESUME.md): a pair whose client
@@ -325,7 +327,7 @@ func (e *Engine) resume(req ResumeRequest) (*Claim, uint16) {
 
 // countResume reports a resume's result to metrics that count them.
 func (e *Engine) countResume(code uint16) {
-	if m, ok := e.metrics.(interface{ Resume(result string) }); ok {
+	if m, ok := e.metrics.(metrics.ResumeCounter); ok {
 		if code == 0 {
 			m.Resume("resumed")
 		} else {
