@@ -184,7 +184,9 @@ func startResumeRig(t *testing.T, routes []*config.Route) *resumeRig {
 		t.Fatal(err)
 	}
 	srv.Store(s)
-	served := serveOn(t, s, config.Listener{})
+	// A connection bound, so that the listener counts its connections:
+	// a session's pair must hold one slot through its resumes.
+	served := serveOn(t, s, config.Listener{ListenerFrontDoor: config.ListenerFrontDoor{MaxConnections: 100_000}})
 	rig.addr, rig.engine, rig.server = served.addr, eng, s
 	t.Cleanup(func() {
 		served.shutdown(t)
@@ -201,6 +203,18 @@ func startResumeRig(t *testing.T, routes []*config.Route) *resumeRig {
 // would bury a failure's lines.
 func quietLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// liveConns returns the client connections the server's listeners
+// count (handshakes, plain HTTP and pairs, parked sessions included).
+func (rig *resumeRig) liveConns() int64 {
+	rig.server.mu.Lock()
+	defer rig.server.mu.Unlock()
+	var n int64
+	for _, ls := range rig.server.listeners {
+		n += ls.conns.live.Load()
+	}
+	return n
 }
 
 // resumeRoute is a route at prefix with a resume block.
@@ -550,6 +564,14 @@ func TestResumeAfterCut(t *testing.T) {
 		sendDown(5) // live
 		readDown(30)
 		sendUp(3)
+		// One pair, one listener slot: the resumed connection's took the
+		// place of the cut one's.
+		if n, _ := rig.server.pairs.count("chat", "127.0.0.1"); n != 1 {
+			t.Errorf("round %d: the route counts %d pairs, want 1", round, n)
+		}
+		if n := rig.liveConns(); n != 1 {
+			t.Errorf("round %d: the listener counts %d connections, want 1", round, n)
+		}
 	}
 	waitFor(t, "every client message at the upstream", func() bool { return len(up.received()) == upNext-1 })
 	for i, m := range up.received() {
@@ -583,9 +605,10 @@ func TestResumeAfterCut(t *testing.T) {
 	if code := up.closed(); code != 1000 {
 		t.Errorf("upstream got close %d, want the client's 1000", code)
 	}
-	waitFor(t, "the session's memory to be given back", func() bool {
+	waitFor(t, "the session's memory, pair and slot to be given back", func() bool {
 		st := rig.engine.Stats()
-		return st.Sessions == 0 && st.ReplayBytes == 0 && st.Pairs == 0
+		n, _ := rig.server.pairs.count("chat", "127.0.0.1")
+		return st.Sessions == 0 && st.ReplayBytes == 0 && st.Pairs == 0 && n == 0 && rig.liveConns() == 0
 	})
 }
 
@@ -719,6 +742,13 @@ func TestResumeRefusals(t *testing.T) {
 			t.Errorf("upstream got close %d, want 1001", code)
 		}
 		check(t, refusalCode(t, rc, resumeParams(rc)), 4902)
+	})
+	t.Run("refusals hold no slot", func(t *testing.T) {
+		// Sessions still parked or resumed above hold one slot each;
+		// every refused connection gave its own back.
+		waitFor(t, "refused connections to give their slots back", func() bool {
+			return rig.liveConns() == rig.engine.Stats().Sessions
+		})
 	})
 	t.Run("protocol not offered again", func(t *testing.T) {
 		// The legacy upstream chooses no subprotocol; the session's
@@ -926,9 +956,11 @@ func TestResumeThousand(t *testing.T) {
 	each("close", func(i int) error {
 		return clients[i].c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(1000, ""))
 	})
-	waitFor(t, "the sessions' memory back to idle", func() bool {
+	waitFor(t, "the sessions' memory, pairs and slots back to idle", func() bool {
 		st := rig.engine.Stats()
-		return st.Pairs == 0 && st.Sessions == 0 && st.ParkedSessions == 0 && st.ReplayBytes == 0
+		pairs, _ := rig.server.pairs.count("chat", "127.0.0.1")
+		return st.Pairs == 0 && st.Sessions == 0 && st.ParkedSessions == 0 && st.ReplayBytes == 0 &&
+			pairs == 0 && rig.liveConns() == 0
 	})
 	for _, rc := range clients {
 		rc.c.Close()
