@@ -127,19 +127,16 @@ func (h *handshakeLimit) inHandshake() int {
 //
 // Pairs are found again by route name and client address, the two things
 // PairStats carries that the handoff fixed; the address is unique among
-// live connections. A resumable session's pair changes client connection
-// when it resumes, so it is also found by its ID, and each client address
-// it had finds it: whichever the engine reports, the pair is given back
-// once.
+// live connections. A resumable session's pair is different: its client
+// connection changes when it resumes, and while it waits for its client
+// the address it had may be reused by another connection. So once the
+// relay has given it an ID, it is found by that ID alone.
 type pairCounter struct {
 	mu     sync.Mutex
 	routes map[string]*routePairs
 	live   map[pairKey]livePair
-	// ids finds the pairs of resumable sessions by pair ID, and alias the
-	// later client addresses of a resumed one: each leads to the key the
-	// pair is recorded under in live.
-	ids   map[uint64]pairKey
-	alias map[pairKey]pairKey
+	// sessions holds the pairs of resumable sessions by pair ID.
+	sessions map[uint64]livePair
 }
 
 type routePairs struct {
@@ -167,19 +164,13 @@ func addrPortOf(c net.Conn) netip.AddrPort {
 type livePair struct {
 	clientIP string
 	slot     *connSlot
-	// A resumable session's pair: its ID once known, and the keys of its
-	// later client connections (in alias).
-	id    uint64
-	hasID bool
-	more  []pairKey
 }
 
 func newPairCounter() *pairCounter {
 	return &pairCounter{
-		routes: map[string]*routePairs{},
-		live:   map[pairKey]livePair{},
-		ids:    map[uint64]pairKey{},
-		alias:  map[pairKey]pairKey{},
+		routes:   map[string]*routePairs{},
+		live:     map[pairKey]livePair{},
+		sessions: map[uint64]livePair{},
 	}
 }
 
@@ -235,66 +226,50 @@ func (pc *pairCounter) attach(route string, clientAddr netip.AddrPort, ip string
 	pc.mu.Unlock()
 }
 
-// identify records the ID the relay gave the pair of a resumable session
-// attached with clientAddr, unless it has ended already.
+// identify moves the pair of a resumable session, attached with
+// clientAddr, to the sessions found by ID, unless it has ended already.
 func (pc *pairCounter) identify(route string, clientAddr netip.AddrPort, id uint64) {
 	k := pairKey{route, clientAddr}
 	pc.mu.Lock()
 	if p, ok := pc.live[k]; ok {
-		p.id, p.hasID = id, true
-		pc.live[k] = p
-		pc.ids[id] = k
+		delete(pc.live, k)
+		pc.sessions[id] = p
 	}
 	pc.mu.Unlock()
 }
 
 // resumed records that the session's pair id now runs with a client
-// connection from clientAddr holding slot: the pair keeps its place
-// against max_pairs, and the new connection's slot replaces the old
-// one's, which is given back. A pair that ended meanwhile gives back the
-// new slot instead.
-func (pc *pairCounter) resumed(id uint64, route string, clientAddr netip.AddrPort, slot *connSlot) {
+// connection holding slot: the pair keeps its place against max_pairs,
+// and the new connection's slot replaces the old one's, which is given
+// back. A pair that ended meanwhile gives back the new slot instead.
+func (pc *pairCounter) resumed(id uint64, slot *connSlot) {
 	pc.mu.Lock()
-	k, ok := pc.ids[id]
-	if !ok {
-		pc.mu.Unlock()
-		slot.release()
-		return
+	p, ok := pc.sessions[id]
+	if ok {
+		old := p.slot
+		p.slot = slot
+		pc.sessions[id] = p
+		slot = old
 	}
-	p := pc.live[k]
-	old := p.slot
-	p.slot = slot
-	nk := pairKey{route, clientAddr}
-	if nk != k {
-		p.more = append(p.more, nk)
-		pc.alias[nk] = k
-	}
-	pc.live[k] = p
 	pc.mu.Unlock()
-	old.release()
+	slot.release()
 }
 
-// closed ends a recorded pair, found by any of its client addresses or,
-// for a session's, by its ID: its reservation and its slot are given
-// back. It reports whether the pair was known.
+// closed ends a recorded pair, a session's found by its ID, any other by
+// its client address: its reservation and its slot are given back. It
+// reports whether the pair was known.
 func (pc *pairCounter) closed(route string, clientAddr netip.AddrPort, id uint64) bool {
-	k := pairKey{route, clientAddr}
 	pc.mu.Lock()
-	p, ok := pc.live[k]
-	if !ok && len(pc.ids) > 0 {
-		if k, ok = pc.alias[k]; !ok {
-			k, ok = pc.ids[id]
+	p, ok := pc.sessions[id]
+	if ok {
+		delete(pc.sessions, id)
+	} else {
+		k := pairKey{route, clientAddr}
+		if p, ok = pc.live[k]; ok {
+			delete(pc.live, k)
 		}
-		p, ok = pc.live[k]
 	}
 	if ok {
-		delete(pc.live, k)
-		for _, a := range p.more {
-			delete(pc.alias, a)
-		}
-		if p.hasID {
-			delete(pc.ids, p.id)
-		}
 		pc.unreserveLocked(route, p.clientIP)
 	}
 	pc.mu.Unlock()
@@ -320,8 +295,7 @@ func (pc *pairCounter) count(route, ip string) (int, int) {
 // calls it from relay.Options.OnClose for every pair the engine ends.
 func (s *Server) PairClosed(st relay.PairStats) {
 	s.releasePool(st)
-	// An address that does not parse may still be a session's: its
-	// pair is then found by ID.
+	// A session's pair is found by ID, whatever its address.
 	ap, _ := netip.ParseAddrPort(st.ClientAddr)
 	s.pairs.closed(st.Route, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), st.ID)
 }

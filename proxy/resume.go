@@ -4,7 +4,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -233,9 +232,7 @@ func (s *Server) resumeSession(u *upgrade, route *config.Route, rs *routeState, 
 	}
 	// The session keeps the pair's place against max_pairs, taken when it
 	// started; the new connection's listener slot stands in for the old
-	// one's, which is given back (resumed does both).
-	clientAddr := addrPortOf(c)
-	clientAddr = netip.AddrPortFrom(clientAddr.Addr().Unmap(), clientAddr.Port())
+	// one's, which is given back (pairs.resumed).
 	id, err := claim.Attach(c, u.buffered)
 	if err != nil {
 		// The engine owns c and has closed it, after the refusal's close
@@ -251,7 +248,7 @@ func (s *Server) resumeSession(u *upgrade, route *config.Route, rs *routeState, 
 		rs.metrics.Handshake(statusResult(http.StatusServiceUnavailable), time.Since(u.start))
 		return
 	}
-	s.pairs.resumed(id, route.Name, clientAddr, u.slot)
+	s.pairs.resumed(id, u.slot)
 	took := time.Since(u.start)
 	rs.metrics.Handshake(resultResumed, took)
 	if log.enabled(slog.LevelInfo) {

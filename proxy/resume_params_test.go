@@ -70,11 +70,12 @@ func TestTakeResumeParamsNoAlloc(t *testing.T) {
 
 // TestPairCounterResumed: a session's pair keeps one place against
 // max_pairs and one listener slot through its resumes, and is given back
-// once, whichever client address or ID the engine reports it by.
+// once, whichever client address the engine reports it with, even when
+// another connection has taken over an address it had.
 func TestPairCounterResumed(t *testing.T) {
 	route := &config.Route{Name: "r"}
 	addr := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port) }
-	for _, report := range []string{"first address", "new address", "id only", "before resumed"} {
+	for _, report := range []string{"first address", "new address", "no address", "before resumed"} {
 		t.Run(report, func(t *testing.T) {
 			var live atomic.Int64
 			slot := func() *connSlot { live.Add(1); return &connSlot{live: &live} }
@@ -84,16 +85,21 @@ func TestPairCounterResumed(t *testing.T) {
 			}
 			pc.attach("r", addr(1000), "1.2.3.4", slot())
 			pc.identify("r", addr(1000), 7)
+			// The session's first address is reused by an ordinary pair.
+			if reason := pc.reserve(route, "1.2.3.4"); reason != "" {
+				t.Fatal(reason)
+			}
+			pc.attach("r", addr(1000), "1.2.3.4", slot())
 			second := slot()
 			if report == "before resumed" {
 				if !pc.closed("r", addr(2000), 7) {
 					t.Fatal("pair not found by its ID")
 				}
-				pc.resumed(7, "r", addr(2000), second)
+				pc.resumed(7, second)
 			} else {
-				pc.resumed(7, "r", addr(2000), second)
-				if n := live.Load(); n != 1 {
-					t.Fatalf("%d slots held after the resume, want 1", n)
+				pc.resumed(7, second)
+				if n := live.Load(); n != 2 {
+					t.Fatalf("%d slots held after the resume, want 2", n)
 				}
 				var ok bool
 				switch report {
@@ -101,21 +107,24 @@ func TestPairCounterResumed(t *testing.T) {
 					ok = pc.closed("r", addr(1000), 7)
 				case "new address":
 					ok = pc.closed("r", addr(2000), 7)
-				case "id only":
+				case "no address":
 					ok = pc.closed("r", netip.AddrPort{}, 7)
 				}
 				if !ok {
 					t.Fatal("pair not found")
 				}
 			}
-			if n, byIP := pc.count("r", "1.2.3.4"); n != 0 || byIP != 0 {
-				t.Errorf("counts %d %d after close, want 0 0", n, byIP)
+			if n, byIP := pc.count("r", "1.2.3.4"); n != 1 || byIP != 1 {
+				t.Errorf("counts %d %d after the session's close, want 1 1 (the other pair)", n, byIP)
 			}
-			if n := live.Load(); n != 0 {
-				t.Errorf("%d slots held after close, want 0", n)
+			if n := live.Load(); n != 1 {
+				t.Errorf("%d slots held after the session's close, want 1", n)
 			}
-			if len(pc.live) != 0 || len(pc.ids) != 0 || len(pc.alias) != 0 {
-				t.Errorf("left behind: live=%d ids=%d alias=%d", len(pc.live), len(pc.ids), len(pc.alias))
+			if !pc.closed("r", addr(1000), 8) {
+				t.Fatal("the ordinary pair was lost")
+			}
+			if n := live.Load(); n != 0 || len(pc.live) != 0 || len(pc.sessions) != 0 {
+				t.Errorf("left behind: slots=%d live=%d sessions=%d", n, len(pc.live), len(pc.sessions))
 			}
 			if pc.closed("r", addr(2000), 7) || pc.closed("r", addr(1000), 7) {
 				t.Error("pair given back twice")

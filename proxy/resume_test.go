@@ -730,6 +730,7 @@ func TestResumeRefusals(t *testing.T) {
 	})
 	t.Run("buffer overflowed", func(t *testing.T) {
 		rc, up := session(t, "/small", "o2")
+		sessions := rig.engine.Stats().Sessions
 		if err := up.send(strings.Repeat("x", 2<<10)); err != nil {
 			t.Fatal(err)
 		}
@@ -741,6 +742,9 @@ func TestResumeRefusals(t *testing.T) {
 		if code := up.closed(); code != 1001 {
 			t.Errorf("upstream got close %d, want 1001", code)
 		}
+		// Until the pair has ended, a resume is refused as the end of a
+		// closing pair (4901); once it has, by its cause.
+		waitFor(t, "the session to end", func() bool { return rig.engine.Stats().Sessions < sessions })
 		check(t, refusalCode(t, rc, resumeParams(rc)), 4902)
 	})
 	t.Run("refusals hold no slot", func(t *testing.T) {
@@ -956,12 +960,24 @@ func TestResumeThousand(t *testing.T) {
 	each("close", func(i int) error {
 		return clients[i].c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(1000, ""))
 	})
-	waitFor(t, "the sessions' memory, pairs and slots back to idle", func() bool {
+	idle := func() (string, bool) {
 		st := rig.engine.Stats()
 		pairs, _ := rig.server.pairs.count("chat", "127.0.0.1")
-		return st.Pairs == 0 && st.Sessions == 0 && st.ParkedSessions == 0 && st.ReplayBytes == 0 &&
-			pairs == 0 && rig.liveConns() == 0
-	})
+		conns := rig.liveConns()
+		return fmt.Sprintf("%+v, route pairs %d, listener connections %d", st, pairs, conns),
+			st.Pairs == 0 && st.Sessions == 0 && st.ParkedSessions == 0 && st.ReplayBytes == 0 && pairs == 0 && conns == 0
+	}
+	deadline := time.Now().Add(resumeBound)
+	for {
+		state, ok := idle()
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not back to idle: %s", state)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	for _, rc := range clients {
 		rc.c.Close()
 	}
