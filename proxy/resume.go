@@ -289,12 +289,21 @@ func (s *Server) refuseResume(u *upgrade, rs *routeState, up *clientUpgrade, r *
 }
 
 // resumeRefused logs and counts a refused resume. The token is never
-// logged: the code says what was wrong with it.
+// logged: the code says what was wrong with it. Lines share the budget of
+// the other refusals (refusal.go), so that a client guessing tokens
+// cannot flood the log.
 func (s *Server) resumeRefused(u *upgrade, rs *routeState, r *relay.ResumeRefused) {
-	if u.log.enabled(slog.LevelInfo) {
+	rs.metrics.Handshake(strconv.Itoa(int(r.Code)), time.Since(u.start))
+	if !u.log.enabled(slog.LevelInfo) {
+		return
+	}
+	ok, suppressed := s.refusals.allow(time.Now())
+	if suppressed > 0 {
+		s.log.Info("refusal lines suppressed", "count", suppressed, "window", "1s")
+	}
+	if ok {
 		u.log.write(slog.LevelInfo, "resume refused", slog.Int("code", int(r.Code)), slog.String("reason", r.Reason))
 	}
-	rs.metrics.Handshake(strconv.Itoa(int(r.Code)), time.Since(u.start))
 }
 
 // offers reports whether the client offered protocol.

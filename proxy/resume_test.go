@@ -149,13 +149,21 @@ type resumeRig struct {
 	server   *Server
 	upstream *legacyUpstream
 	closed   atomic.Int64 // pairs the engine ended
+	// logs holds everything the server and engine logged, info and up.
+	logs *logBuffer
 }
 
 // startResumeRig serves routes (each to the legacy upstream; route
 // edits them further) with the real engine.
 func startResumeRig(t *testing.T, routes []*config.Route) *resumeRig {
 	t.Helper()
-	rig := &resumeRig{upstream: startLegacyUpstream(t)}
+	rig := &resumeRig{upstream: startLegacyUpstream(t), logs: newLogBuffer()}
+	// Info lines go to a buffer only (a thousand pairs attached would
+	// bury a failure's lines); warnings and errors to the test's output.
+	logger := slog.New(teeHandler{
+		slog.NewTextHandler(rig.logs, &slog.HandlerOptions{Level: slog.LevelInfo}),
+		slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}),
+	})
 	for _, r := range routes {
 		r.Upstream = config.Upstream{Raw: "ws://" + rig.upstream.addr, Address: rig.upstream.addr}
 		r.HandshakeTimeout = resumeBound
@@ -174,12 +182,12 @@ func startResumeRig(t *testing.T, routes []*config.Route) *resumeRig {
 			rig.closed.Add(1)
 		},
 		ResumeMemory: 64 << 20,
-		Logger:       quietLogger(t),
+		Logger:       logger,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewServer(routes, eng, quietLogger(t))
+	s, err := NewServer(routes, eng, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,10 +207,28 @@ func startResumeRig(t *testing.T, routes []*config.Route) *resumeRig {
 	return rig
 }
 
-// quietLogger logs warnings and errors only: a thousand pairs attached
-// would bury a failure's lines.
-func quietLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+// teeHandler sends each record to both handlers, each at its own level.
+type teeHandler [2]slog.Handler
+
+func (h teeHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h[0].Enabled(ctx, l) || h[1].Enabled(ctx, l)
+}
+
+func (h teeHandler) Handle(ctx context.Context, r slog.Record) error {
+	for _, x := range h {
+		if x.Enabled(ctx, r.Level) {
+			_ = x.Handle(ctx, r.Clone())
+		}
+	}
+	return nil
+}
+
+func (h teeHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return teeHandler{h[0].WithAttrs(a), h[1].WithAttrs(a)}
+}
+
+func (h teeHandler) WithGroup(g string) slog.Handler {
+	return teeHandler{h[0].WithGroup(g), h[1].WithGroup(g)}
 }
 
 // liveConns returns the client connections the server's listeners
@@ -650,9 +676,25 @@ func TestResumeRefusals(t *testing.T) {
 		waitFor(t, "the session to park", func() bool { return rig.engine.Stats().ParkedSessions > before })
 		return rc, up
 	}
+	var tokens []string // every token used, none of which may be logged
 	resumeParams := func(rc *resumeClient) string {
+		tokens = append(tokens, rc.token)
 		return fmt.Sprintf("wsalive_resume=%s&wsalive_recv=%d", rc.token, rc.down)
 	}
+	defer func() {
+		logs := rig.logs.String()
+		if !strings.Contains(logs, `msg="resume refused"`) || !strings.Contains(logs, "code=4903") {
+			t.Errorf("no refusal logged with its code:\n%s", logs)
+		}
+		for _, tok := range tokens {
+			if strings.Contains(logs, tok) {
+				t.Errorf("token %s is in the log", tok)
+			}
+		}
+		if strings.Contains(logs, "wsalive_resume") || strings.Contains(logs, "wsalive_recv") {
+			t.Errorf("a resume parameter is in the log:\n%s", logs)
+		}
+	}()
 	check := func(t *testing.T, got, want int) {
 		t.Helper()
 		if got != want {
