@@ -132,3 +132,29 @@ func TestPairCounterResumed(t *testing.T) {
 		})
 	}
 }
+
+// TestResumeParamsStrippedFromPlainHTTP: plain HTTP pass-through hides
+// the wsalive_* parameters from the upstream too, with and without an
+// upstream path.
+func TestResumeParamsStrippedFromPlainHTTP(t *testing.T) {
+	up := startHTTPUpstream(t)
+	route := passRoute(up)
+	mapped := passRoute(up)
+	mapped.Name, mapped.PathPrefix, mapped.Upstream.Path = "mapped", "/m", "/"
+	p := startProxy(t, []*config.Route{mapped, route}, config.Listener{}, true)
+	for _, target := range []string{
+		"/hello?n=1&wsalive_resume=new",
+		"/hello?wsalive_resume=x3Jq0bTg7WcKpZ5r1mVh9A&n=1&wsalive_recv=41",
+		"/m/hello?n=1&wsalive_recv=3",
+	} {
+		e := roundTrip(t, p.addr, "GET "+target+" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+		if e.resp.StatusCode != 200 || e.body != "hello 1" {
+			t.Errorf("%s: %d %q", target, e.resp.StatusCode, e.body)
+		}
+	}
+	for _, r := range up.requests() {
+		if r.RequestURI != "/hello?n=1" {
+			t.Errorf("upstream saw %q, want /hello?n=1", r.RequestURI)
+		}
+	}
+}
