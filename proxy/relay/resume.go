@@ -343,10 +343,15 @@ func (p *pair) sessionControl(ses *sessState, payload []byte, fx *effects) (cons
 	return true, violation{}
 }
 
-// countUp counts a client message handed to the upstream, and
-// acknowledges every ackEvery of them.
-func (p *pair) countUp(ses *sessState, fx *effects) {
-	ses.up++
+// countUp counts a client message handed to the upstream. The read that
+// brought it acknowledges once it is processed (ackDue), if ackEvery
+// messages have passed since the last ack: one ack per read, however
+// many messages the read held.
+func (p *pair) countUp(ses *sessState, fx *effects) { ses.up++ }
+
+// ackDue acknowledges after a client read that brought ackEvery or more
+// messages since the last ack.
+func (p *pair) ackDue(ses *sessState, fx *effects) {
 	if ses.up-ses.upAcked >= ackEvery {
 		p.sendAck(ses, fx)
 	}
@@ -361,10 +366,17 @@ func (p *pair) sendAck(ses *sessState, fx *effects) {
 	var payload [prefixLen + 1 + 20]byte
 	b := append(append(payload[:0], ses.prefix[:]...), 'a')
 	b = strconv.AppendUint(b, ses.up, 10)
-	// A frame of its own, not in fx.ctl: a session whose client sends
-	// but which never pings would otherwise take on a 16 KiB ctl chunk
-	// for a 50-byte frame every 32 messages.
-	p.injectFrame(client, appendTextFrame(make([]byte, 0, len(b)+2), b), kindAck, fx)
+	// In fx.ctl once the pair has its chunk or is busy enough to be worth
+	// one; before that a frame of its own, so that a quiet session does
+	// not take on 16 KiB for a 50-byte frame every 32 messages.
+	var frame []byte
+	if cap(fx.ctl) > 0 || ses.up >= 32*ackEvery {
+		frame = appendTextFrame(fx.frameRoom(len(b)+2), b)
+		fx.ctl = fx.ctl[:len(fx.ctl)+len(frame)]
+	} else {
+		frame = appendTextFrame(make([]byte, 0, len(b)+2), b)
+	}
+	p.injectFrame(client, frame, kindAck, fx)
 }
 
 // tapUpstream gives the session's replay buffer the bytes read from the

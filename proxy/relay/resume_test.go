@@ -343,3 +343,17 @@ func TestReplayBufferChunks(t *testing.T) {
 		t.Fatal("everything acknowledged, memory still held")
 	}
 }
+
+// TestSessionAppPing: an application-level ping on a session pair is
+// answered and neither counted nor kept for replay.
+func TestSessionAppPing(t *testing.T) {
+	pol := NewPolicy(PolicyConfig{AppPingMatch: `{"type":"ping"}`, AppPingReply: `{"type":"pong"}`})
+	m, ses := newSessionMachine(t, Handoff{Policy: pol}, 1<<20)
+	m.read(client, clientFrame(ws.OpText, true, []byte(`{"type":"ping"}`)))
+	if fs := m.frames(client); len(fs) != 1 || string(fs[0].Payload) != `{"type":"pong"}` {
+		t.Fatalf("toward the client: %q", payloads(fs))
+	}
+	if len(m.sent[upstream]) != 0 || ses.up != 0 || ses.replay.sent != 0 || ses.replay.held() != 0 {
+		t.Fatalf("the app ping crossed or counted: up %d, sent %d, held %d", ses.up, ses.replay.sent, ses.replay.held())
+	}
+}

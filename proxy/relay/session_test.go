@@ -332,3 +332,82 @@ func TestSessionWithoutResume(t *testing.T) {
 	tp.cli.Close()
 	expectClose(t, tp.ups, ws.StatusGoingAway, "client gone")
 }
+
+// TestResumeBufferedBytes: bytes the client sent behind its resume
+// request reach the upstream, after the resume, counted.
+func TestResumeBufferedBytes(t *testing.T) {
+	e, closed := newTestEngine(t, Options{Loops: 1})
+	tp := attachPair(t, e, closed, sessionHandoff(30*time.Second, 1<<10))
+	w := readWelcome(t, tp.cli)
+	tp.cli.Close()
+	waitFor(t, "the session to park", parked(e, 1))
+	c, err := e.Resume(req(w.Token, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, proxyCli := tcpPair(t)
+	defer cli.Close()
+	early := clientFrame(ws.OpText, true, []byte("resent"))
+	if _, err := c.Attach(proxyCli, early); err != nil {
+		t.Fatal(err)
+	}
+	if w2 := readWelcome(t, cli); w2.Recv != 0 {
+		t.Fatalf("welcome %+v", w2)
+	}
+	if got := readExactly(t, tp.ups, len(early)); !bytes.Equal(got, early) {
+		t.Fatalf("upstream got %x", got)
+	}
+	c.Release() // after Attach: does nothing
+	waitFor(t, "the up count", func() bool {
+		p := c.s.cp
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return c.s.st.up == 1
+	})
+}
+
+// TestResumeTakeoverStuckWrite: the old client stopped reading, so a
+// write toward it is stuck and the upstream is held back; a takeover
+// abandons that write, and the new connection gets every message once,
+// in order.
+func TestResumeTakeoverStuckWrite(t *testing.T) {
+	const n = 20000
+	e, closed := newTestEngine(t, Options{Loops: 1})
+	tp := attachPair(t, e, closed, sessionHandoff(30*time.Second, 32<<20))
+	w := readWelcome(t, tp.cli)
+	go func() {
+		for i := 1; i <= n; i++ {
+			p := make([]byte, 1<<10)
+			copy(p, strconv.Itoa(i)+";")
+			if _, err := tp.ups.Write(serverFrame(ws.OpBinary, true, p)); err != nil {
+				return
+			}
+		}
+	}()
+	// The old client reads nothing: wait until wsalive holds bytes it
+	// cannot write.
+	last := int64(-1)
+	waitFor(t, "a write stuck toward the old client", func() bool {
+		s := e.Stats()
+		stuck := s.BufferedBytes > 0 && s.ReplayBytes == last
+		last = s.ReplayBytes
+		if stuck {
+			time.Sleep(50 * time.Millisecond)
+			stuck = e.Stats().ReplayBytes == last
+		}
+		return stuck
+	})
+	t.Logf("stuck with %d bytes buffered for replay", last)
+	cli, err := resumeWith(t, e, req(w.Token, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readWelcome(t, cli)
+	for i := 1; i <= n; i++ {
+		f := readFrame(t, cli)
+		want := strconv.Itoa(i) + ";"
+		if f.Header.OpCode != ws.OpBinary || !bytes.HasPrefix(f.Payload, []byte(want)) {
+			t.Fatalf("message %d: %v %q", i, f.Header.OpCode, f.Payload[:min(len(f.Payload), 12)])
+		}
+	}
+}
