@@ -302,7 +302,7 @@ func (s *Server) serveUpgrade(u *upgrade) {
 		_ = uc.conn.Close()
 		return
 	}
-	if session != nil {
+	if session != nil && session.Window > 0 {
 		s.pairs.identify(route.Name, clientAddr, id) // a session may resume
 	}
 	took := time.Since(u.start)

@@ -238,11 +238,17 @@ func (s *Server) resumeSession(u *upgrade, route *config.Route, rs *routeState, 
 	clientAddr = netip.AddrPortFrom(clientAddr.Addr().Unmap(), clientAddr.Port())
 	id, err := claim.Attach(c, u.buffered)
 	if err != nil {
-		// The engine owns c and has closed it; the session, if it lives,
-		// waits for its client again.
+		// The engine owns c and has closed it, after the refusal's close
+		// frame when the session went meanwhile (the upstream closed, a
+		// drain).
+		u.slot.release()
+		var refused *relay.ResumeRefused
+		if errors.As(err, &refused) {
+			s.resumeRefused(u, rs, refused)
+			return
+		}
 		log.write(slog.LevelWarn, "relay refused resumed connection", slog.Any("err", err))
 		rs.metrics.Handshake(statusResult(http.StatusServiceUnavailable), time.Since(u.start))
-		u.slot.release()
 		return
 	}
 	s.pairs.resumed(id, route.Name, clientAddr, u.slot)
@@ -268,12 +274,7 @@ const resultResumed = "resumed"
 // so that a strict client library accepts the answer and reads the close.
 func (s *Server) refuseResume(u *upgrade, rs *routeState, up *clientUpgrade, r *relay.ResumeRefused, deadline time.Time) {
 	defer u.slot.release()
-	code := strconv.Itoa(int(r.Code))
-	// The token is never logged: the code says what was wrong with it.
-	if u.log.enabled(slog.LevelInfo) {
-		u.log.write(slog.LevelInfo, "resume refused", slog.Int("code", int(r.Code)), slog.String("reason", r.Reason))
-	}
-	rs.metrics.Handshake(code, time.Since(u.start))
+	s.resumeRefused(u, rs, r)
 	var hs ws.Handshake
 	if len(up.protocols) > 0 {
 		hs.Protocol = up.protocols[0]
@@ -288,6 +289,15 @@ func (s *Server) refuseResume(u *upgrade, rs *routeState, up *clientUpgrade, r *
 		return
 	}
 	closeLingering(u.c)
+}
+
+// resumeRefused logs and counts a refused resume. The token is never
+// logged: the code says what was wrong with it.
+func (s *Server) resumeRefused(u *upgrade, rs *routeState, r *relay.ResumeRefused) {
+	if u.log.enabled(slog.LevelInfo) {
+		u.log.write(slog.LevelInfo, "resume refused", slog.Int("code", int(r.Code)), slog.String("reason", r.Reason))
+	}
+	rs.metrics.Handshake(strconv.Itoa(int(r.Code)), time.Since(u.start))
 }
 
 // offers reports whether the client offered protocol.

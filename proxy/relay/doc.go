@@ -23,4 +23,10 @@
 //
 // Engine (engine.go) picks the driver per pair from its Handoff, and
 // stops with Drain or Close.
+//
+// A pair whose client opted in to a resumable session (Handoff.Session;
+// examples/client/RESUME.md) always runs on the net.Conn driver. The
+// state machine's part of a session (counts, acknowledgements, the replay
+// buffer, parking) is in resume.go; the engine's (tokens, the session
+// table, Engine.Resume, Claim) in session.go.
 package relay

@@ -32,7 +32,7 @@ type Options struct {
 	// ForceConnDriver runs every pair on the net.Conn driver, plain TCP
 	// on Linux included. Without it, a pair of plain TCP connections runs
 	// on the epoll driver on Linux and everything else (TLS, other
-	// systems) on the net.Conn driver. The test suites set it from
+	// systems, and resumable sessions: resume.go) on the net.Conn driver. The test suites set it from
 	// WSALIVE_TEST_DRIVER=conn.
 	ForceConnDriver bool
 	// ResumeMemory bounds the replay bytes all resumable sessions hold

@@ -319,6 +319,9 @@ func (p *pair) read(s side, slot []byte, n int, fx *effects) {
 		p.violation(s, v, fx)
 		return
 	}
+	if s == client && p.x != nil && p.x.ses != nil && !p.done {
+		p.ackDue(p.x.ses, fx)
+	}
 	if p.recheck && !p.done {
 		// A pong moved a heartbeat deadline earlier than the armed timer
 		// (a timeout longer than the interval): re-arm now, outside

@@ -12,7 +12,10 @@ const (
 	// ReasonUpstreamClosed: the upstream started the close handshake.
 	ReasonUpstreamClosed
 	// ReasonClientGone: the client's connection ended (EOF, reset, write
-	// error) without a close frame.
+	// error) without a close frame. A resumable session whose client went
+	// so and did not come back within its window (or whose replay buffer
+	// overflowed meanwhile) ends with the reason its client went:
+	// this one, or ReasonClientHeartbeatTimeout.
 	ReasonClientGone
 	// ReasonUpstreamGone: likewise for the upstream.
 	ReasonUpstreamGone

@@ -88,18 +88,29 @@ func newSessState(prefix string, window int64, limit int, budget *resumeBudget) 
 // client is mixed with wsalive's own frames. Its partial-header handling
 // mirrors the stream's carry, so that what it holds plus the bytes still
 // to come is always exactly the upstream's frames.
+//
+// The bytes live in chunks, each twice the size of the one before from
+// 512 B up to 16 KiB (those from a bytebufferpool of their own): a session that holds a few
+// small messages holds a small chunk, a busy one 16 KiB chunks, and an
+// acknowledgement frees whole chunks without copying what remains.
 type replayBuffer struct {
-	buf *bytebufferpool.ByteBuffer // nil while empty: an idle session holds none
+	chunks []*bytebufferpool.ByteBuffer // nil while empty: an idle session holds none
+	// Positions in the stream of bytes kept since the session started:
+	// first is that of chunks[0].B[0], low that of the first byte held
+	// (bytes before it in chunks[0] are acknowledged), high the end.
+	first, low, high int64
+	// ends[e0+i] is where message base+1+i ends; bytes past the last end
+	// belong to the message in progress. Entries before e0 are spent, and
+	// reclaimed once they are half of ends.
+	ends []int64
+	e0   int
 	// base is how many messages were dropped (acknowledged) from the
 	// front; sent how many complete messages the upstream sent.
 	base, sent uint64
-	// ends[i] is where message base+1+i ends in buf; bytes past the last
-	// end belong to the message in progress.
-	ends   []int
-	limit  int
-	budget *resumeBudget
-	off    bool // the buffer overflowed: count, keep nothing
-	closed bool // the upstream sent a close frame: nothing follows
+	limit      int
+	budget     *resumeBudget
+	off        bool // the buffer overflowed: count, keep nothing
+	closed     bool // the upstream sent a close frame: nothing follows
 	// The frame being parsed.
 	hdr       [maxHeaderSize]byte
 	hlen      int
@@ -107,16 +118,22 @@ type replayBuffer struct {
 	keep, fin bool
 }
 
-// held returns the bytes held.
-func (r *replayBuffer) held() int {
-	if r.buf == nil {
-		return 0
-	}
-	return len(r.buf.B)
-}
+const (
+	replayChunkMin = 512
+	replayChunkMax = 16 << 10
+)
+
+// replayChunks lends the full-size chunks of busy sessions; it is a pool
+// of its own so that it keeps that one size (see readSlots). The smaller
+// first chunks of a session are left to the garbage collector.
+var replayChunks bytebufferpool.Pool
+
+// held returns the bytes held (and counted against the bounds).
+func (r *replayBuffer) held() int { return int(r.high - r.low) }
 
 // tap takes bytes read from the upstream; false when keeping them would
-// pass a bound (the buffer is then dropped and keeps nothing more).
+// pass a bound (the buffer is then dropped and keeps nothing more, but
+// goes on counting messages).
 func (r *replayBuffer) tap(p []byte) bool {
 	ok := true
 	for len(p) > 0 && !r.closed {
@@ -163,7 +180,7 @@ func (r *replayBuffer) frameEnd() {
 	if r.keep && r.fin {
 		r.sent++
 		if !r.off {
-			r.ends = append(r.ends, r.held())
+			r.ends = append(r.ends, r.high)
 		}
 	}
 }
@@ -173,27 +190,58 @@ func (r *replayBuffer) add(b []byte) bool {
 		r.drop()
 		return false
 	}
-	if r.buf == nil {
-		r.buf = bytebufferpool.Get()
-		r.buf.B = r.buf.B[:0]
+	r.high += int64(len(b))
+	for len(b) > 0 {
+		var c *bytebufferpool.ByteBuffer
+		if n := len(r.chunks); n > 0 && len(r.chunks[n-1].B) < cap(r.chunks[n-1].B) {
+			c = r.chunks[n-1]
+		} else {
+			size := replayChunkMin
+			if n > 0 {
+				size = min(2*cap(r.chunks[n-1].B), replayChunkMax)
+			}
+			if size == replayChunkMax {
+				c = replayChunks.Get()
+				if cap(c.B) != replayChunkMax {
+					c.B = make([]byte, 0, replayChunkMax)
+				}
+				c.B = c.B[:0]
+			} else {
+				c = &bytebufferpool.ByteBuffer{B: make([]byte, 0, size)}
+			}
+			r.chunks = append(r.chunks, c)
+		}
+		k := min(len(b), cap(c.B)-len(c.B))
+		c.B = append(c.B, b[:k]...)
+		b = b[k:]
 	}
-	r.buf.B = append(r.buf.B, b...)
 	return true
 }
 
 // drop gives up the buffer for good (overflow, or the session's end).
 func (r *replayBuffer) drop() {
 	r.off = true
-	r.release()
-	r.ends = nil
+	r.budget.give(r.held())
+	r.low = r.high
+	r.freeUpTo(r.high)
+	r.ends, r.e0 = nil, 0
 }
 
-// release returns the buffer's memory.
-func (r *replayBuffer) release() {
-	if r.buf != nil {
-		r.budget.give(len(r.buf.B))
-		bytebufferpool.Put(r.buf)
-		r.buf = nil
+// freeUpTo returns the chunks whose bytes all lie before position pos.
+func (r *replayBuffer) freeUpTo(pos int64) {
+	n := 0
+	for n < len(r.chunks) && r.first+int64(len(r.chunks[n].B)) <= pos {
+		r.first += int64(len(r.chunks[n].B))
+		if cap(r.chunks[n].B) == replayChunkMax {
+			replayChunks.Put(r.chunks[n])
+		}
+		r.chunks[n] = nil
+		n++
+	}
+	r.chunks = r.chunks[n:]
+	if len(r.chunks) == 0 {
+		r.chunks = nil
+		r.first = r.high
 	}
 }
 
@@ -208,41 +256,51 @@ func (r *replayBuffer) trim(n uint64) bool {
 		return true
 	}
 	k := int(n - r.base)
-	cut := r.ends[k-1]
-	rest := len(r.ends) - k
-	copy(r.ends, r.ends[k:])
-	r.ends = r.ends[:rest]
-	for i := range r.ends {
-		r.ends[i] -= cut
-	}
-	if rest == 0 {
-		r.ends = nil
+	cut := r.ends[r.e0+k-1]
+	r.e0 += k
+	if r.e0 > len(r.ends)/2 {
+		r.ends = r.ends[:copy(r.ends, r.ends[r.e0:])]
+		r.e0 = 0
 	}
 	r.base = n
-	b := r.buf
-	copy(b.B, b.B[cut:])
-	b.B = b.B[:len(b.B)-cut]
-	r.budget.give(cut)
-	if len(b.B) == 0 {
-		bytebufferpool.Put(b)
-		r.buf = nil
-	}
+	r.budget.give(int(cut - r.low))
+	r.low = cut
+	r.freeUpTo(cut)
 	return true
 }
 
 // from returns what a client that delivered recv messages misses:
-// messages recv+1… and the one in progress, as frames. ok is false when
-// the buffer cannot give them (overflowed, trimmed past recv, or recv
-// beyond what was sent). The bytes are valid until the next tap or trim.
-func (r *replayBuffer) from(recv uint64) (b []byte, ok bool) {
+// messages recv+1… and the one in progress, as frames, in segments. ok is
+// false when the buffer cannot give them (overflowed, trimmed past recv,
+// or recv beyond what was sent). The bytes are valid until the next tap
+// or trim.
+func (r *replayBuffer) from(recv uint64) (segs [][]byte, ok bool) {
 	if r.off || recv > r.sent || recv < r.base {
 		return nil, false
 	}
 	r.trim(recv)
-	if r.buf == nil {
-		return nil, true
+	pos := r.first
+	for _, c := range r.chunks {
+		b := c.B
+		if skip := r.low - pos; skip > 0 {
+			b = b[skip:]
+		}
+		pos += int64(len(c.B))
+		if len(b) > 0 {
+			segs = append(segs, b)
+		}
 	}
-	return r.buf.B, true
+	return segs, true
+}
+
+// bytes returns the bytes held, in one slice (tests).
+func (r *replayBuffer) bytes() []byte {
+	segs, _ := r.from(r.base)
+	var b []byte
+	for _, s := range segs {
+		b = append(b, s...)
+	}
+	return b
 }
 
 // appendWelcome appends the welcome's JSON (RESUME.md §2).
@@ -285,10 +343,15 @@ func (p *pair) sessionControl(ses *sessState, payload []byte, fx *effects) (cons
 	return true, violation{}
 }
 
-// countUp counts a client message handed to the upstream, and
-// acknowledges every ackEvery of them.
-func (p *pair) countUp(ses *sessState, fx *effects) {
-	ses.up++
+// countUp counts a client message handed to the upstream. The read that
+// brought it acknowledges once it is processed (ackDue), if ackEvery
+// messages have passed since the last ack: one ack per read, however
+// many messages the read held.
+func (p *pair) countUp(ses *sessState, fx *effects) { ses.up++ }
+
+// ackDue acknowledges after a client read that brought ackEvery or more
+// messages since the last ack.
+func (p *pair) ackDue(ses *sessState, fx *effects) {
 	if ses.up-ses.upAcked >= ackEvery {
 		p.sendAck(ses, fx)
 	}
@@ -303,8 +366,16 @@ func (p *pair) sendAck(ses *sessState, fx *effects) {
 	var payload [prefixLen + 1 + 20]byte
 	b := append(append(payload[:0], ses.prefix[:]...), 'a')
 	b = strconv.AppendUint(b, ses.up, 10)
-	frame := appendTextFrame(fx.frameRoom(len(b)+2), b)
-	fx.ctl = fx.ctl[:len(fx.ctl)+len(frame)]
+	// In fx.ctl once the pair has its chunk or is busy enough to be worth
+	// one; before that a frame of its own, so that a quiet session does
+	// not take on 16 KiB for a 50-byte frame every 32 messages.
+	var frame []byte
+	if cap(fx.ctl) > 0 || ses.up >= 32*ackEvery {
+		frame = appendTextFrame(fx.frameRoom(len(b)+2), b)
+		fx.ctl = fx.ctl[:len(fx.ctl)+len(frame)]
+	} else {
+		frame = appendTextFrame(make([]byte, 0, len(b)+2), b)
+	}
 	p.injectFrame(client, frame, kindAck, fx)
 }
 
@@ -312,7 +383,9 @@ func (p *pair) sendAck(ses *sessState, fx *effects) {
 // upstream; an overflow costs the session its resumability, and ends a
 // parked one.
 func (p *pair) tapUpstream(ses *sessState, b []byte, fx *effects) {
-	if ses.replay.off || ses.replay.tap(b) {
+	// Tapped even once it overflowed: it still counts the messages sent,
+	// which bound the client's acknowledgements.
+	if ses.replay.tap(b) {
 		return
 	}
 	if ses.lost == 0 {
@@ -336,9 +409,9 @@ func (p *pair) startSession(ses *sessState, token string, fx *effects) {
 func (p *pair) sendWelcome(ses *sessState, resumed bool, token string, fx *effects) {
 	var payload [256]byte
 	b := appendWelcome(payload[:0], resumed, token, ses.prefix[:], ses.window/1e6, ses.up)
-	frame := appendTextFrame(fx.frameRoom(len(b)+4), b)
-	fx.ctl = fx.ctl[:len(fx.ctl)+len(frame)]
-	fx.send[client].add(frame)
+	// A frame of its own rather than in fx.ctl, whose first use costs a
+	// pair 16 KiB for good.
+	fx.send[client].add(appendTextFrame(make([]byte, 0, len(b)+4), b))
 }
 
 // canPark reports whether the session can wait for its client: it is
@@ -448,7 +521,9 @@ func (p *pair) resumeClient(token string, recv uint64, fx *effects) uint16 {
 	p.hb[client].Start(&p.pol.side[client].Heartbeat, fx.now)
 	p.sendWelcome(ses, true, token, fx)
 	ses.upAcked = ses.up
-	fx.send[client].add(replay)
+	for _, seg := range replay {
+		fx.send[client].add(seg)
+	}
 	p.duties(fx)
 	return 0
 }

@@ -154,16 +154,16 @@ func TestSessionClientAckTrims(t *testing.T) {
 	in := append(append(wire[:6:6], ping...), wire[6:]...) // a ping between messages
 	m.read(upstream, in[:len(ping)+7])                     // a header cut in two
 	m.read(upstream, in[len(ping)+7:])
-	if got := ses.replay.buf.B; !bytes.Equal(got, wire) || ses.replay.sent != 3 {
+	if got := ses.replay.bytes(); !bytes.Equal(got, wire) || ses.replay.sent != 3 {
 		t.Fatalf("replay holds %q (%d messages), want the three data frames", got, ses.replay.sent)
 	}
 	m.read(client, ctlMsg("a2"))
-	if got := ses.replay.buf.B; !bytes.Equal(got, serverFrame(ws.OpText, true, []byte("msg3"))) {
+	if got := ses.replay.bytes(); !bytes.Equal(got, serverFrame(ws.OpText, true, []byte("msg3"))) {
 		t.Fatalf("after a2 the replay holds %q", got)
 	}
 	m.read(client, ctlMsg("a1")) // lower than seen: ignored
 	m.read(client, ctlMsg("a3"))
-	if ses.replay.buf != nil || ses.replay.budget.used.Load() != 0 {
+	if ses.replay.chunks != nil || ses.replay.budget.used.Load() != 0 {
 		t.Fatal("an acknowledged buffer kept its memory")
 	}
 	m.sent[client] = nil
@@ -262,11 +262,17 @@ func TestSessionOverflow(t *testing.T) {
 	m, ses := newSessionMachine(t, Handoff{}, 300)
 	m.read(upstream, big)
 	m.read(upstream, big)
-	if ses.lost != ResumeOverflowed || ses.replay.buf != nil || m.p.closing {
+	if ses.lost != ResumeOverflowed || ses.replay.chunks != nil || m.p.closing {
 		t.Fatalf("lost=%d closing=%v", ses.lost, m.p.closing)
 	}
-	if fs := m.frames(client); len(fs) != 2 {
-		t.Fatalf("the connected client got %d frames, want 2", len(fs))
+	m.read(upstream, big)
+	if fs := m.frames(client); len(fs) != 3 {
+		t.Fatalf("the connected client got %d frames, want 3", len(fs))
+	}
+	// Messages are still counted: the client may acknowledge them.
+	m.read(client, ctlMsg("a3"))
+	if m.p.closing {
+		t.Fatal("an acknowledgement of messages sent after the overflow was refused")
 	}
 	m.event().readEnded(client, &m.fx) // no longer resumable: ends as without sessions
 	m.apply()
@@ -296,5 +302,44 @@ func TestSessionUpstreamClosesWhileParked(t *testing.T) {
 	m.wantEnded(ReasonUpstreamClosed)
 	if code := m.p.resumable(ses); code != ResumeOver {
 		t.Fatalf("resumable says %d, want %d", code, ResumeOver)
+	}
+}
+
+// TestReplayBufferChunks: across chunk boundaries, cut reads and
+// acknowledgements, the buffer holds exactly the unacknowledged messages'
+// frames, and its budget matches what it holds.
+func TestReplayBufferChunks(t *testing.T) {
+	budget := &resumeBudget{}
+	r := replayBuffer{limit: 1 << 20, budget: budget}
+	var msgs [][]byte
+	rng := uint32(1)
+	next := func(n uint32) int { rng = rng*1664525 + 1013904223; return int(rng>>8) % int(n) }
+	acked := 0
+	for i := 0; i < 400; i++ {
+		f := serverFrame(ws.OpBinary, true, bytes.Repeat([]byte{byte(i)}, next(3000)))
+		msgs = append(msgs, f)
+		for len(f) > 0 {
+			k := min(len(f), 1+next(700))
+			if !r.tap(f[:k]) {
+				t.Fatal("overflow under the limit")
+			}
+			f = f[k:]
+		}
+		if next(4) == 0 {
+			acked += next(uint32(len(msgs)-acked) + 1)
+			if !r.trim(uint64(acked)) {
+				t.Fatalf("trim %d refused with %d sent", acked, r.sent)
+			}
+		}
+		if want := bytes.Join(msgs[acked:], nil); !bytes.Equal(r.bytes(), want) {
+			t.Fatalf("after message %d (acked %d): buffer differs", i+1, acked)
+		}
+		if budget.used.Load() != int64(r.held()) || r.held() != len(bytes.Join(msgs[acked:], nil)) {
+			t.Fatalf("budget %d, held %d", budget.used.Load(), r.held())
+		}
+	}
+	r.trim(uint64(len(msgs)))
+	if r.chunks != nil || budget.used.Load() != 0 {
+		t.Fatal("everything acknowledged, memory still held")
 	}
 }

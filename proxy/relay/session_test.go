@@ -332,3 +332,36 @@ func TestSessionWithoutResume(t *testing.T) {
 	tp.cli.Close()
 	expectClose(t, tp.ups, ws.StatusGoingAway, "client gone")
 }
+
+// TestResumeBufferedBytes: bytes the client sent behind its resume
+// request reach the upstream, after the resume, counted.
+func TestResumeBufferedBytes(t *testing.T) {
+	e, closed := newTestEngine(t, Options{Loops: 1})
+	tp := attachPair(t, e, closed, sessionHandoff(30*time.Second, 1<<10))
+	w := readWelcome(t, tp.cli)
+	tp.cli.Close()
+	waitFor(t, "the session to park", parked(e, 1))
+	c, err := e.Resume(req(w.Token, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, proxyCli := tcpPair(t)
+	defer cli.Close()
+	early := clientFrame(ws.OpText, true, []byte("resent"))
+	if _, err := c.Attach(proxyCli, early); err != nil {
+		t.Fatal(err)
+	}
+	if w2 := readWelcome(t, cli); w2.Recv != 0 {
+		t.Fatalf("welcome %+v", w2)
+	}
+	if got := readExactly(t, tp.ups, len(early)); !bytes.Equal(got, early) {
+		t.Fatalf("upstream got %x", got)
+	}
+	c.Release() // after Attach: does nothing
+	waitFor(t, "the up count", func() bool {
+		p := c.s.cp
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return c.s.st.up == 1
+	})
+}
