@@ -85,8 +85,10 @@ type demo struct {
 }
 
 // The demo route: heartbeats of a few seconds both ways, so that a person
-// sees pings and round trips at once; the page's application ping; and a
-// resume block when this build knows it (%s).
+// sees pings and round trips at once (the ticks keep the upstream side
+// busy, so its pings go out only on the plain echo path); the page's
+// application ping; and a resume block when this build knows it. The
+// verbs are the backend's address and demoResumeBlock or nothing.
 const demoConfig = `
 listener {
   address = "127.0.0.1:0"

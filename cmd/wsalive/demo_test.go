@@ -138,6 +138,8 @@ type scenarioResult struct {
 	// ReconnectToFirstMS is from its new WebSocket to that message.
 	GapMS              int `json:"gapMs"`
 	ReconnectToFirstMS int `json:"reconnectToFirstMs"`
+	// LostCode is the close code of the statelost event, if one came.
+	LostCode int `json:"lostCode"`
 }
 
 // checkScenario judges a run of scenario.js: it opened, exchanged messages
@@ -201,6 +203,38 @@ const nodeModules = "../../proxy/e2e/testdata/node/node_modules"
 // TestHelperInNode runs scenario.js in Node with the ws package (the
 // WebSocket constructor passed in), against the demo through wsalive.
 func TestHelperInNode(t *testing.T) {
+	checkScenario(t, runNodeScenario(t, ""))
+}
+
+// TestHelperInNodeRefused has the resume refused (a token wsalive never
+// issued): the helper reports the lost state with 4900 and starts afresh.
+func TestHelperInNodeRefused(t *testing.T) {
+	res := runNodeScenario(t, "refuse")
+	if !res.Resume {
+		t.Skip("skipping, this build has no resumable sessions")
+	}
+	t.Logf("events=%v ticks=%v echoes=%v lost code=%d", res.Events, res.Ticks, res.Echoes, res.LostCode)
+	if res.Error != "" {
+		t.Fatalf("scenario: %s", res.Error)
+	}
+	if want := []string{"open", "reconnecting", "statelost", "reconnecting", "open", "close"}; !slices.Equal(res.Events, want) {
+		t.Errorf("events %v, want %v", res.Events, want)
+	}
+	if res.LostCode != 4900 {
+		t.Errorf("statelost code %d, want 4900 (unknown session)", res.LostCode)
+	}
+	// The fresh session is a new backend connection: its ticks restart.
+	if i := slices.Index(res.Ticks[1:], 1); i < 0 {
+		t.Errorf("ticks %v: want a fresh count after the refusal", res.Ticks)
+	}
+	if countOf(res.Echoes, "while-away") != 1 {
+		t.Errorf("echoes %v: the message queued while away must go to the fresh session once", res.Echoes)
+	}
+}
+
+// runNodeScenario runs scenario.js in Node against a fresh demo.
+func runNodeScenario(t *testing.T, mode string) scenarioResult {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	if err == nil {
 		_, err = os.Stat(filepath.Join(nodeModules, "ws", "package.json"))
@@ -223,7 +257,7 @@ func TestHelperInNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	base := strings.TrimSuffix(d.pageURL, "/")
-	cmd := exec.CommandContext(ctx, node, "testdata/helper/node-run.mjs", helper, modules, base, "ws"+strings.TrimPrefix(base, "http"))
+	cmd := exec.CommandContext(ctx, node, "testdata/helper/node-run.mjs", helper, modules, base, "ws"+strings.TrimPrefix(base, "http"), mode)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -234,5 +268,5 @@ func TestHelperInNode(t *testing.T) {
 	if err := json.Unmarshal(out, &res); err != nil {
 		t.Fatalf("node printed %q: %v", out, err)
 	}
-	checkScenario(t, res)
+	return res
 }

@@ -142,7 +142,7 @@ export class WsaliveClient {
     this.stale = null; // a socket given up on but not closed (see dropSocket)
     this.timers = {};
     this.resetSession();
-    this.connect();
+    this.connect(true);
   }
 
   /** on registers fn for an event type and returns an unsubscribe function. */
@@ -202,7 +202,7 @@ export class WsaliveClient {
     this.downAcked = 0; // last down count we acknowledged
   }
 
-  connect() {
+  connect(first = false) {
     let url = this.url;
     if (this.resume) {
       const sep = url.includes("?") ? "&" : "?";
@@ -217,7 +217,10 @@ export class WsaliveClient {
     try {
       ws = this.protocols === undefined ? new this.WebSocket(url) : new this.WebSocket(url, this.protocols);
     } catch (err) {
-      // A malformed URL fails the same way every time.
+      // A malformed URL fails the same way every time: the constructor
+      // throws it; a later failure (the URL did not change, so hardly
+      // possible) ends the helper.
+      if (first) throw err;
       this.finish(1006, `cannot connect: ${err.message}`);
       return;
     }

@@ -325,3 +325,12 @@ test("app pings: interval, RTT, reply not delivered, timeout drops and resumes",
   last().receive(welcome({ resumed: true, token: "tok2" }));
   assert.notEqual(first.closedWith, null, "the stale socket is closed once the session moved");
 });
+
+test("a malformed URL throws from the constructor", () => {
+  class Throwing {
+    constructor() {
+      throw new SyntaxError("bad url");
+    }
+  }
+  assert.throws(() => new WsaliveClient("nope", { WebSocket: Throwing }), /bad url/);
+});

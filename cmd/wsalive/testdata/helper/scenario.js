@@ -3,7 +3,11 @@
 // package (demo_node_test.go): send, receive ticks and app-ping pongs, cut
 // the connection through the demo's link, send while away, and come back.
 // It returns everything it saw; the Go tests judge it.
-export async function runScenario({ WsaliveClient, WebSocket, httpBase, wsBase }) {
+//
+// With refuse, the helper's session token is replaced by one wsalive never
+// issued before the cut: the resume must be refused (4900), and the helper
+// must report the lost state and start a fresh session.
+export async function runScenario({ WsaliveClient, WebSocket, httpBase, wsBase, refuse = false }) {
   const r = { events: [], ticks: [], echoes: [], error: "" };
   const waitFor = (cond, what) =>
     new Promise((ok, fail) => {
@@ -27,6 +31,9 @@ export async function runScenario({ WsaliveClient, WebSocket, httpBase, wsBase }
     for (const type of ["open", "resumed", "reconnecting", "statelost", "close"]) {
       c.on(type, () => r.events.push(type));
     }
+    c.on("statelost", (e) => {
+      r.lostCode = e.code;
+    });
     // Time from the reconnect's WebSocket to the first message after it.
     let connectingAt = 0;
     let firstAfter = false;
@@ -55,6 +62,7 @@ export async function runScenario({ WsaliveClient, WebSocket, httpBase, wsBase }
     });
     c.send("before");
     await waitFor(() => r.echoes.includes("before") && r.ticks.length >= 2 && r.rtt !== undefined, "echo, ticks and a pong");
+    if (refuse) c.token = "A".repeat(22); // 128 bits wsalive never issued
     r.cut = Number(await (await fetch(httpBase + "/demo/cut", { method: "POST" })).text());
     await waitFor(() => r.events.includes("reconnecting"), "the helper to notice the cut");
     c.send("while-away");
