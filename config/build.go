@@ -96,6 +96,7 @@ func build(f *fileConfig, missing hcl.Range) (*Config, hcl.Diagnostics) {
 		cfg.Routes = append(cfg.Routes, r)
 
 		s := top.child(fmt.Sprintf("route %q", b.Name))
+		s.checkResumeMemory(b.Resume, r.Resume, cfg.Limits.ResumeMemory)
 		if first, dup := names[b.Name]; dup {
 			s.fail(b.NameRange, "", fmt.Sprintf("duplicate route name: a route %q is already defined on line %d", b.Name, first.Start.Line),
 				"Route names identify routes in logs and metrics, so each must be unique.")
@@ -169,6 +170,7 @@ func buildRoute(top scope, b *routeBlock) (r *Route, matchOK bool) {
 	}
 	s.buildLiveness(b, r)
 	s.buildRouteFrontDoor(&b.routeFrontDoorAttrs, &r.RouteFrontDoor)
+	r.Resume = s.buildResume(b.Resume)
 	return r, matchOK
 }
 

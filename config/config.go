@@ -166,6 +166,9 @@ type Route struct {
 	// AppPing, when not nil, answers application-level pings for clients
 	// that cannot send protocol pings (browsers).
 	AppPing *AppPing
+	// Resume, when not nil, lets the route's clients that opt in resume
+	// their session after a break (see resume.go).
+	Resume *Resume
 
 	// Front-door settings: plain HTTP, origins, pair limits (see
 	// frontdoor.go).

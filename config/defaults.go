@@ -474,5 +474,6 @@ func newLimits() Limits {
 	return Limits{
 		MaxHandshakes:            DefaultMaxHandshakes,
 		MaxHandshakesPerClientIP: DefaultMaxHandshakesPerClientIP,
+		ResumeMemory:             DefaultResumeMemory,
 	}
 }

@@ -77,5 +77,6 @@ func StaticChanges(old, next *Config) []string {
 	change("engine.io_uring", old.Engine.IOUring, next.Engine.IOUring)
 	change("limits.max_handshakes", old.Limits.MaxHandshakes, next.Limits.MaxHandshakes)
 	change("limits.max_handshakes_per_client_ip", old.Limits.MaxHandshakesPerClientIP, next.Limits.MaxHandshakesPerClientIP)
+	change("limits.resume_memory", old.Limits.ResumeMemory, next.Limits.ResumeMemory)
 	return out
 }

@@ -51,6 +51,7 @@ func TestStaticChanges(t *testing.T) {
 	t.Run("none", func(t *testing.T) {
 		next := base()
 		next.Routes = []*Route{newRoute("x")} // reloadable: not listed
+		next.Routes[0].Resume = &Resume{Window: 1, Buffer: 1}
 		next.Drain.Window = 1
 		if got := StaticChanges(base(), next); len(got) != 0 {
 			t.Fatalf("got %q, want nothing", got)
@@ -60,8 +61,9 @@ func TestStaticChanges(t *testing.T) {
 		next := base()
 		next.Admin = &Admin{Address: "127.0.0.1:9191", Pprof: true}
 		next.Engine = Engine{Loops: 4, IOUring: false}
+		next.Limits.ResumeMemory = 1 << 20
 		got := strings.Join(StaticChanges(base(), next), "\n")
-		want := "admin.address: 127.0.0.1:9090 -> 127.0.0.1:9191\nadmin.pprof: false -> true\nengine.loops: 2 -> 4\nengine.io_uring: true -> false"
+		want := "admin.address: 127.0.0.1:9090 -> 127.0.0.1:9191\nadmin.pprof: false -> true\nengine.loops: 2 -> 4\nengine.io_uring: true -> false\nlimits.resume_memory: 0 -> 1048576"
 		if got != want {
 			t.Fatalf("got\n%s\nwant\n%s", got, want)
 		}

@@ -65,12 +65,16 @@ type RouteFrontDoor struct {
 	MaxPairsPerClientIP int
 }
 
-// Limits bounds the connections that have not finished their first
-// request head, process-wide and per client address (the peer's address:
-// forwarded headers are not read yet).
+// Limits bounds what the whole process takes on: the connections that
+// have not finished their first request head, process-wide and per client
+// address (the peer's address: forwarded headers are not read yet), and
+// the replay bytes of all resumable sessions together.
 type Limits struct {
 	MaxHandshakes            int
 	MaxHandshakesPerClientIP int
+	// ResumeMemory bounds the bytes all resumable sessions hold for
+	// replay; a session that would pass it ends (see resume.go).
+	ResumeMemory int64
 }
 
 // Origin is one entry of allowed_origins: a scheme, a host and a port, the
@@ -185,7 +189,7 @@ func splitOriginHost(s string) (host, port string, err error) {
 var (
 	listenerFrontDoorNames = []string{"trusted_proxies", "max_connections", "http_idle_timeout", "max_header_lines"}
 	routeFrontDoorNames    = []string{"http", "max_body_size", "allowed_origins", "require_origin", "max_pairs", "max_pairs_per_client_ip"}
-	limitsSchema           = attributes("max_handshakes", "max_handshakes_per_client_ip")
+	limitsSchema           = attributes("max_handshakes", "max_handshakes_per_client_ip", "resume_memory")
 )
 
 type listenerFrontDoorAttrs struct {
@@ -198,7 +202,7 @@ type routeFrontDoorAttrs struct {
 
 // limitsBlock is the `limits { ... }` block.
 type limitsBlock struct {
-	MaxHandshakes, MaxHandshakesPerClientIP *hcl.Attribute
+	MaxHandshakes, MaxHandshakesPerClientIP, ResumeMemory *hcl.Attribute
 
 	DefRange hcl.Range
 }
@@ -229,6 +233,7 @@ func decodeLimits(b *hcl.Block, diags *hcl.Diagnostics) *limitsBlock {
 	return &limitsBlock{
 		MaxHandshakes:            c.Attributes["max_handshakes"],
 		MaxHandshakesPerClientIP: c.Attributes["max_handshakes_per_client_ip"],
+		ResumeMemory:             c.Attributes["resume_memory"],
 		DefRange:                 b.DefRange,
 	}
 }
@@ -316,6 +321,9 @@ func (s scope) buildLimits(b *limitsBlock, l *Limits) {
 	}
 	if n, ok := sc.integer(b.MaxHandshakesPerClientIP, 1, maxCount); ok {
 		l.MaxHandshakesPerClientIP = int(n)
+	}
+	if n, ok := sc.size(b.ResumeMemory, minResumeMemory, maxResumeMemory); ok {
+		l.ResumeMemory = n
 	}
 }
 

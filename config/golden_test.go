@@ -63,7 +63,7 @@ func dump(cfg *Config) string {
 			l.TrustedProxies, l.ForwardedProto, l.MaxConnections, l.HTTPIdleTimeout, l.MaxHeaderLines)
 		dumpListenerTLS(&b, l.TLS)
 	}
-	fmt.Fprintf(&b, "limits max_handshakes=%d max_handshakes_per_client_ip=%d\n", cfg.Limits.MaxHandshakes, cfg.Limits.MaxHandshakesPerClientIP)
+	fmt.Fprintf(&b, "limits max_handshakes=%d max_handshakes_per_client_ip=%d resume_memory=%d\n", cfg.Limits.MaxHandshakes, cfg.Limits.MaxHandshakesPerClientIP, cfg.Limits.ResumeMemory)
 	if cfg.Admin != nil {
 		fmt.Fprintf(&b, "admin address=%q pprof=%t\n", cfg.Admin.Address, cfg.Admin.Pprof)
 	} else {
@@ -90,6 +90,9 @@ func dump(cfg *Config) string {
 			r.HTTP, r.MaxBodySize, r.AllowedOrigins, r.RequireOrigin, r.MaxPairs, r.MaxPairsPerClientIP)
 		if r.AppPing != nil {
 			fmt.Fprintf(&b, "  app_ping match=%q reply=%q\n", r.AppPing.Match, r.AppPing.Reply)
+		}
+		if r.Resume != nil {
+			fmt.Fprintf(&b, "  resume window=%s buffer=%d\n", r.Resume.Window, r.Resume.Buffer)
 		}
 	}
 	return b.String()

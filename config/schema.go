@@ -95,6 +95,7 @@ type routeBlock struct {
 	AppPing           *appPingBlock   // nil when absent
 
 	UpstreamTLS *upstreamTLSBlock // nil when absent (see tls.go)
+	Resume      *resumeBlock      // nil when absent (see resume.go)
 	// The upstream pool's settings (pool.go).
 	Balance     *hcl.Attribute
 	HashKey     *hcl.Attribute
@@ -178,6 +179,7 @@ var (
 		hcl.BlockHeaderSchema{Type: "app_ping"},
 		hcl.BlockHeaderSchema{Type: "server", LabelNames: []string{"url"}},
 		hcl.BlockHeaderSchema{Type: "upstream_tls"},
+		hcl.BlockHeaderSchema{Type: "resume"},
 	)
 	heartbeatSchema = attributes("enabled", "interval", "timeout", "max_missed",
 		"min_interval", "max_interval", "answer_pings",
@@ -349,6 +351,8 @@ func decodeRoute(b *hcl.Block, diags *hcl.Diagnostics) *routeBlock {
 			decodeUpstreamTLS(s, nb, &r.UpstreamTLS, diags)
 		case "server":
 			r.Servers = append(r.Servers, decodeServer(nb, diags))
+		case "resume":
+			decodeResume(s, nb, &r.Resume, diags)
 		}
 	}
 	return r

@@ -179,6 +179,11 @@ func (s *Server) serveUpgrade(u *upgrade) {
 		s.rejectClient(u, s.unknown, rej, headDeadline)
 		return
 	}
+	resume, rej := resumeRequest(req) // resume.go
+	if rej != nil {
+		s.rejectClient(u, s.unknown, rej, headDeadline)
+		return
+	}
 	route := u.t.router.match(req.Host, req.URL.Path)
 	if route == nil {
 		s.rejectClient(u, s.unknown, reject(http.StatusNotFound, "no route for this host and path"), headDeadline)
@@ -199,6 +204,10 @@ func (s *Server) serveUpgrade(u *upgrade) {
 		s.rejectClient(u, rs.metrics, rej, time.Now().Add(timeout))
 		return
 	}
+	if resume.mode == resumeTarget {
+		s.resumeSession(u, route, rs, up, resume)
+		return
+	}
 	if reason := s.pairs.reserve(route, u.fwd.clientIP); reason != "" {
 		s.rejectClient(u, rs.metrics, busy(reason), time.Now().Add(timeout))
 		return
@@ -213,6 +222,8 @@ func (s *Server) serveUpgrade(u *upgrade) {
 	// 4. The upstream handshake, bounded by the route's timeout. The
 	// client's read deadline keeps running meanwhile, which is harmless:
 	// nothing reads from the client until the relay clears it.
+	session := sessionFor(resume, route, req)
+	dropExtensionsForSession(resume, route, up)
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	uc, uerr := s.dialUpstream(ctx, route, rs, req, up, &u.fwd)
 	cancel()
@@ -263,6 +274,10 @@ func (s *Server) serveUpgrade(u *upgrade) {
 		MaxFrameSize:     route.MaxFrameSize,
 		CloseTimeout:     route.CloseTimeout,
 		Policy:           rs.policy,
+		Session:          session,
+	}
+	if session != nil {
+		session.Protocol = uc.hs.Protocol
 	}
 	for _, e := range uc.hs.Extensions {
 		h.Extensions = append(h.Extensions, string(e.Name))
@@ -282,10 +297,13 @@ func (s *Server) serveUpgrade(u *upgrade) {
 		log.write(slog.LevelWarn, "relay refused pair",
 			slog.String("upstream", upstreamAddr.String()), slog.Any("err", err))
 		rs.metrics.Handshake(statusResult(http.StatusServiceUnavailable), time.Since(u.start))
-		s.pairs.closed(route.Name, clientAddr)
+		s.pairs.closed(route.Name, clientAddr, 0)
 		_ = c.Close()
 		_ = uc.conn.Close()
 		return
+	}
+	if session != nil && session.Window > 0 {
+		s.pairs.identify(route.Name, clientAddr, id) // a session may resume
 	}
 	took := time.Since(u.start)
 	rs.metrics.Handshake("ok", took)

@@ -127,11 +127,16 @@ func (h *handshakeLimit) inHandshake() int {
 //
 // Pairs are found again by route name and client address, the two things
 // PairStats carries that the handoff fixed; the address is unique among
-// live connections.
+// live connections. A resumable session's pair is different: its client
+// connection changes when it resumes, and while it waits for its client
+// the address it had may be reused by another connection. So once the
+// relay has given it an ID, it is found by that ID alone.
 type pairCounter struct {
 	mu     sync.Mutex
 	routes map[string]*routePairs
 	live   map[pairKey]livePair
+	// sessions holds the pairs of resumable sessions by pair ID.
+	sessions map[uint64]livePair
 }
 
 type routePairs struct {
@@ -162,7 +167,11 @@ type livePair struct {
 }
 
 func newPairCounter() *pairCounter {
-	return &pairCounter{routes: map[string]*routePairs{}, live: map[pairKey]livePair{}}
+	return &pairCounter{
+		routes:   map[string]*routePairs{},
+		live:     map[pairKey]livePair{},
+		sessions: map[uint64]livePair{},
+	}
 }
 
 // reserve counts one more pair of route from ip, unless a limit is
@@ -217,14 +226,50 @@ func (pc *pairCounter) attach(route string, clientAddr netip.AddrPort, ip string
 	pc.mu.Unlock()
 }
 
-// closed ends a recorded pair: its reservation and its slot are given
-// back. It reports whether the pair was known.
-func (pc *pairCounter) closed(route string, clientAddr netip.AddrPort) bool {
-	pc.mu.Lock()
+// identify moves the pair of a resumable session, attached with
+// clientAddr, to the sessions found by ID, unless it has ended already.
+func (pc *pairCounter) identify(route string, clientAddr netip.AddrPort, id uint64) {
 	k := pairKey{route, clientAddr}
-	p, ok := pc.live[k]
-	if ok {
+	pc.mu.Lock()
+	if p, ok := pc.live[k]; ok {
 		delete(pc.live, k)
+		pc.sessions[id] = p
+	}
+	pc.mu.Unlock()
+}
+
+// resumed records that the session's pair id now runs with a client
+// connection holding slot: the pair keeps its place against max_pairs,
+// and the new connection's slot replaces the old one's, which is given
+// back. A pair that ended meanwhile gives back the new slot instead.
+func (pc *pairCounter) resumed(id uint64, slot *connSlot) {
+	pc.mu.Lock()
+	p, ok := pc.sessions[id]
+	if ok {
+		old := p.slot
+		p.slot = slot
+		pc.sessions[id] = p
+		slot = old
+	}
+	pc.mu.Unlock()
+	slot.release()
+}
+
+// closed ends a recorded pair, a session's found by its ID, any other by
+// its client address: its reservation and its slot are given back. It
+// reports whether the pair was known.
+func (pc *pairCounter) closed(route string, clientAddr netip.AddrPort, id uint64) bool {
+	pc.mu.Lock()
+	p, ok := pc.sessions[id]
+	if ok {
+		delete(pc.sessions, id)
+	} else {
+		k := pairKey{route, clientAddr}
+		if p, ok = pc.live[k]; ok {
+			delete(pc.live, k)
+		}
+	}
+	if ok {
 		pc.unreserveLocked(route, p.clientIP)
 	}
 	pc.mu.Unlock()
@@ -250,9 +295,7 @@ func (pc *pairCounter) count(route, ip string) (int, int) {
 // calls it from relay.Options.OnClose for every pair the engine ends.
 func (s *Server) PairClosed(st relay.PairStats) {
 	s.releasePool(st)
-	ap, err := netip.ParseAddrPort(st.ClientAddr)
-	if err != nil {
-		return // not an address the server attached
-	}
-	s.pairs.closed(st.Route, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+	// A session's pair is found by ID, whatever its address.
+	ap, _ := netip.ParseAddrPort(st.ClientAddr)
+	s.pairs.closed(st.Route, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), st.ID)
 }

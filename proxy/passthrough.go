@@ -274,6 +274,7 @@ func (s *Server) newRouteProxy(rs *routeState) {
 					pr.Out.URL.Path, pr.Out.URL.RawPath, pr.Out.URL.RawQuery = u.Path, u.RawPath, u.RawQuery
 				}
 			}
+			pr.Out.URL.RawQuery = stripResumeParams(pr.Out.URL.RawQuery) // resume.go
 			// Host is the upstream's, as on the WebSocket path; the
 			// client's goes in X-Forwarded-Host.
 			pr.Out.Host = ""

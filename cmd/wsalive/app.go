@@ -147,6 +147,7 @@ func startApp(cfg *config.Config, logger *slog.Logger, opts appOptions) (*app, e
 	eng, err := relay.New(relay.Options{
 		Loops:          cfg.Engine.Loops,
 		DisableIOUring: !cfg.Engine.IOUring,
+		ResumeMemory:   cfg.Limits.ResumeMemory,
 		OnClose:        a.pairClosed,
 		Metrics:        a.metrics,
 		Logger:         logger,
