@@ -85,27 +85,17 @@ func DefaultSoak() SoakOptions {
 
 func (o *SoakOptions) fill() {
 	d := DefaultSoak()
-	set := func(v *time.Duration, def time.Duration) {
-		if *v <= 0 {
-			*v = def
-		}
-	}
-	set(&o.Duration, d.Duration)
-	set(&o.Sample, d.Sample)
-	set(&o.Warmup, d.Warmup)
-	set(&o.EchoEvery, d.EchoEvery)
-	set(&o.DeadEvery, d.DeadEvery)
-	set(&o.FloodEvery, d.FloodEvery)
-	seti := func(v *int, def int) {
-		if *v <= 0 {
-			*v = def
-		}
-	}
-	seti(&o.EchoPairs, d.EchoPairs)
-	seti(&o.IdlePairs, d.IdlePairs)
-	seti(&o.FloodN, d.FloodN)
-	seti(&o.MaxFDGrowth, d.MaxFDGrowth)
-	seti(&o.MaxGoroutineGrowth, d.MaxGoroutineGrowth)
+	orDefault(&o.Duration, d.Duration)
+	orDefault(&o.Sample, d.Sample)
+	orDefault(&o.Warmup, d.Warmup)
+	orDefault(&o.EchoEvery, d.EchoEvery)
+	orDefault(&o.DeadEvery, d.DeadEvery)
+	orDefault(&o.FloodEvery, d.FloodEvery)
+	orDefault(&o.EchoPairs, d.EchoPairs)
+	orDefault(&o.IdlePairs, d.IdlePairs)
+	orDefault(&o.FloodN, d.FloodN)
+	orDefault(&o.MaxFDGrowth, d.MaxFDGrowth)
+	orDefault(&o.MaxGoroutineGrowth, d.MaxGoroutineGrowth)
 	if o.ChurnPerSec <= 0 {
 		o.ChurnPerSec = d.ChurnPerSec
 	}
@@ -699,5 +689,12 @@ func (l *soakLoad) flood(ctx context.Context, every time.Duration, n int) {
 		}
 		l.counts.floods.Add(1)
 		time.AfterFunc(floodSettle, func() { l.flooding.Add(-1) })
+	}
+}
+
+// orDefault sets *v to def unless it is already positive.
+func orDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
 	}
 }
