@@ -58,7 +58,7 @@
 //   message      {data}: string, or binary as the WebSocket gives it
 //   statelost    {code, reason, unacked}: the server-side session is gone
 //   pong         {rtt}: an application ping's round trip, in ms
-//   state        {state}: "connecting" | "open" | "reconnecting" | "closed"
+//   state        {state}: "connecting" | "open" | "reconnecting" | "closing" | "closed"
 //   close        {code, reason}: the helper gave up (or close() was called)
 
 /** Protocol constants of RESUME.md. */
@@ -70,6 +70,8 @@ export const REFUSAL_MAX = 4906;
 export const ACK_EVERY = 32;
 /** ...and at least this often (ms) while messages are unacknowledged. */
 export const ACK_DELAY = 1000;
+/** close() waits this long (ms) for the closing handshake before its close event. */
+export const CLOSE_WAIT = 5000;
 
 const STOP_CODES = new Set([1000, 1002, 1003, 1007, 1008, 1009, 1010]);
 
@@ -174,20 +176,38 @@ export class WsaliveClient {
    * usable connection. It returns false when the queue is full.
    */
   send(data) {
-    if (this.state === "closed") throw new Error("wsalive-client: send after close");
+    if (this.state === "closed" || this.state === "closing") throw new Error("wsalive-client: send after close");
     if (this.pending.length + this.unacked.length >= this.queueLimit) return false;
     if (this.ready) this.sendCounted(data);
     else this.pending.push(data);
     return true;
   }
 
-  /** close ends the helper: closes the connection (ending any session) and stops. */
+  /**
+   * close ends the helper: closes the connection (ending any session) and
+   * stops. The close event comes once the connection's closing handshake
+   * is over (or after CLOSE_WAIT ms without it), so that an app that exits
+   * on it does not cut its own close frame short: a connection that ends
+   * without one is, to wsalive, a client that vanished, whose session waits
+   * for a resume instead of ending.
+   */
   close(code = 1000, reason = "") {
-    if (this.state === "closed") return;
+    if (this.state === "closed" || this.state === "closing") return;
     const ws = this.ws;
     this.detach();
-    if (ws) ws.close(code, reason);
-    this.finish(code, reason || "closed by the application");
+    const why = reason || "closed by the application";
+    if (!ws) {
+      this.finish(code, why);
+      return;
+    }
+    this.setState("closing");
+    const done = () => {
+      ws.onclose = null;
+      if (this.state === "closing") this.finish(code, why);
+    };
+    ws.onclose = done;
+    this.timers.closing = this.clock.setTimeout(done, CLOSE_WAIT);
+    ws.close(code, reason);
   }
 
   // --- connection lifecycle ---------------------------------------------

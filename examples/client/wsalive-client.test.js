@@ -172,10 +172,26 @@ test("close() stops everything and sends the app's close", () => {
   const ws = last();
   c.close(1000, "bye");
   assert.deepEqual(ws.closedWith, { code: 1000, reason: "bye" });
-  assert.equal(events.at(-1).type, "close");
+  // The close event waits for the closing handshake: an app that exits on
+  // it must not cut its own close frame short.
+  assert.notEqual(events.at(-1)?.type, "close");
+  assert.throws(() => c.send("x"));
+  ws.drop(1000, "bye");
+  assert.deepEqual(events.at(-1), { type: "close", code: 1000, reason: "bye" });
   clock.advance(60000);
   assert.equal(sockets.length, 1);
   assert.throws(() => c.send("x"));
+});
+
+test("close() gives up waiting for the closing handshake after CLOSE_WAIT", () => {
+  const { c, clock, events, last } = setup();
+  last().open();
+  c.close(1000, "bye");
+  clock.advance(4999);
+  assert.notEqual(events.at(-1)?.type, "close");
+  clock.advance(1);
+  assert.equal(events.at(-1).type, "close");
+  assert.equal(events.filter((e) => e.type === "close").length, 1);
 });
 
 test("resume: opt-in URL, welcome, messages and acks", () => {
@@ -215,6 +231,8 @@ test("resume: an ack beyond what was sent is a protocol error", () => {
   last().receive(welcome());
   c.send("one");
   last().receive(CONTROL + "a2");
+  assert.equal(last().closedWith.code, 1000);
+  last().drop(1000); // the server answers the close
   assert.equal(events.at(-1).type, "close");
   assert.match(events.at(-1).reason, /beyond/);
 });
@@ -295,6 +313,7 @@ test("resume: a first message that is not a welcome closes and reports", () => {
   last().open();
   last().receive("hello from a backend");
   assert.equal(last().closedWith.code, 1000);
+  last().drop(1000); // the server answers the close
   assert.equal(events.at(-1).type, "close");
   assert.match(events.at(-1).reason, /no welcome/);
 });

@@ -75,6 +75,8 @@ export async function runScenario({ WsaliveClient, WebSocket, httpBase, wsBase, 
       "reconnect, echo and ticks",
     );
     c.close();
+    // The close event follows the closing handshake.
+    await waitFor(() => r.events.includes("close"), "the close handshake");
   } catch (err) {
     r.error = String(err);
   }
