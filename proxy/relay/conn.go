@@ -124,7 +124,7 @@ func (d *connDriver) attach(id uint64, h *Handoff, m *routeInfo) error {
 
 	p.event().start(&p.fx)
 	if h.Session != nil {
-		p.startSession(h.Session, h.Route)
+		p.openSession(h.Session, h.Route)
 	}
 	p.apply()
 	for s, b := range [2][]byte{h.ClientBuffered, h.UpstreamBuffered} {
@@ -393,7 +393,7 @@ func (p *cpair) teardown() {
 	p.reportRelayed()
 	p.countDrain(false)
 	if p.sess != nil {
-		p.endSession()
+		p.burySession()
 	}
 	d := p.d
 	d.mu.Lock()

@@ -19,8 +19,6 @@ type epollDriver struct {
 	env   *env
 	loops []*loop
 	next  atomic.Uint32
-	// ringLoops counts the loops that still use io_uring.
-	ringLoops atomic.Int32
 }
 
 // newEpollDriver starts the event loops.
@@ -35,13 +33,7 @@ func newEpollDriver(e *env) (*epollDriver, error) {
 			d.closeFDs()
 			return nil, fmt.Errorf("relay: starting event loop: %w", err)
 		}
-		l.d = d
 		d.loops = append(d.loops, l)
-	}
-	for _, l := range d.loops {
-		if l.ring != nil {
-			d.ringLoops.Add(1)
-		}
 	}
 	if l := d.loops[0]; !opts.DisableIOUring && l.ringErr != nil {
 		e.logger.Info("relay: io_uring unavailable; each socket write is its own system call", "err", l.ringErr)
@@ -53,7 +45,12 @@ func newEpollDriver(e *env) (*epollDriver, error) {
 }
 
 func (d *epollDriver) loopCounts() (loops, ring int) {
-	return len(d.loops), int(d.ringLoops.Load())
+	for _, l := range d.loops {
+		if l.ringOn.Load() {
+			ring++
+		}
+	}
+	return len(d.loops), ring
 }
 
 // attach takes the descriptors of h's connections and hands the pair to

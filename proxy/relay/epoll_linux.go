@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/bytebufferpool"
@@ -88,7 +89,6 @@ func (p *epair) busy() [2]bool {
 // loop is one event loop. Only its goroutine touches its pairs.
 type loop struct {
 	env    *env
-	d      *epollDriver
 	poll   *poller
 	wakefd int // eventfd that Attach and Drain use to wake the loop
 
@@ -140,6 +140,9 @@ type loop struct {
 	readRes []int32
 	ring    *ring // nil: one system call per read and per write
 	ringErr error
+	// ringOn mirrors ring != nil for Stats, which reads it from other
+	// goroutines (ring itself belongs to the loop's goroutine).
+	ringOn  atomic.Bool
 	discard []byte // what discardUnread throws away
 }
 
@@ -179,6 +182,7 @@ func newLoop(e *env, readSize int, useRing bool, seed [32]byte) (*loop, error) {
 	l.fx.ctl = make([]byte, 0, ctlChunk)
 	if useRing {
 		l.ring, l.ringErr = newRing(ringEntries)
+		l.ringOn.Store(l.ring != nil)
 	}
 	l.now = e.clock()
 	l.wheel = liveness.NewWheel[*epair](wheelTick, wheelSlots, l.now)

@@ -241,10 +241,10 @@ func randomString(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// startSession makes the just-started pair p a session (or, for a route
+// openSession makes the just-started pair p a session (or, for a route
 // without resume, sends the welcome that says so). p.mu is held; the
 // welcome goes out with the event's effects, before any upstream byte.
-func (p *cpair) startSession(o *SessionOptions, route string) {
+func (p *cpair) openSession(o *SessionOptions, route string) {
 	if o.Window <= 0 {
 		p.fx.send[client].add(noResumeWelcome)
 		return
@@ -276,8 +276,8 @@ func (p *cpair) syncSession() {
 	}
 }
 
-// endSession buries the session of a pair that ended. p.mu is held.
-func (p *cpair) endSession() {
+// burySession buries the session of a pair that ended. p.mu is held.
+func (p *cpair) burySession() {
 	code := ResumeOver
 	if lost := p.sess.st.lost; lost != 0 {
 		code = lost // why it could not be resumed: overflow, a cut message

@@ -137,7 +137,7 @@ func (l *loop) writeStage(st []stagedWrite, iov []unix.Iovec) {
 			w := &st[i]
 			if fd, ok := w.target(); ok {
 				n, err := writeIovecs(fd, iov[w.iov0:w.iov1])
-				l.results[i] = result(n, err)
+				l.results[i] = writeResult(n, err)
 			}
 		}
 		return
@@ -157,7 +157,7 @@ func (l *loop) writeStage(st []stagedWrite, iov []unix.Iovec) {
 			// tiny pings answers each with a pong of its own: write this
 			// one the plain way, which goes in IOV_MAX chunks.
 			n, err := writeIovecs(fd, v)
-			l.results[i] = result(n, err)
+			l.results[i] = writeResult(n, err)
 		default:
 			l.msgs = append(l.msgs, unix.Msghdr{})
 			m := &l.msgs[len(l.msgs)-1]
@@ -166,18 +166,18 @@ func (l *loop) writeStage(st []stagedWrite, iov []unix.Iovec) {
 			l.ring.sendmsg(fd, m, uint64(i))
 		}
 		if l.ring.full() || len(l.msgs) == cap(l.msgs) {
-			if l.submit(); l.ring == nil {
+			if l.submitRing(); l.ring == nil {
 				return // settle writes what was not sent the plain way
 			}
 		}
 	}
-	l.submit()
+	l.submitRing()
 }
 
-// submit sends what the ring has queued; if io_uring fails as a whole
+// submitRing sends what the ring has queued; if io_uring fails as a whole
 // (it should not), the loop stops using it and reports the writes it
 // carried as not attempted, which settle retries one system call each.
-func (l *loop) submit() {
+func (l *loop) submitRing() {
 	if err := l.ring.submit(l.results); err != nil {
 		l.dropRing(err)
 	}
@@ -189,7 +189,7 @@ func (l *loop) dropRing(err error) {
 	l.env.logger.Warn("relay: io_uring failed; one system call per read and write from now on", "err", err)
 	l.ring.close()
 	l.ring = nil
-	l.d.ringLoops.Add(-1)
+	l.ringOn.Store(false)
 }
 
 // target returns the socket w goes to, unless nothing may go there now.
@@ -205,7 +205,7 @@ func (w *stagedWrite) target() (int, bool) {
 	return ep.sock(), true
 }
 
-func result(n int, err error) int32 {
+func writeResult(n int, err error) int32 {
 	if err != nil {
 		if errno, ok := err.(unix.Errno); ok {
 			return -int32(errno)
@@ -232,7 +232,7 @@ func (l *loop) settle(st []stagedWrite, iov []unix.Iovec) {
 			// io_uring gave up mid-round: write it the plain way.
 			if fd, ok := w.target(); ok {
 				n, err := writeIovecs(fd, iov[w.iov0:w.iov1])
-				res = result(n, err)
+				res = writeResult(n, err)
 				l.results[i] = res
 			}
 		}

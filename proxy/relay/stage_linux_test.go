@@ -25,13 +25,9 @@ func stageLoop(t *testing.T, useRing bool) *loop {
 		t.Fatal(err)
 	}
 	d := &epollDriver{env: v, loops: []*loop{l}}
-	l.d = d
 	t.Cleanup(d.closeFDs)
 	if useRing && l.ring == nil {
 		t.Skipf("io_uring unavailable here: %v", l.ringErr)
-	}
-	if l.ring != nil {
-		d.ringLoops.Add(1)
 	}
 	return l
 }

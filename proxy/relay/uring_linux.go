@@ -84,14 +84,16 @@ type uringParams struct {
 	cqOff        uringCQOffsets
 }
 
+// uringSQOffsets and uringCQOffsets mirror the kernel's
+// io_sqring_offsets and io_cqring_offsets; entries is its ring_entries.
 type uringSQOffsets struct {
-	head, tail, ringMask, ringEntries, flags, dropped, array, resv1 uint32
-	userAddr                                                        uint64
+	head, tail, ringMask, entries, flags, dropped, array, resv1 uint32
+	userAddr                                                    uint64
 }
 
 type uringCQOffsets struct {
-	head, tail, ringMask, ringEntries, overflow, cqes, flags, resv1 uint32
-	userAddr                                                        uint64
+	head, tail, ringMask, entries, overflow, cqes, flags, resv1 uint32
+	userAddr                                                    uint64
 }
 
 const (
