@@ -33,7 +33,17 @@ func startCloseRecorder(t *testing.T, capacity int) *closeRecorder {
 		t.Fatal(err)
 	}
 	r := &closeRecorder{addr: ln.Addr().String(), codes: make(chan websocket.StatusCode, capacity)}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	srv := &http.Server{Handler: echoHandler(func(code websocket.StatusCode) { r.codes <- code })}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return r
+}
+
+// echoHandler is a coder/websocket echo server's handler: it echoes every
+// message until the connection ends, then calls ended (when not nil) with
+// the close code the peer sent, -1 when it sent none.
+func echoHandler(ended func(websocket.StatusCode)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		c, err := websocket.Accept(w, req, nil)
 		if err != nil {
 			return
@@ -41,19 +51,17 @@ func startCloseRecorder(t *testing.T, capacity int) *closeRecorder {
 		defer c.CloseNow()
 		for {
 			typ, msg, err := c.Read(context.Background())
-			if err != nil {
-				r.codes <- websocket.CloseStatus(err) // -1: no close frame
-				return
+			if err == nil {
+				err = c.Write(context.Background(), typ, msg)
 			}
-			if err := c.Write(context.Background(), typ, msg); err != nil {
-				r.codes <- websocket.CloseStatus(err)
+			if err != nil {
+				if ended != nil {
+					ended(websocket.CloseStatus(err))
+				}
 				return
 			}
 		}
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return r
+	})
 }
 
 // clientClose is what a client read when its pair ended, and when.

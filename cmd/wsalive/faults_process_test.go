@@ -55,22 +55,7 @@ func runEchoUpstream(addr string) int {
 		return 1
 	}
 	fmt.Printf("listening %s\n", ln.Addr())
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		for {
-			typ, msg, err := c.Read(context.Background())
-			if err != nil {
-				return
-			}
-			if err := c.Write(context.Background(), typ, msg); err != nil {
-				return
-			}
-		}
-	})}
+	srv := &http.Server{Handler: echoHandler(nil)}
 	srv.Serve(ln)
 	return 1
 }
