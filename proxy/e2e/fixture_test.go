@@ -181,27 +181,10 @@ func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 		t.Fatal(err)
 	}
 	f.proxyAddr = ln.Addr().String()
-	served := make(chan error, 1)
-	go func() { served <- f.server.Serve(ln, cfg.Listeners[0]) }()
-
+	stop := serveProxy(t, f.server, f.engine, ln, cfg.Listeners[0])
 	t.Cleanup(func() {
 		close(f.done)
-		ctx, cancel := context.WithTimeout(context.Background(), waitBound)
-		defer cancel()
-		if err := f.server.Shutdown(ctx); err != nil {
-			t.Errorf("proxy Shutdown: %v", err)
-		}
-		select {
-		case err := <-served:
-			if !errors.Is(err, proxy.ErrServerClosed) {
-				t.Errorf("Serve returned %v, want ErrServerClosed", err)
-			}
-		case <-ctx.Done():
-			t.Errorf("Serve did not return after Shutdown")
-		}
-		if err := f.engine.Close(ctx); err != nil {
-			t.Errorf("engine Close: %v", err)
-		}
+		stop()
 		up.Close()
 		if !waitGroupWithin(&f.handlers, waitBound) {
 			t.Errorf("upstream handlers still running %v after the engine closed", waitBound)
@@ -474,4 +457,30 @@ func closeError(err error) (websocket.StatusCode, string) {
 		return ce.Code, ce.Reason
 	}
 	return -1, ""
+}
+
+// serveProxy serves srv on ln and returns the stop its fixture calls first
+// in its cleanup: Shutdown and the end of Serve, then the engine's Close,
+// each within waitBound, each failure an error of t.
+func serveProxy(t *testing.T, srv *proxy.Server, engine *relay.Engine, ln net.Listener, lcfg config.Listener) (stop func()) {
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln, lcfg) }()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitBound)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("proxy Shutdown: %v", err)
+		}
+		select {
+		case err := <-served:
+			if !errors.Is(err, proxy.ErrServerClosed) {
+				t.Errorf("Serve returned %v, want ErrServerClosed", err)
+			}
+		case <-ctx.Done():
+			t.Errorf("Serve did not return after Shutdown")
+		}
+		if err := engine.Close(ctx); err != nil {
+			t.Errorf("engine Close: %v", err)
+		}
+	}
 }

@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -186,25 +184,9 @@ func startResumeProxy(t *testing.T, upstream, listen string, listenerTLS *config
 		lcfg.TLS = listenerTLS
 		ln = tlsconf.NewListener(ln, tlsSrv)
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln, lcfg) }()
+	stop := serveProxy(t, srv, rp.engine, ln, lcfg)
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitBound)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("proxy Shutdown: %v", err)
-		}
-		select {
-		case err := <-served:
-			if !errors.Is(err, proxy.ErrServerClosed) {
-				t.Errorf("Serve returned %v, want ErrServerClosed", err)
-			}
-		case <-ctx.Done():
-			t.Errorf("Serve did not return after Shutdown")
-		}
-		if err := rp.engine.Close(ctx); err != nil {
-			t.Errorf("engine Close: %v", err)
-		}
+		stop()
 		if tlsSrv != nil {
 			tlsSrv.Close()
 		}

@@ -313,26 +313,9 @@ func newTLSFixture(t *testing.T, opts tlsFixtureOptions) *tlsFixture {
 		lcfg.TLS = opts.listener
 		ln = tlsconf.NewListener(ln, f.tlsSrv)
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln, lcfg) }()
-
+	stop := serveProxy(t, srv, f.engine, ln, lcfg)
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitBound)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("proxy Shutdown: %v", err)
-		}
-		select {
-		case err := <-served:
-			if !errors.Is(err, proxy.ErrServerClosed) {
-				t.Errorf("Serve returned %v, want ErrServerClosed", err)
-			}
-		case <-ctx.Done():
-			t.Errorf("Serve did not return after Shutdown")
-		}
-		if err := f.engine.Close(ctx); err != nil {
-			t.Errorf("engine Close: %v", err)
-		}
+		stop()
 		if f.tlsSrv != nil {
 			f.tlsSrv.Close()
 		}
