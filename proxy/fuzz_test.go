@@ -139,7 +139,7 @@ const (
 	ruleRequestLine     headRule = "§3: request-line = method SP request-target SP HTTP-version"
 	ruleMethodToken     headRule = "§3.1: the method is a token"
 	ruleTarget          headRule = "§3.2: the request-target has no whitespace or control characters"
-	ruleVersion         headRule = "§2.3: HTTP-version = HTTP/DIGIT.DIGIT, HTTP/1.1 for an upgrade"
+	ruleVersion         headRule = "§2.3: HTTP-version = HTTP/DIGIT.DIGIT, HTTP/1.1 or a higher 1.x for an upgrade"
 	ruleOneHost         headRule = "§3.2: exactly one Host field line in an HTTP/1.1 request"
 	ruleHostValue       headRule = "§3.2: the Host field value is uri-host [ \":\" port ]"
 	ruleFieldNameToken  headRule = "§5.1: a field name is a token"
@@ -210,8 +210,11 @@ func headRules(head []byte, upgrade bool) []headRule {
 			add(ruleVersion)
 		}
 	}
-	if upgrade && version != "HTTP/1.1" {
-		// RFC 6455 §4.1: HTTP/1.1 or higher; HTTP/1.x is all there is.
+	if upgrade && !(strings.HasPrefix(version, "HTTP/1.") && len(version) == 8 && version[7] >= '1' && version[7] <= '9') {
+		// RFC 6455 §4.1: HTTP/1.1 or higher. A higher minor version of
+		// major 1 (HTTP/1.8) is read as the highest 1.x the recipient
+		// implements (RFC 9110 §2.5), so it may upgrade; another major
+		// version in an HTTP/1 request line may not.
 		add(ruleVersion)
 	}
 

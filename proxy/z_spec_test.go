@@ -36,7 +36,7 @@ var rfc9112Spec = []spectable.Sentence{
 		[]string{"TestRequestHeadDefects/whitespace-before-first-field", "FuzzRequestHead"}, ""),
 	spectable.S("2.2", "SHOULD", "A request that does not match the HTTP-message grammar is answered 400 and the connection closed.",
 		[]string{"TestClientRejections/malformed-request-line", "FuzzRequestHead"}, ""),
-	spectable.S("2.3", "defines", "HTTP-version is \"HTTP/\" DIGIT \".\" DIGIT, case-sensitive (an upgrade needs HTTP/1.1, RFC 6455 §4.1).",
+	spectable.S("2.3", "defines", "HTTP-version is \"HTTP/\" DIGIT \".\" DIGIT, case-sensitive (an upgrade needs HTTP/1.1 or higher, RFC 6455 §4.1; a higher 1.x minor is read as 1.1, RFC 9110 §2.5).",
 		[]string{"TestClientRejections/http-1.0", "FuzzRequestHead"}, ""),
 	spectable.S("3", "SHOULD", "An invalid request-line is answered 400 (or 301), never autocorrected.",
 		[]string{"TestClientRejections/malformed-request-line", "TestRequestHeadDefects/double-space-in-request-line", "FuzzRequestHead"}, ""),
