@@ -213,16 +213,10 @@ func benchRelay(b *testing.B, size int, opts Options) {
 		b.Fatal(err)
 	}
 	b.StopTimer()
-	cpuAfter, _ := processCPU()
 	if err := <-writeErr; err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64(frames*n)/b.Elapsed().Seconds(), "frames/s")
-	if cpuOK {
-		// The whole process's CPU: the engine's loop, and the writer and
-		// reader, which are the same work with metrics on or off.
-		b.ReportMetric(float64(cpuAfter-cpuBefore)/float64(frames*n), "cpu-ns/frame")
-	}
+	reportFrameCost(b, frames*n, cpuBefore, cpuOK)
 	// Tear down without a close handshake to wait for.
 	cli.Close()
 	ups.Close()
@@ -275,4 +269,16 @@ func benchConnPair(b *testing.B) (net.Conn, net.Conn) {
 		b.Fatal(r.err)
 	}
 	return a, r.c
+}
+
+// reportFrameCost reports frames/s and, where the process's CPU time can
+// be read, cpu-ns/frame since cpuBefore. The timer must be stopped. The
+// CPU is the whole process's: the engine's loop, and the benchmark's
+// writer and reader, which are the same work in the variants compared.
+func reportFrameCost(b *testing.B, frames int, cpuBefore time.Duration, cpuOK bool) {
+	cpuAfter, _ := processCPU()
+	b.ReportMetric(float64(frames)/b.Elapsed().Seconds(), "frames/s")
+	if cpuOK {
+		b.ReportMetric(float64(cpuAfter-cpuBefore)/float64(frames), "cpu-ns/frame")
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,7 +68,7 @@ func benchRelaySession(b *testing.B, up, on bool, size int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		i := len(`"control":"`) + indexOf(string(f.Payload), `"control":"`)
+		i := len(`"control":"`) + strings.Index(string(f.Payload), `"control":"`)
 		prefix = string(f.Payload[i : i+prefixLen])
 	}
 	var block []byte
@@ -129,25 +130,12 @@ func benchRelaySession(b *testing.B, up, on bool, size int) {
 		}
 	}
 	b.StopTimer()
-	cpuAfter, _ := processCPU()
 	if err := <-writeErr; err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64(frames*n)/b.Elapsed().Seconds(), "frames/s")
-	if cpuOK {
-		b.ReportMetric(float64(cpuAfter-cpuBefore)/float64(frames*n), "cpu-ns/frame")
-	}
+	reportFrameCost(b, frames*n, cpuBefore, cpuOK)
 	cli.Close()
 	ups.Close()
-}
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
 }
 
 // drain reads c until it fails.
