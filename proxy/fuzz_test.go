@@ -551,6 +551,8 @@ func headSeeds() map[string]string {
 		"refused-nul":              wsHead("GET / HTTP/1.1", "X-Foo: a\x00b\r\n"),
 		"refused-leading-ws":       strings.Replace(valid, "\r\nHost", "\r\n Host", 1),
 		"refused-bad-version":      wsHead("GET / HTTP/1.x", ""),
+		"upgrade-http-1.8":         wsHead("GET / HTTP/1.8", ""), // RFC 9110 §2.5: a higher 1.x minor reads as 1.1
+		"refused-http-2.0":         wsHead("GET / HTTP/2.0", ""),
 		"refused-bad-key":          strings.Replace(valid, "dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ=", 1),
 		"cut-mid-line":             valid[:30],
 		"empty":                    "",
