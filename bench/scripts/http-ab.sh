@@ -85,7 +85,7 @@ for round in $(seq "$ROUNDS"); do
   run nginx "$worker" "http://$NGINX/"
   kill "$local_master"; wait "$local_master" 2>/dev/null || true
   for bin in $A $B; do
-    GOMAXPROCS=1 taskset -c 0 "$bin" run -config "$DIR/wsalive.hcl" -log-level warn & proxy=$!; pids+=($proxy)
+    GOMAXPROCS=${PROCS:-1} taskset -c 0 "$bin" run -config "$DIR/wsalive.hcl" -log-level warn & proxy=$!; pids+=($proxy)
     for _ in $(seq 50); do curl -sf "http://$ADMIN/healthz" >/dev/null && break; sleep 0.1; done
     run "$(basename "$(dirname "$bin")")" "$proxy" "http://$LISTEN/"
     kill "$proxy"; wait "$proxy" 2>/dev/null || true
