@@ -356,11 +356,25 @@ func renderMarkdown(res *Results, chartsRel string, charts []string, notes strin
 	w("file and the charts in `%s/` from that file alone\n", chartsRel)
 	w("(`%s -report-only` renders them again without running anything).\n", benchmarksCommand)
 	w("The harness is `bench/harness`; `go test ./bench/...` runs a smoke of it.\n\n")
-	w("This run: %s, %s, started %s", took, pluralRounds(res.Reps), res.Started.UTC().Format("2006-01-02 15:04 UTC"))
-	if res.QuietWaitS >= 1 {
-		w(", of which %s waiting for the shared machine to quiet down before runs", time.Duration(res.QuietWaitS*float64(time.Second)).Round(time.Second))
+	if parts := res.parts(); len(parts) > 1 {
+		w("This report combines %d runs of the harness, %s each (`-merge`); every scenario's\n", len(parts), pluralRounds(res.Reps))
+		w("figures come from one of them:\n\n")
+		for _, p := range parts {
+			w("- started %s, %s", p.Started.UTC().Format("2006-01-02 15:04 UTC"), p.Finished.Sub(p.Started).Round(time.Second))
+			if p.QuietWaitS >= 1 {
+				w(" (%s waiting for quiet)", time.Duration(p.QuietWaitS*float64(time.Second)).Round(time.Second))
+			}
+			w(", commit `%s`, load average before %s, after %s: `%s`; scenarios %s\n",
+				shortCommit(p.Machine.GitCommit), p.Machine.LoadBefore, p.Machine.LoadAfter, strings.TrimSpace(p.Command), strings.Join(p.Scenarios, ", "))
+		}
+		w("\n")
+	} else {
+		w("This run: %s, %s, started %s", took, pluralRounds(res.Reps), res.Started.UTC().Format("2006-01-02 15:04 UTC"))
+		if res.QuietWaitS >= 1 {
+			w(", of which %s waiting for the shared machine to quiet down before runs", time.Duration(res.QuietWaitS*float64(time.Second)).Round(time.Second))
+		}
+		w(".\n\n")
 	}
-	w(".\n\n")
 
 	// Summary.
 	if gs := res.goals(); len(gs) > 0 && res.has(TargetWsalive) {
@@ -416,6 +430,9 @@ func renderMarkdown(res *Results, chartsRel string, charts []string, notes strin
 	}
 	if len(dirty) > 0 {
 		w(", with uncommitted changes to %s", strings.Join(dirty, ", "))
+	}
+	if len(res.Parts) > 1 {
+		w(" (the newest run; the list above names each run's)")
 	}
 	w("\n- command: `%s`\n\n", strings.TrimSpace(res.Command))
 
@@ -957,4 +974,15 @@ func renderCharts(res *Results, dir string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// shortCommit is a commit hash as git abbreviates it.
+func shortCommit(c string) string {
+	if len(c) > 12 {
+		return c[:12]
+	}
+	if c == "" {
+		return "unknown"
+	}
+	return c
 }

@@ -31,6 +31,9 @@ type Results struct {
 	// Notes are things the report must say: skipped targets or
 	// scenarios, and why.
 	Notes []string `json:"notes,omitempty"`
+	// Parts are the invocations a merged report combines (see Merge);
+	// empty for a single run.
+	Parts []Part `json:"parts,omitempty"`
 }
 
 // Machine describes where the run happened.

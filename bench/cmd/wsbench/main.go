@@ -54,6 +54,7 @@ func run() int {
 		md         = flag.String("md", "", "the report to write (default ROOT/BENCHMARKS.md)")
 		charts     = flag.String("charts", "", "directory for the PNG charts (default ROOT/bench/charts)")
 		reportOnly = flag.Bool("report-only", false, "render the report from OUT/results.json without running anything")
+		merge      = flag.String("merge", "", "a results.json of an earlier run: its scenarios that this run did not run are kept, and the merged results are written to OUT/results.json and reported")
 		install    = flag.Bool("install", true, "apt-get install nginx, haproxy and caddy when missing (root only)")
 		profile    = flag.Bool("profile", false, "after each echo and idle scenario, one more (unrecorded) wsalive run that saves pprof CPU and heap profiles (and perf data) to OUT/profiles")
 		verbose    = flag.Bool("v", false, "debug logging")
@@ -180,6 +181,19 @@ func run() int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "wsbench:", err)
 		return 1
+	}
+	if *merge != "" {
+		base, err := harness.LoadResults(*merge)
+		if err == nil {
+			res, err = harness.Merge(base, res)
+		}
+		if err == nil {
+			err = res.Save(resPath)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "wsbench: -merge:", err)
+			return 1
+		}
 	}
 	if err := harness.Render(res, *md, *charts); err != nil {
 		fmt.Fprintln(os.Stderr, "wsbench: rendering the report:", err)
