@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"net"
@@ -132,8 +133,11 @@ type routeState struct {
 	// nil for ws:// (see upstream_tls.go); plain HTTP requests of the
 	// route use it too.
 	upstreamTLS *tls.Config
-	origins     originPolicy
-	metrics     metrics.Route
+	// upstreamShake is the TLS handshake over a connection to one of
+	// the route's servers (nil for ws://).
+	upstreamShake func(context.Context, net.Conn, config.UpstreamServer) (net.Conn, error)
+	origins       originPolicy
+	metrics       metrics.Route
 	// proxy passes plain HTTP requests to the upstream through transport,
 	// the route's pool of upstream connections.
 	proxy     *httputil.ReverseProxy
@@ -162,7 +166,8 @@ func (s *Server) newRouteState(r *config.Route) (*routeState, error) {
 	// destination instead of per destination.
 	o := pool.Options{Dial: upstreamNetDialer.DialContext}
 	if rs.upstreamTLS != nil {
-		o.Handshake = upstreamTLSHandshake(rs.upstreamTLS)
+		rs.upstreamShake = upstreamTLSHandshake(rs.upstreamTLS)
+		o.Handshake = rs.upstreamShake
 	}
 	rs.pool = pool.ForRoute(r, o)
 	rs.httpURLs = map[string]*url.URL{}

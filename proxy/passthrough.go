@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wsalive/wsalive/config"
+	"github.com/wsalive/wsalive/proxy/pool"
 )
 
 // Plain HTTP pass-through.
@@ -134,6 +135,8 @@ type reqInfo struct {
 	// upstream is the server the request goes to; shared by the route's
 	// requests, never modified.
 	upstream *url.URL
+	// connectTimeout bounds connecting to upstream (see RoundTrip).
+	connectTimeout time.Duration
 }
 
 // requestInfo returns the state of r, a request being proxied (or its
@@ -242,14 +245,10 @@ func (s *Server) httpRefused(w http.ResponseWriter, log *handshakeLog, m interfa
 // connections.
 func (s *Server) newRouteProxy(rs *routeState) {
 	route := rs.route
-	dialer := &net.Dialer{Timeout: handshakeTimeout(route), KeepAlive: 30 * time.Second}
 	rs.transport = &http.Transport{
 		// Never the environment's HTTP_PROXY: the upstream is configured.
 		Proxy:       nil,
-		DialContext: dialer.DialContext,
-		// A wss:// upstream's plain HTTP goes over TLS with the same
-		// verification as its WebSocket handshakes (nil for ws://).
-		TLSClientConfig: rs.upstreamTLS,
+		DialContext: rs.dialHTTP,
 		// Keep-alive toward the upstream, one pool per route. Idle
 		// connections are kept up to the concurrency actually seen, so
 		// that each request finds one instead of dialing: the pool is
@@ -264,6 +263,12 @@ func (s *Server) newRouteProxy(rs *routeState) {
 		// decompressed on the way.
 		DisableCompression:     true,
 		MaxResponseHeaderBytes: 1 << 20,
+	}
+	if rs.upstreamShake != nil {
+		// A wss:// upstream's plain HTTP goes over TLS with the same
+		// verification as its WebSocket handshakes, done in dialHTTP so
+		// that a failed TLS handshake fails over like a failed connect.
+		rs.transport.DialTLSContext = rs.dialHTTP
 	}
 	rs.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -341,61 +346,103 @@ func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // routeTransport is a route's RoundTripper: its pooled http.Transport,
-// plus what the pool needs. A dial that fails (refused, unreachable,
-// timed out) counts against the server's passive health, as a WebSocket
-// dial does, and the request is tried once more on another server of the
-// pool when that is safe: no byte of its body has been read, which a
-// failed dial guarantees unless the body was already being sent (it
-// never is before a connection exists), and the client is still there.
-// Any failure after the connection was made, and any answer, is final:
-// the request may have reached the server.
+// plus what the pool needs. A connect that fails (refused, unreachable,
+// timed out, or a failed TLS handshake toward a wss:// upstream) counts
+// against the server's passive health, as a WebSocket dial does, and the
+// request moves on to the next server of the pool while that is safe: no
+// byte of its body has been read, which a failed connect guarantees
+// unless the body was already being sent (it never is before a
+// connection exists), and the client is still there. All tries share the
+// route's handshake_timeout, each connect getting a fair share of what
+// is left, as the pool's own Dial does. Any failure after the
+// connection was made, and any answer, is final: the request may have
+// reached the server.
 type routeTransport struct{ rs *routeState }
 
 func (t *routeTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 	rs := t.rs
-	multi := len(rs.httpURLs) > 1
+	info := requestInfo(out)
+	servers := len(rs.httpURLs)
 	var body *heldBody
-	if multi && out.Body != nil && out.Body != http.NoBody {
+	if servers > 1 && out.Body != nil && out.Body != http.NoBody {
 		// The Transport closes a request's body when it fails; held, the
-		// body survives a failed dial for the retry.
+		// body survives a failed connect for the next try.
 		body = &heldBody{rc: out.Body, hold: true}
 		out.Body = body
 	}
-	resp, err := rs.transport.RoundTrip(out)
-	if err == nil || !isDialError(err) || out.Context().Err() != nil {
-		// Answered, failed after connecting, or abandoned by a client
-		// that left (not the server's failure).
-		body.release(false)
-		return resp, err
+	budget := handshakeTimeout(rs.route)
+	deadline := time.Now().Add(budget)
+	info.connectTimeout = pool.AttemptTimeout(budget, servers)
+	var tried []string
+	req := out
+	for {
+		resp, err := rs.transport.RoundTrip(req)
+		if err == nil || !isConnectError(err) || req.Context().Err() != nil {
+			// Answered, failed after connecting, or abandoned by a client
+			// that left (not the server's failure).
+			body.release(false)
+			return resp, err
+		}
+		rs.pool.Failed(req.URL.Host, err)
+		tried = append(tried, req.URL.Host)
+		left := time.Until(deadline)
+		next, ok := config.UpstreamServer{}, false
+		if servers > len(tried) && left > 0 && !body.wasRead() {
+			next, ok = rs.pool.PickOther(info.key, tried...)
+		}
+		if !ok {
+			body.release(false)
+			return nil, err
+		}
+		body.release(true)
+		info.log.write(slog.LevelDebug, "plain HTTP request tried on another server", slog.String("method", out.Method),
+			slog.String("failed", req.URL.Host), slog.String("upstream", next.Address), slog.String("err", err.Error()))
+		info.upstream = rs.serverURL(next.Address)
+		info.connectTimeout = pool.AttemptTimeout(left, servers-len(tried))
+		req = out.Clone(out.Context())
+		req.URL.Host = info.upstream.Host
 	}
-	rs.pool.Failed(out.URL.Host, err)
-	info := requestInfo(out)
-	next, ok := config.UpstreamServer{}, false
-	if multi && !body.wasRead() {
-		next, ok = rs.pool.PickOther(info.key, out.URL.Host)
-	}
-	if !ok {
-		body.release(false)
-		return nil, err
-	}
-	body.release(true)
-	info.log.write(slog.LevelDebug, "plain HTTP request tried on another server", slog.String("method", out.Method), slog.String("failed", out.URL.Host),
-		slog.String("upstream", next.Address), slog.String("err", err.Error()))
-	info.upstream = rs.serverURL(next.Address)
-	retry := out.Clone(out.Context())
-	retry.URL.Host = info.upstream.Host
-	resp, err = rs.transport.RoundTrip(retry)
-	if err != nil && isDialError(err) && retry.Context().Err() == nil {
-		rs.pool.Failed(retry.URL.Host, err)
-	}
-	return resp, err
 }
 
-// isDialError says whether err is a failure to connect: nothing of the
-// request was sent.
-func isDialError(err error) bool {
-	var oe *net.OpError
-	return errors.As(err, &oe) && oe.Op == "dial"
+// dialHTTP connects the route's Transport to the server at addr: TCP, and
+// TLS for a wss:// upstream, within the connect share RoundTrip gave the
+// request. Its failures are connectErrors.
+func (rs *routeState) dialHTTP(ctx context.Context, network, addr string) (net.Conn, error) {
+	timeout := handshakeTimeout(rs.route)
+	if fc, ok := ctx.Value(frontConnKey{}).(*frontConn); ok && fc.req.connectTimeout > 0 {
+		timeout = fc.req.connectTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := httpUpstreamDialer.DialContext(ctx, network, addr)
+	if err == nil && rs.upstreamShake != nil {
+		var tc net.Conn
+		if tc, err = rs.upstreamShake(ctx, conn, config.UpstreamServer{Upstream: config.Upstream{Address: addr}}); err != nil {
+			_ = conn.Close()
+		}
+		conn = tc
+	}
+	if err != nil {
+		return nil, &connectError{err: err}
+	}
+	return conn, nil
+}
+
+// httpUpstreamDialer connects plain HTTP's pooled upstream connections.
+// Unlike a pair's, they sit idle between requests, so TCP keepalive finds
+// a server that vanished while they did.
+var httpUpstreamDialer = &net.Dialer{KeepAlive: 30 * time.Second}
+
+// connectError is a failure to connect to an upstream server: nothing of
+// the request was sent.
+type connectError struct{ err error }
+
+func (e *connectError) Error() string { return e.err.Error() }
+func (e *connectError) Unwrap() error { return e.err }
+
+func isConnectError(err error) bool {
+	var ce *connectError
+	return errors.As(err, &ce)
 }
 
 // heldBody is a request body whose Close is held back during a first

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"crypto/sha256"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -505,6 +506,107 @@ func TestPassThroughDoesNotRetryASingleServer(t *testing.T) {
 	}
 	if resp, got := readResponse(t, bufio.NewReader(c), "GET"); resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("status %d %q, want 502", resp.StatusCode, got)
+	}
+}
+
+// TestPassThroughTriesEveryServer: a request moves on from server to
+// server until one connects, not only to a second one.
+func TestPassThroughTriesEveryServer(t *testing.T) {
+	up := startHTTPUpstream(t)
+	var servers []config.UpstreamServer
+	for range 2 {
+		s := poolServer(closedAddr(t))
+		s.MaxFails = 0 // never skipped: requests keep meeting it first
+		servers = append(servers, s)
+	}
+	servers = append(servers, poolServer(up.Listener.Addr().String()))
+	route := poolRoute(config.BalanceRoundRobin, servers...)
+	route.HTTP = config.HTTPProxy
+	p := startProxy(t, []*config.Route{route}, config.Listener{}, true)
+	c := dialProxy(t, p.addr)
+	br := bufio.NewReader(c)
+	// Round robin starts each request at the next server: one in three
+	// meets both refusing servers before the live one.
+	for i := range 6 {
+		if _, err := fmt.Fprintf(c, "GET /hello?n=%d HTTP/1.1\r\nHost: a\r\n\r\n", i); err != nil {
+			t.Fatal(err)
+		}
+		if resp, got := readResponse(t, br, "GET"); resp.StatusCode != http.StatusOK || got != fmt.Sprintf("hello %d", i) {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, got)
+		}
+	}
+	for i, st := range p.srv.UpstreamStates()["pool"][:2] {
+		if !strings.Contains(st.LastError, "refused") {
+			t.Errorf("refusing server %d: failure not recorded: %+v", i, st)
+		}
+	}
+}
+
+// TestPassThroughFailsOverOnTLS: toward a wss:// pool, a server whose TLS
+// handshake fails is a failed connect like a refused one: the request
+// goes to the next server, and the failure (with its cause) counts
+// against the server's passive health.
+func TestPassThroughFailsOverOnTLS(t *testing.T) {
+	m := newTestMaterial(t)
+	good := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "over TLS %v", r.TLS != nil)
+	}))
+	good.TLS = &tls.Config{Certificates: []tls.Certificate{m.server.TLS}}
+	good.StartTLS()
+	t.Cleanup(good.Close)
+	notTLS := startPlainHTTPServer(t)
+
+	wss := func(addr string) config.UpstreamServer {
+		s := poolServer(addr)
+		s.Raw, s.TLS = "wss://"+addr, true
+		return s
+	}
+	bad := wss(notTLS)
+	bad.MaxFails = 0
+	route := wssRoute(notTLS, &config.UpstreamTLS{CAFile: m.caFile, ServerName: "backend.internal"})
+	route.Servers = []config.UpstreamServer{bad, wss(good.Listener.Addr().String())}
+	route.HTTP = config.HTTPProxy
+	p := startTLSProxy(t, []*config.Route{route}, nil)
+	c := dialProxy(t, p.addr)
+	br := bufio.NewReader(c)
+	for i := range 4 {
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		if resp, got := readResponse(t, br, "GET"); resp.StatusCode != http.StatusOK || got != "over TLS true" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, got)
+		}
+	}
+	if st := p.srv.UpstreamStates()["wss"][0]; !strings.Contains(st.LastError, "not TLS") {
+		t.Errorf("the non-TLS server's failure: %+v, want its cause", st)
+	}
+
+	// A server that accepts TCP and never speaks TLS gets its share of
+	// handshake_timeout (half of 4 s, at least 2 s), not all of it: the
+	// next server is tried in time.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close() // accepted by the kernel, never answered
+	mute := wss(silent.Addr().String())
+	mute.MaxFails = 0
+	route2 := wssRoute(mute.Address, &config.UpstreamTLS{CAFile: m.caFile, ServerName: "backend.internal"})
+	route2.Servers = []config.UpstreamServer{mute, wss(good.Listener.Addr().String())}
+	route2.HTTP = config.HTTPProxy
+	route2.HandshakeTimeout = 4 * time.Second
+	p2 := startTLSProxy(t, []*config.Route{route2}, nil)
+	c2 := dialProxy(t, p2.addr)
+	_ = c2.SetDeadline(time.Now().Add(4 * time.Second))
+	// Round robin: the first request meets the silent server first.
+	if _, err := io.WriteString(c2, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, got := readResponse(t, bufio.NewReader(c2), "GET"); resp.StatusCode != http.StatusOK || got != "over TLS true" {
+		t.Fatalf("after a silent server: %d %q", resp.StatusCode, got)
+	}
+	if st := p2.srv.UpstreamStates()["wss"][0]; !strings.Contains(st.LastError, "deadline") {
+		t.Errorf("the silent server's timeout not recorded: %+v", st)
 	}
 }
 

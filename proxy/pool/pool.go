@@ -216,7 +216,7 @@ func (p *Pool) Dial(ctx context.Context, key string) (net.Conn, Picked, error) {
 	for i, s := range order {
 		actx, cancel := ctx, context.CancelFunc(func() {})
 		if deadline, ok := ctx.Deadline(); ok && i < len(order)-1 {
-			actx, cancel = context.WithTimeout(ctx, attemptTimeout(time.Until(deadline), len(order)-i))
+			actx, cancel = context.WithTimeout(ctx, AttemptTimeout(time.Until(deadline), len(order)-i))
 		}
 		conn, err := p.dialServer(actx, s)
 		cancel()
@@ -241,12 +241,12 @@ func (p *Pool) Dial(ctx context.Context, key string) (net.Conn, Picked, error) {
 	return nil, Picked{}, &DialError{Tried: tried}
 }
 
-// attemptTimeout is the share of left, the time that remains of a dial's
+// AttemptTimeout is the share of left, the time that remains of a dial's
 // deadline, that the next of servers servers gets: an equal share, but no
 // less than minAttemptTimeout (or all of left when less remains), so that
 // a server that never answers cannot use up the time of the others while
 // a slow but healthy one still gets a fair chance.
-func attemptTimeout(left time.Duration, servers int) time.Duration {
+func AttemptTimeout(left time.Duration, servers int) time.Duration {
 	return max(left/time.Duration(servers), min(left, minAttemptTimeout))
 }
 
@@ -276,15 +276,15 @@ func (p *Pool) Pick(key string) config.UpstreamServer {
 	return p.order(key)[0].cfg
 }
 
-// PickOther returns the server a request with key goes to when the one
-// at address failed its dial: the first of the balance's order (as Pick,
-// skipped servers set apart) that is not address. ok is false when there
-// is no other server.
-func (p *Pool) PickOther(key, address string) (srv config.UpstreamServer, ok bool) {
+// PickOther returns the server a request with key goes to when the ones
+// at tried failed their dials: the first of the balance's order (as Pick,
+// skipped servers set apart) that is not among them. ok is false when
+// there is no other server.
+func (p *Pool) PickOther(key string, tried ...string) (srv config.UpstreamServer, ok bool) {
 	// The request's turn was taken by Pick: this one does not move round
 	// robin on, or a server that always fails would always be first.
 	for _, s := range p.orderFor(key, false) {
-		if s.cfg.Address != address {
+		if !slices.Contains(tried, s.cfg.Address) {
 			return s.cfg, true
 		}
 	}

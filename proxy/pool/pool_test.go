@@ -483,7 +483,7 @@ func TestAttemptTimeout(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%v among %d", tt.left, tt.servers), func(t *testing.T) {
-			if got := attemptTimeout(tt.left, tt.servers); got != tt.want {
+			if got := AttemptTimeout(tt.left, tt.servers); got != tt.want {
 				t.Errorf("got %v, want %v", got, tt.want)
 			}
 		})
