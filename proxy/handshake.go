@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -327,13 +328,22 @@ func readHead(c net.Conn, hr *headReader, deadline time.Time) (*http.Request, *r
 	if err := c.SetReadDeadline(deadline); err != nil {
 		return nil, nil, err
 	}
-	req, err := http.ReadRequest(hr.br)
-	if err == nil {
-		return req, nil, nil
+	malformed, err := hr.readHeadLines()
+	if err == nil && !malformed {
+		// The common head is parsed from the recorded bytes; any other
+		// goes to http.ReadRequest, which decides whether it is valid.
+		head := hr.head()
+		if req, ok := parseHead(head); ok {
+			return req, nil, nil
+		}
+		req, rerr := http.ReadRequest(bufio.NewReaderSize(bytes.NewReader(head), len(head)))
+		if rerr == nil {
+			return req, nil, nil
+		}
+		return nil, reject(http.StatusBadRequest, "malformed HTTP request"), nil
 	}
-	// The connection's own error decides first: http.ReadRequest parses
-	// the partial line a timeout or EOF left it with, and calls that
-	// malformed.
+	// The connection's own error decides first: a timeout or EOF may
+	// leave a partial line that reads as malformed.
 	if cerr := hr.rec.err; cerr != nil {
 		if errors.Is(cerr, io.EOF) {
 			return nil, nil, io.ErrUnexpectedEOF
@@ -342,6 +352,9 @@ func readHead(c net.Conn, hr *headReader, deadline time.Time) (*http.Request, *r
 	}
 	if tlsHandshakeFailed(c) {
 		// Nothing can be answered in plain text (see client_tls.go).
+		if err == nil {
+			err = errors.New("TLS handshake failed")
+		}
 		return nil, nil, err
 	}
 	if hr.lr.N <= 0 {

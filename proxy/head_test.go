@@ -1,0 +1,147 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"maps"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// parseHeadCases are valid heads of the shapes parseHead takes itself.
+var parseHeadCases = map[string]string{
+	"upgrade":        wsHead("GET /chat?room=1 HTTP/1.1", ""),
+	"bench":          string(benchRequest),
+	"lf-only":        strings.ReplaceAll(wsHead("GET /chat?x=1 HTTP/1.1", "X-A: b\r\n"), "\r\n", "\n"),
+	"ows":            wsHead("GET / HTTP/1.1", "X-A: \t b \t\r\nX-Empty:\r\nX-Tab:\tv\r\n"),
+	"repeated":       wsHead("GET / HTTP/1.1", "X-Forwarded-For: 10.0.0.1\r\nx-forwarded-for: 10.0.0.2\r\nCookie: a=1\r\nCookie: b=2\r\n"),
+	"lower-case":     "GET /x HTTP/1.1\r\nhost: example.com\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\nSEC-WEBSOCKET-PROTOCOL: a, b\r\nsec-WebSocket-extensions: x; y=1\r\n\r\n",
+	"pragma":         wsHead("GET / HTTP/1.1", "Pragma: no-cache\r\n"),
+	"pragma-and-cc":  wsHead("GET / HTTP/1.1", "Pragma: no-cache\r\nCache-Control: max-age=0\r\n"),
+	"escaped-path":   wsHead("GET /a%20b/%2F/c?q=%41&r HTTP/1.1", ""),
+	"obs-text":       wsHead("GET / HTTP/1.1", "X-Latin: caf\xe9\r\n"),
+	"http10":         "GET / HTTP/1.0\r\nHost: a\r\n\r\n",
+	"http10-ka":      "GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n",
+	"close":          "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+	"http18":         wsHead("GET / HTTP/1.8", ""),
+	"no-fields":      "GET / HTTP/1.1\r\n\r\n",
+	"odd-method":     "M-SEARCH /x HTTP/1.1\r\nHost: a\r\n\r\n",
+	"ipv6-host":      strings.Replace(wsHead("GET / HTTP/1.1", ""), "example.com", "[::1]:8080", 1),
+	"canonical-mess": wsHead("GET / HTTP/1.1", "x-a-B-c: 1\r\nX_Under: 2\r\nX--Dash: 3\r\n"),
+}
+
+// TestParseHeadMatchesReadRequest: for valid heads, parseHead yields what
+// http.ReadRequest does: method, target, version, host, header, close.
+func TestParseHeadMatchesReadRequest(t *testing.T) {
+	for name, head := range parseHeadCases {
+		t.Run(name, func(t *testing.T) {
+			got, ok := parseHead([]byte(head))
+			if !ok {
+				t.Fatalf("parseHead refused a head it should take:\n%q", head)
+			}
+			sameRequest(t, []byte(head), got)
+		})
+	}
+}
+
+// sameRequest fails t unless got is what http.ReadRequest makes of head.
+func sameRequest(t *testing.T, head []byte, got *http.Request) {
+	t.Helper()
+	want, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
+	if err != nil {
+		t.Fatalf("parseHead took a head http.ReadRequest refuses (%v):\n%q", err, head)
+	}
+	for _, f := range []struct {
+		name      string
+		got, want any
+	}{
+		{"method", got.Method, want.Method},
+		{"URL", *got.URL, *want.URL},
+		{"RequestURI", got.RequestURI, want.RequestURI},
+		{"proto", got.Proto, want.Proto},
+		{"major", got.ProtoMajor, want.ProtoMajor},
+		{"minor", got.ProtoMinor, want.ProtoMinor},
+		{"host", got.Host, want.Host},
+		{"close", got.Close, want.Close},
+		{"content length", got.ContentLength, want.ContentLength},
+		{"transfer encoding", got.TransferEncoding, want.TransferEncoding},
+		{"body", got.Body, want.Body},
+	} {
+		if !reflect.DeepEqual(f.got, f.want) {
+			t.Errorf("%s: %#v, http.ReadRequest: %#v", f.name, f.got, f.want)
+		}
+	}
+	if !maps.EqualFunc(got.Header, want.Header, func(a, b []string) bool { return reflect.DeepEqual(a, b) }) {
+		t.Errorf("header:\n%q\nhttp.ReadRequest:\n%q", got.Header, want.Header)
+	}
+}
+
+// TestParseHeadLeavesToReadRequest: the shapes parseHead does not parse
+// itself go to http.ReadRequest (readHead's fallback).
+func TestParseHeadLeavesToReadRequest(t *testing.T) {
+	for name, head := range map[string]string{
+		"absolute-form":      wsHead("GET http://example.com/chat HTTP/1.1", ""),
+		"asterisk":           "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+		"authority":          "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+		"content-length":     wsHead("GET / HTTP/1.1", "Content-Length: 0\r\n"),
+		"transfer-encoding":  wsHead("GET / HTTP/1.1", "Transfer-Encoding: chunked\r\n"),
+		"obs-fold":           wsHead("GET / HTTP/1.1", "X-Folded: one\r\n\ttwo\r\n"),
+		"two-hosts":          wsHead("GET / HTTP/1.1", "Host: other.example\r\n"),
+		"bare-cr":            wsHead("GET / HTTP/1.1", "X-Foo: a\rb\r\n"),
+		"nul":                wsHead("GET / HTTP/1.1", "X-Foo: a\x00b\r\n"),
+		"space-in-name":      wsHead("GET / HTTP/1.1", "X Foo: bar\r\n"),
+		"space-before-colon": wsHead("GET / HTTP/1.1", "X-Foo : bar\r\n"),
+		"bad-version":        wsHead("GET / HTTP/1.x", ""),
+		"double-space":       wsHead("GET  / HTTP/1.1", ""),
+		"ctl-in-target":      wsHead("GET /\x01 HTTP/1.1", ""),
+		"no-end":             "GET / HTTP/1.1\r\nHost: a\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, ok := parseHead([]byte(head)); ok {
+				t.Fatalf("parseHead took it:\n%q", head)
+			}
+		})
+	}
+}
+
+// FuzzParseHead checks parseHead against http.ReadRequest on any input:
+// whatever parseHead takes, http.ReadRequest takes too and reads the
+// same. The seeds are parseHeadCases.
+//
+// go test -run '^$' -fuzz '^FuzzParseHead$' -fuzztime 60s ./proxy
+func FuzzParseHead(f *testing.F) {
+	for _, head := range parseHeadCases {
+		f.Add([]byte(head))
+	}
+	f.Fuzz(func(t *testing.T, head []byte) {
+		got, ok := parseHead(head)
+		if !ok {
+			return
+		}
+		sameRequest(t, head, got)
+	})
+}
+
+func BenchmarkParseHead(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := parseHead(benchRequest); !ok {
+			b.Fatal("refused")
+		}
+	}
+}
+
+func BenchmarkReadRequestHead(b *testing.B) {
+	b.ReportAllocs()
+	r := bytes.NewReader(benchRequest)
+	br := bufio.NewReader(r)
+	for b.Loop() {
+		r.Reset(benchRequest)
+		br.Reset(r)
+		if _, err := http.ReadRequest(br); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
