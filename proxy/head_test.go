@@ -6,8 +6,12 @@ import (
 	"maps"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/wsalive/wsalive/config"
 )
 
 // parseHeadCases are valid heads of the shapes parseHead takes itself.
@@ -108,20 +112,58 @@ func TestParseHeadLeavesToReadRequest(t *testing.T) {
 
 // FuzzParseHead checks parseHead against http.ReadRequest on any input:
 // whatever parseHead takes, http.ReadRequest takes too and reads the
-// same. The seeds are parseHeadCases.
+// same; and the front door's head reading accepts exactly the heads it
+// accepted with http.ReadRequest. The seeds are parseHeadCases and
+// FuzzRequestHead's seed table.
 //
 // go test -run '^$' -fuzz '^FuzzParseHead$' -fuzztime 60s ./proxy
 func FuzzParseHead(f *testing.F) {
 	for _, head := range parseHeadCases {
 		f.Add([]byte(head))
 	}
+	for _, head := range headSeeds() {
+		f.Add([]byte(head))
+	}
+	for _, d := range headDefects {
+		f.Add([]byte(d.raw))
+	}
 	f.Fuzz(func(t *testing.T, head []byte) {
-		got, ok := parseHead(head)
-		if !ok {
-			return
+		if got, ok := parseHead(head); ok {
+			sameRequest(t, head, got)
 		}
-		sameRequest(t, head, got)
+		// The front door (readHead, then checkHeadLines) accepts what it
+		// accepted when it read heads with http.ReadRequest, and reads the
+		// same request from it.
+		got, accepted := acceptedHead(head, func(c *headFuzzConn, hr *headReader) (*http.Request, bool) {
+			req, rej, err := readHead(c, hr, time.Now().Add(time.Hour))
+			return req, err == nil && rej == nil
+		})
+		want, wasAccepted := acceptedHead(head, func(_ *headFuzzConn, hr *headReader) (*http.Request, bool) {
+			req, err := http.ReadRequest(hr.br)
+			return req, err == nil
+		})
+		if accepted != wasAccepted {
+			t.Fatalf("accepted %v, with http.ReadRequest %v:\n%q", accepted, wasAccepted, head)
+		}
+		if accepted && (got.Method != want.Method || *got.URL != *want.URL || got.Host != want.Host ||
+			!maps.EqualFunc(got.Header, want.Header, slices.Equal)) {
+			t.Fatalf("read %v %v %v %q, with http.ReadRequest %v %v %v %q:\n%q",
+				got.Method, got.URL, got.Host, got.Header, want.Method, want.URL, want.Host, want.Header, head)
+		}
 	})
+}
+
+// acceptedHead reads raw with read as the front door does, and reports
+// whether the head passed (checkHeadLines included).
+func acceptedHead(raw []byte, read func(*headFuzzConn, *headReader) (*http.Request, bool)) (*http.Request, bool) {
+	c := &headFuzzConn{r: bytes.NewReader(raw)}
+	hr := getHeadReader(c, fuzzHeadLimit)
+	defer putHeadReader(hr)
+	req, ok := read(c, hr)
+	if !ok || checkHeadLines(hr.head(), config.DefaultMaxHeaderLines) != nil {
+		return nil, false
+	}
+	return req, true
 }
 
 func BenchmarkParseHead(b *testing.B) {
