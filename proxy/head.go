@@ -70,7 +70,8 @@ func trimEOL(line []byte) []byte {
 }
 
 // validRequestLine applies http.ReadRequest's checks of a request line that
-// need no allocation: method SP target SP version, the method a token, the
+// need no allocation: method SP target SP version, the method a token, no
+// control character in the target (url.ParseRequestURI refuses them), the
 // version HTTP/DIGIT.DIGIT. The target is parsed with the head.
 func validRequestLine(line []byte) bool {
 	sp1 := indexByte(line, ' ')
@@ -80,6 +81,11 @@ func validRequestLine(line []byte) bool {
 	sp2 := indexByte(line[sp1+1:], ' ')
 	if sp2 < 0 {
 		return false
+	}
+	for _, c := range line[sp1+1 : sp1+1+sp2] {
+		if c < ' ' || c == 0x7f {
+			return false
+		}
 	}
 	proto := line[sp1+1+sp2+1:]
 	// A stack copy: http.ParseHTTPVersion takes a string.

@@ -187,3 +187,36 @@ func BenchmarkReadRequestHead(b *testing.B) {
 		}
 	}
 }
+
+// TestReadHeadRefusesAtTheLine: a line http.ReadRequest refuses is
+// answered 400 as soon as it has arrived, not after the head's end (here
+// the client sends no more: it would be a timeout, or an EOF).
+func TestReadHeadRefusesAtTheLine(t *testing.T) {
+	for name, raw := range map[string]string{
+		"request-line":          "BAD\r\n",
+		"double-space":          "GET  / HTTP/1.1\r\n",
+		"bad-version":           "GET / HTTP/1.x\r\n",
+		"control-in-target":     "GET /\x01 HTTP/1.1\r\n",
+		"method-not-token":      "G(T / HTTP/1.1\r\n",
+		"space-in-name":         "GET / HTTP/1.1\r\nX Foo: bar\r\n",
+		"no-colon":              "GET / HTTP/1.1\r\nHost: a\r\nX-Foo\r\n",
+		"nul-in-value":          "GET / HTTP/1.1\r\nX-Foo: a\x00b\r\n",
+		"bare-cr-in-value":      "GET / HTTP/1.1\r\nX-Foo: a\rb\r\n",
+		"first-field-folded":    "GET / HTTP/1.1\r\n Host: a\r\n",
+		"control-in-continued":  "GET / HTTP/1.1\r\nX-Foo: a\r\n b\x01\r\n",
+		"empty-name":            "GET / HTTP/1.1\r\n: a\r\n",
+		"leading-empty-line":    "\r\nGET / HTTP/1.1\r\n",
+		"line-longer-than-buf":  "GET / HTTP/1.1\r\nX-Long: " + strings.Repeat("a", 2*headReaderSize) + "\x00\r\n",
+		"request-line-over-buf": "GET /" + strings.Repeat("a", 2*headReaderSize) + " HTTP/1.x\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := &headFuzzConn{r: bytes.NewReader([]byte(raw))}
+			hr := getHeadReader(c, fuzzHeadLimit)
+			defer putHeadReader(hr)
+			_, rej, err := readHead(c, hr, time.Now().Add(time.Hour))
+			if err != nil || rej == nil || rej.status != http.StatusBadRequest {
+				t.Fatalf("rejection %v, err %v; want 400 at the line", rej, err)
+			}
+		})
+	}
+}
