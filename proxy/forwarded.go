@@ -130,9 +130,12 @@ func clientFromChain(trusted trustedSet, chain, fallback string) string {
 
 // apply writes f into the request header h bound for the upstream.
 func (f *forwarding) apply(h http.Header) {
-	h.Set("X-Forwarded-For", f.xff)
-	h.Set("X-Forwarded-Proto", f.proto)
-	h.Set("X-Forwarded-Host", f.host)
+	// What h.Set does three times, with one allocation for the three
+	// values instead of one each.
+	v := &[3]string{f.xff, f.proto, f.host}
+	h["X-Forwarded-For"] = v[0:1:1]
+	h["X-Forwarded-Proto"] = v[1:2:2]
+	h["X-Forwarded-Host"] = v[2:3:3]
 	if !f.trusted {
 		h.Del("Forwarded")
 	}

@@ -540,6 +540,12 @@ func headSeeds() map[string]string {
 		"upgrade-absolute-form":    wsHead("GET http://example.com/chat HTTP/1.1", ""),
 		"upgrade-host-port-ipv6":   strings.Replace(valid, "example.com", "[::1]:8080", 1),
 		"upgrade-content-length-0": wsHead("GET / HTTP/1.1", "Content-Length: 0\r\n"),
+		// The shapes parseHead takes itself (lower-case names, Pragma's
+		// Cache-Control, repeated fields) and one it leaves to
+		// http.ReadRequest (the absolute form above).
+		"upgrade-lower-case-names": "GET /chat HTTP/1.1\r\n" + strings.ToLower(strings.TrimPrefix(wsHead("", "Sec-WebSocket-Protocol: chat\r\n"), "\r\n")),
+		"upgrade-pragma-repeated":  wsHead("GET / HTTP/1.1", "Pragma: no-cache\r\nCookie: a=1\r\nCookie: b=2\r\n"),
+		"refused-no-colon":         wsHead("GET / HTTP/1.1", "X-No-Colon\r\n"),
 		"plain-get":                "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
 		"post-with-body":           "POST /form HTTP/1.1\r\nHost: example.com\r\nContent-Length: 3\r\n\r\nabc",
 		"http10":                   "GET / HTTP/1.0\r\n\r\n",

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -109,7 +110,11 @@ func (l *handshakeLog) write(level slog.Level, msg string, attrs ...slog.Attr) {
 func (s *Server) firstRequest(c net.Conn, ls *listenerState, slot *connSlot, p peer) {
 	start := time.Now()
 	t := s.table.Load()
-	log := &handshakeLog{logger: s.log, client: p.ip}
+	// A value, copied into the upgrade: a pointer stored there would
+	// escape with the upgrade's other pointers (the connection), and
+	// cost an allocation per handshake.
+	hlog := handshakeLog{logger: s.log, client: p.ip}
+	log := &hlog
 
 	// 1. The head, bounded in time, size and lines.
 	hr := getHeadReader(c, ls.maxHeader)
@@ -127,7 +132,7 @@ func (s *Server) firstRequest(c net.Conn, ls *listenerState, slot *connSlot, p p
 	}
 	if rej != nil {
 		putHeadReader(hr)
-		s.rejectClient(&upgrade{c: c, log: log, slot: slot, start: start}, s.unknown, rej, time.Now().Add(t.headTimeout))
+		s.rejectClient(&upgrade{c: c, log: *log, slot: slot, start: start}, s.unknown, rej, time.Now().Add(t.headTimeout))
 		return
 	}
 	fwd := forwardingFor(ls.trusted, ls.proto, p, req.Header, req.Host)
@@ -151,7 +156,7 @@ func (s *Server) firstRequest(c net.Conn, ls *listenerState, slot *connSlot, p p
 	}
 	buffered := hr.beyondHead()
 	putHeadReader(hr)
-	s.serveUpgrade(&upgrade{c: c, req: req, buffered: buffered, t: t, fwd: fwd, slot: slot, start: start, log: log})
+	s.serveUpgrade(&upgrade{c: c, req: req, buffered: buffered, t: t, fwd: fwd, slot: slot, start: start, log: *log})
 }
 
 // upgrade is one request on the WebSocket path.
@@ -164,13 +169,13 @@ type upgrade struct {
 	fwd      forwarding
 	slot     *connSlot
 	start    time.Time
-	log      *handshakeLog
+	log      handshakeLog
 }
 
 // serveUpgrade performs both handshakes for u and hands the pair to the
 // relay. Every path either hands both connections off or closes both.
 func (s *Server) serveUpgrade(u *upgrade) {
-	c, req, log := u.c, u.req, u.log
+	c, req, log := u.c, u.req, &u.log
 	headDeadline := time.Now().Add(u.t.headTimeout)
 
 	// 3. Route, then validate against the WebSocket rules, the route's
@@ -327,13 +332,22 @@ func readHead(c net.Conn, hr *headReader, deadline time.Time) (*http.Request, *r
 	if err := c.SetReadDeadline(deadline); err != nil {
 		return nil, nil, err
 	}
-	req, err := http.ReadRequest(hr.br)
-	if err == nil {
-		return req, nil, nil
+	malformed, err := hr.readHeadLines()
+	if err == nil && !malformed {
+		// The common head is parsed from the recorded bytes; any other
+		// goes to http.ReadRequest, which decides whether it is valid.
+		head := hr.head()
+		if req, ok := parseHead(head); ok {
+			return req, nil, nil
+		}
+		req, rerr := http.ReadRequest(bufio.NewReaderSize(bytes.NewReader(head), len(head)))
+		if rerr == nil {
+			return req, nil, nil
+		}
+		return nil, reject(http.StatusBadRequest, "malformed HTTP request"), nil
 	}
-	// The connection's own error decides first: http.ReadRequest parses
-	// the partial line a timeout or EOF left it with, and calls that
-	// malformed.
+	// The connection's own error decides first: a timeout or EOF may
+	// leave a partial line that reads as malformed.
 	if cerr := hr.rec.err; cerr != nil {
 		if errors.Is(cerr, io.EOF) {
 			return nil, nil, io.ErrUnexpectedEOF
@@ -342,6 +356,9 @@ func readHead(c net.Conn, hr *headReader, deadline time.Time) (*http.Request, *r
 	}
 	if tlsHandshakeFailed(c) {
 		// Nothing can be answered in plain text (see client_tls.go).
+		if err == nil {
+			err = errors.New("TLS handshake failed")
+		}
 		return nil, nil, err
 	}
 	if hr.lr.N <= 0 {
@@ -379,7 +396,7 @@ func (s *Server) headCutShort(log *handshakeLog, c net.Conn, err error, got int)
 // rejectClient answers a handshake the proxy refuses on its own, then
 // closes the connection.
 func (s *Server) rejectClient(u *upgrade, m metrics.Route, rej *rejection, deadline time.Time) {
-	s.refused(u.log, rej.status, rej.msg)
+	s.refused(&u.log, rej.status, rej.msg)
 	m.Handshake(statusResult(rej.status), time.Since(u.start))
 	defer u.slot.release()
 	if err := writeRejection(u.c, rej, deadline); err != nil {
@@ -402,11 +419,11 @@ func (s *Server) upstreamFailed(u *upgrade, rs *routeState, uerr *upstreamError,
 	defer u.slot.release()
 	var err error
 	if uerr.resp != nil {
-		s.refused(u.log, uerr.resp.status, "upstream refused the upgrade", slog.String("upstream", uerr.serverOr(rs.route.Upstream.Address)))
+		s.refused(&u.log, uerr.resp.status, "upstream refused the upgrade", slog.String("upstream", uerr.serverOr(rs.route.Upstream.Address)))
 		rs.metrics.Handshake(statusResult(uerr.resp.status), time.Since(u.start))
 		err = writeUpstreamResponse(u.c, uerr.resp, deadline)
 	} else {
-		s.refused(u.log, uerr.status, upstreamMessage(uerr.status), slog.String("upstream", uerr.serverOr(rs.route.Upstream.Address)), slog.Any("err", uerr.err))
+		s.refused(&u.log, uerr.status, upstreamMessage(uerr.status), slog.String("upstream", uerr.serverOr(rs.route.Upstream.Address)), slog.Any("err", uerr.err))
 		rs.metrics.Handshake(statusResult(uerr.status), time.Since(u.start))
 		err = writeRejection(u.c, &rejection{status: uerr.status, msg: upstreamMessage(uerr.status)}, deadline)
 	}

@@ -583,6 +583,6 @@ func (s *Server) upgradeHijacked(w http.ResponseWriter, r *http.Request, ls *lis
 	defer s.inflight.Done()
 	defer s.releaseConn(c)
 	s.serveUpgrade(&upgrade{
-		c: c, req: r, buffered: buffered, t: t, fwd: fwd, slot: slot, start: start, log: log,
+		c: c, req: r, buffered: buffered, t: t, fwd: fwd, slot: slot, start: start, log: *log,
 	})
 }

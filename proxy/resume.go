@@ -212,7 +212,7 @@ func (s *Server) resumeSession(u *upgrade, route *config.Route, rs *routeState, 
 		s.refuseResume(u, rs, up, &relay.ResumeRefused{Code: relay.ResumeCannotResume, Reason: "resume: cannot continue"}, deadline)
 		return
 	}
-	c, log := u.c, u.log
+	c, log := u.c, &u.log
 	if err := writeSwitching(c, up.key, ws.Handshake{Protocol: claim.Protocol}, nil, deadline); err != nil {
 		claim.Release()
 		log.write(slog.LevelInfo, "resume failed: writing 101 to client", slog.Any("err", err))

@@ -124,6 +124,8 @@ var upstreamNetDialer = net.Dialer{KeepAlive: -1}
 type upstreamDialer struct {
 	d    ws.Dialer
 	conn limitedConn
+	// fwdHeader is d.Header: the request headers forwarded upstream.
+	fwdHeader upstreamHeader
 	// header collects the 101's other headers; nil until there is one.
 	header     http.Header
 	errResp    *upstreamResponse
@@ -163,6 +165,7 @@ func (u *upstreamDialer) onStatusError(_ int, _ []byte, r io.Reader) {
 func (u *upstreamDialer) release() {
 	u.d.Protocols, u.d.Extensions, u.d.Header = nil, nil, nil
 	u.conn = limitedConn{}
+	u.fwdHeader = upstreamHeader{}
 	u.header, u.errResp, u.errRespErr = nil, nil, nil
 	upstreamDialers.Put(u)
 }
@@ -236,7 +239,8 @@ func (s *Server) upgradeUpstream(ctx context.Context, conn net.Conn, u *url.URL,
 	defer ud.release()
 	ud.d.Protocols = up.protocols
 	ud.d.Extensions = offeredExtensions(route, up.extensions)
-	ud.d.Header = ws.HandshakeHeaderHTTP(forwardHeader(req, fwd))
+	ud.fwdHeader.h = forwardHeader(req, fwd)
+	ud.d.Header = &ud.fwdHeader
 	ud.conn = limitedConn{Conn: conn, left: maxUpstreamHandshake}
 
 	br, hs, err := ud.d.Upgrade(&ud.conn, u)
@@ -403,5 +407,41 @@ func (c *limitedConn) Read(p []byte) (int, error) {
 	}
 	n, err := c.Conn.Read(p)
 	c.left -= int64(n)
+	return n, err
+}
+
+// upstreamHeader writes the forwarded header into the upstream request,
+// as ws.HandshakeHeaderHTTP does, but without allocating: that one wraps
+// the writer in a counter that escapes on every handshake; this one is
+// part of the pooled upstreamDialer, counter included.
+type upstreamHeader struct {
+	h http.Header
+	w countingWriter
+}
+
+func (u *upstreamHeader) WriteTo(w io.Writer) (int64, error) {
+	u.w = countingWriter{w: w}
+	err := u.h.Write(&u.w)
+	n := u.w.n
+	u.w = countingWriter{}
+	return n, err
+}
+
+// countingWriter counts what is written through it. It is an
+// io.StringWriter, so that http.Header.Write does not wrap it again.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingWriter) WriteString(s string) (int, error) {
+	n, err := io.WriteString(c.w, s)
+	c.n += int64(n)
 	return n, err
 }

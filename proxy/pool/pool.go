@@ -218,10 +218,10 @@ func (p *Pool) Dial(ctx context.Context, key string) (net.Conn, Picked, error) {
 		if deadline, ok := ctx.Deadline(); ok && i < len(order)-1 {
 			actx, cancel = context.WithTimeout(ctx, AttemptTimeout(time.Until(deadline), len(order)-i))
 		}
-		conn, err := p.dialServer(actx, s)
+		conn, addr, err := p.dialServer(actx, s)
 		cancel()
 		if err == nil {
-			remote := conn.RemoteAddr().String()
+			remote := remoteString(conn, addr)
 			p.connected(s, remote)
 			return conn, Picked{Server: s.cfg, Remote: remote}, nil
 		}
@@ -250,21 +250,48 @@ func AttemptTimeout(left time.Duration, servers int) time.Duration {
 	return max(left/time.Duration(servers), min(left, minAttemptTimeout))
 }
 
-func (p *Pool) dialServer(ctx context.Context, s *server) (net.Conn, error) {
-	addr, err := p.resolve(ctx, s)
+// dialServer connects to s; addr is the address it dialed.
+func (p *Pool) dialServer(ctx context.Context, s *server) (conn net.Conn, addr string, err error) {
+	addr, err = p.resolve(ctx, s)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	conn, err := p.dial(ctx, "tcp", addr)
+	conn, err = p.dial(ctx, "tcp", addr)
 	if err != nil || p.shake == nil {
-		return conn, err
+		return conn, addr, err
 	}
 	tc, err := p.shake(ctx, conn, s.cfg)
 	if err != nil {
 		_ = conn.Close()
-		return nil, err
+		return nil, "", err
 	}
-	return tc, nil
+	return tc, addr, nil
+}
+
+// remoteString is conn.RemoteAddr().String(), the key a pair is counted
+// under, without formatting it anew on every dial: when the address
+// dialed is already that string (an IP address and port in the form
+// net.TCPAddr.String writes, the usual case), it is returned.
+func remoteString(conn net.Conn, dialed string) string {
+	ra := conn.RemoteAddr()
+	ta, ok := ra.(*net.TCPAddr)
+	if !ok || ta.Zone != "" {
+		return ra.String()
+	}
+	ap, err := netip.ParseAddrPort(dialed)
+	if err != nil || ap.Addr().Zone() != "" || ap.Addr().Is4In6() ||
+		ap.Port() != uint16(ta.Port) || ap.Addr() != ta.AddrPort().Addr().Unmap() {
+		return ra.String()
+	}
+	// net.TCPAddr.String writes the IP as net.IP.String does, which is
+	// netip's form for a 4-byte or an unmapped 16-byte address; only a
+	// dialed string in that exact form (no leading zeros, no upper-case
+	// hex, brackets for IPv6) is the same string.
+	var buf [64]byte
+	if string(ap.AppendTo(buf[:0])) != dialed {
+		return ra.String()
+	}
+	return dialed
 }
 
 // Pick returns the server a request with key (see Key) goes to when it

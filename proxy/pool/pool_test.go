@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/wsalive/wsalive/config"
 )
@@ -852,5 +853,37 @@ func TestWeightedLeastPairs(t *testing.T) {
 	}
 	if st := p.States(); st[0].Pairs != 6 || st[1].Pairs != 3 {
 		t.Errorf("9 pairs on weights 2 and 1 spread as %d and %d, want 6 and 3", st[0].Pairs, st[1].Pairs)
+	}
+}
+
+// TestRemoteStringIsRemoteAddrString: the key a pair is counted under is
+// conn.RemoteAddr().String() whatever form the dialed address had; the
+// dialed string is reused only when it is exactly that.
+func TestRemoteStringIsRemoteAddrString(t *testing.T) {
+	v4 := net.ParseIP("10.0.0.1") // 16-byte form, as accepted sockets give
+	for _, c := range []struct {
+		dialed string
+		remote net.Addr
+		reused bool
+	}{
+		{"10.0.0.1:8080", &net.TCPAddr{IP: v4, Port: 8080}, true},
+		{"10.0.0.1:8080", &net.TCPAddr{IP: v4.To4(), Port: 8080}, true},
+		{"[2001:db8::1]:443", &net.TCPAddr{IP: net.ParseIP("2001:db8::1"), Port: 443}, true},
+		{"[2001:DB8::1]:443", &net.TCPAddr{IP: net.ParseIP("2001:db8::1"), Port: 443}, false},
+		{"[2001:db8:0::1]:443", &net.TCPAddr{IP: net.ParseIP("2001:db8::1"), Port: 443}, false},
+		{"[::ffff:10.0.0.1]:80", &net.TCPAddr{IP: v4, Port: 80}, false},
+		{"10.0.0.1:080", &net.TCPAddr{IP: v4, Port: 80}, false},
+		{"10.0.0.1:8080", &net.TCPAddr{IP: v4, Port: 8081}, false},
+		{"10.0.0.2:8080", &net.TCPAddr{IP: v4, Port: 8080}, false},
+		{"[fe80::1%eth0]:80", &net.TCPAddr{IP: net.ParseIP("fe80::1"), Port: 80, Zone: "eth0"}, false},
+		{"localhost:80", &net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 80}, false},
+	} {
+		got := remoteString(fakeConn{remote: c.remote}, c.dialed)
+		if want := c.remote.String(); got != want {
+			t.Errorf("dialed %q, remote %v: %q, want %q", c.dialed, c.remote, got, want)
+		}
+		if reused := unsafe.StringData(got) == unsafe.StringData(c.dialed); reused != c.reused {
+			t.Errorf("dialed %q, remote %v: reused %v, want %v", c.dialed, c.remote, reused, c.reused)
+		}
 	}
 }
