@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -45,11 +46,8 @@ func (h *headReader) readHeadLines() (malformed bool, err error) {
 				return true, nil
 			}
 		default:
-			colon := 0
-			for colon < len(line) && line[colon] != ':' {
-				colon++
-			}
-			if colon == len(line) || !isTokenBytes(line[:colon]) || !validFieldValue(line[colon+1:]) {
+			colon := bytes.IndexByte(line, ':')
+			if colon < 0 || !isTokenBytes(line[:colon]) || !validFieldValue(line[colon+1:]) {
 				return true, nil
 			}
 		}
@@ -74,11 +72,11 @@ func trimEOL(line []byte) []byte {
 // control character in the target (url.ParseRequestURI refuses them), the
 // version HTTP/DIGIT.DIGIT. The target is parsed with the head.
 func validRequestLine(line []byte) bool {
-	sp1 := indexByte(line, ' ')
+	sp1 := bytes.IndexByte(line, ' ')
 	if sp1 < 0 {
 		return false
 	}
-	sp2 := indexByte(line[sp1+1:], ' ')
+	sp2 := bytes.IndexByte(line[sp1+1:], ' ')
 	if sp2 < 0 {
 		return false
 	}
@@ -96,15 +94,6 @@ func validRequestLine(line []byte) bool {
 	copy(buf[:], proto)
 	_, _, ok := http.ParseHTTPVersion(string(buf[:]))
 	return ok && isTokenBytes(line[:sp1])
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }
 
 func isTokenBytes(b []byte) bool {
