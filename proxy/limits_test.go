@@ -1,0 +1,106 @@
+package proxy
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/wsalive/wsalive/config"
+)
+
+// TestPairCounterKeepsNoIPTextForPlainClients: a pair whose client IP is
+// its address's own text holds no string of its own for its life (the
+// counter's per-pair entry is a value), while a forwarded client's IP,
+// or one written differently (upper-case hex), is kept as given; either
+// way the pair's end gives back exactly what it reserved.
+func TestPairCounterKeepsNoIPTextForPlainClients(t *testing.T) {
+	route := &config.Route{Name: "r"}
+	route.MaxPairsPerClientIP = 5
+	other := &config.Route{Name: "other"}
+	cases := []struct {
+		name, ip string
+		addr     netip.AddrPort
+		kept     bool
+	}{
+		{"ipv4", "192.0.2.7", netip.MustParseAddrPort("192.0.2.7:4000"), false},
+		{"ipv6", "2001:db8::7", netip.MustParseAddrPort("[2001:db8::7]:4000"), false},
+		{"zone", "fe80::1%eth0", netip.MustParseAddrPort("[fe80::1%eth0]:4000"), false},
+		{"forwarded", "198.51.100.1", netip.MustParseAddrPort("127.0.0.1:4000"), true},
+		{"upper-case", "2001:DB8::7", netip.MustParseAddrPort("[2001:db8::7]:4001"), true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pc := newPairCounter()
+			if r := pc.reserve(other, tc.ip); r != "" {
+				t.Fatal(r)
+			}
+			if r := pc.reserve(route, tc.ip); r != "" {
+				t.Fatal(r)
+			}
+			pc.attach(route.Name, tc.addr, tc.ip, nil)
+			pc.attach(other.Name, tc.addr, tc.ip, nil) // same address, another route
+			if len(pc.live) != 2 {
+				t.Fatalf("%d live entries, want 2 (one per route)", len(pc.live))
+			}
+			for k, p := range pc.live {
+				if got := p.clientIP != ""; got != tc.kept {
+					t.Errorf("route %d: clientIP %q kept = %v, want %v", k.route, p.clientIP, got, tc.kept)
+				}
+			}
+			if n, byIP := pc.count(route.Name, tc.ip); n != 1 || byIP != 1 {
+				t.Fatalf("count = %d, %d; want 1, 1", n, byIP)
+			}
+			if !pc.closed(route.Name, tc.addr, 99) {
+				t.Fatal("closed: pair not found")
+			}
+			if pc.closed(route.Name, tc.addr, 99) {
+				t.Fatal("closed twice: found again")
+			}
+			if n, byIP := pc.count(route.Name, tc.ip); n != 0 || byIP != 0 {
+				t.Fatalf("after closed: count = %d, %d; want 0, 0", n, byIP)
+			}
+			if len(pc.routes[route.Name].byIP) != 0 {
+				t.Fatalf("byIP keeps %v", pc.routes[route.Name].byIP)
+			}
+			if n, _ := pc.count(other.Name, tc.ip); n != 1 {
+				t.Fatalf("the other route's pair: count %d, want 1", n)
+			}
+		})
+	}
+}
+
+// TestPairCounterSessionKeepsItsIP: a session's pair is found by ID once
+// identified, and gives back the IP it was reserved under, whatever
+// address it ends with.
+func TestPairCounterSessionKeepsItsIP(t *testing.T) {
+	pc := newPairCounter()
+	route := &config.Route{Name: "r"}
+	addr := netip.MustParseAddrPort("192.0.2.7:4000")
+	pc.reserve(route, "192.0.2.7")
+	pc.attach(route.Name, addr, "192.0.2.7", nil)
+	pc.identify(route.Name, addr, 7)
+	if len(pc.live) != 0 || len(pc.sessions) != 1 {
+		t.Fatalf("live %d, sessions %d; want 0, 1", len(pc.live), len(pc.sessions))
+	}
+	if !pc.closed(route.Name, netip.MustParseAddrPort("203.0.113.1:5000"), 7) {
+		t.Fatal("session's pair not found by ID")
+	}
+	if n, byIP := pc.count(route.Name, "192.0.2.7"); n != 0 || byIP != 0 {
+		t.Fatalf("count = %d, %d; want 0, 0", n, byIP)
+	}
+}
+
+// TestPairCounterEntryAllocatesNothing: recording a plain client's pair
+// allocates nothing, the comparison of its IP with its address's text
+// included (which formats the address on the stack).
+func TestPairCounterEntryAllocatesNothing(t *testing.T) {
+	pc := newPairCounter()
+	route := &config.Route{Name: "r"}
+	addr := netip.MustParseAddrPort("192.0.2.7:4000")
+	ip := "192.0.2.7"
+	pc.reserve(route, ip)
+	pc.attach(route.Name, addr, ip, nil)
+	pc.closed(route.Name, addr, 0)
+	if n := testing.AllocsPerRun(100, func() { pc.attach(route.Name, addr, ip, nil) }); n != 0 {
+		t.Fatalf("attach: %v allocations, want 0", n)
+	}
+}
