@@ -1,10 +1,13 @@
 package proxy
 
 import (
+	"net/http"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/wsalive/wsalive/config"
+	"github.com/wsalive/wsalive/liveness"
 )
 
 // TestPairCounterKeepsNoIPTextForPlainClients: a pair whose client IP is
@@ -102,5 +105,48 @@ func TestPairCounterEntryAllocatesNothing(t *testing.T) {
 	pc.closed(route.Name, addr, 0)
 	if n := testing.AllocsPerRun(100, func() { pc.attach(route.Name, addr, ip, nil) }); n != 0 {
 		t.Fatalf("attach: %v allocations, want 0", n)
+	}
+}
+
+// TestListenerKeepaliveHandoff: a route whose client keepalive is the one
+// the listeners were opened with hands its pairs off with
+// ClientKeepaliveSet (the relay skips the socket's setsockopt calls);
+// another route's pairs, and every pair of a server told nothing about
+// its listeners, are set by the relay.
+func TestListenerKeepaliveHandoff(t *testing.T) {
+	up := startRawUpstream(t, answerWith(func(req *http.Request) string { return switching(req, "") }))
+	k := liveness.TCPKeepalive{Idle: 30 * time.Second, Interval: 5 * time.Second, Count: 3}
+	same := testRoute("same", up.addr, 2*time.Second)
+	same.PathPrefix = "/same"
+	same.ClientHeartbeat.TCP = k
+	other := testRoute("other", up.addr, 2*time.Second)
+	other.PathPrefix = "/other"
+	other.ClientHeartbeat.TCP = liveness.TCPKeepalive{Idle: time.Minute}
+
+	if got, ok := ListenerKeepalive([]*config.Route{same, other}); ok {
+		t.Errorf("routes that differ: ListenerKeepalive = %+v, true; want false", got)
+	}
+	if got, ok := ListenerKeepalive([]*config.Route{same, same}); !ok || got != k {
+		t.Errorf("routes that agree: ListenerKeepalive = %+v, %v; want %+v, true", got, ok, k)
+	}
+	if _, ok := ListenerKeepalive([]*config.Route{testRoute("none", up.addr, time.Second)}); ok {
+		t.Error("routes with no keepalive: want false (nothing to set on a listener)")
+	}
+
+	for _, told := range []bool{true, false} {
+		var opts []Option
+		if told {
+			opts = append(opts, WithListenerKeepalive(k))
+		}
+		p, _ := startProxyWith(t, []*config.Route{same, other}, config.Listener{}, false, opts...)
+		for _, path := range []string{"/same", "/other"} {
+			if ex := roundTrip(t, p.addr, upgradeRequest(path, "a", "")); ex.resp.StatusCode != 101 {
+				t.Fatalf("%s: status %d", path, ex.resp.StatusCode)
+			}
+			h := p.relay.waitHandoff(t)
+			if want := told && path == "/same"; h.ClientKeepaliveSet != want {
+				t.Errorf("told %v, %s: ClientKeepaliveSet = %v, want %v", told, path, h.ClientKeepaliveSet, want)
+			}
+		}
 	}
 }
