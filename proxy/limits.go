@@ -132,13 +132,17 @@ func (h *handshakeLimit) inHandshake() int {
 // the address it had may be reused by another connection. So once the
 // relay has given it an ID, it is found by that ID alone.
 //
-// An entry of live is held for every idle pair, so it is kept small and
-// holds no allocation of its own (issue 14): the route is an index, the
-// address a value, and the client IP is kept only when it is not the
-// address's own text (a forwarded client behind a trusted proxy).
+// An entry is held for every idle pair, so it is kept small and holds no
+// allocation of its own (issue 14): the route is an index, the address a
+// value. Most pairs are plain: their client IP is their address's own
+// text and their connection holds no listener slot, so nothing but the
+// key needs keeping, and the key has no pointer: plain holds them, 20
+// bytes a slot, which the collector does not scan. live holds the others
+// (a forwarded client's IP, a slot, a zoned address).
 type pairCounter struct {
 	mu     sync.Mutex
 	routes map[string]*routePairs
+	plain  map[plainKey]struct{}
 	live   map[pairKey]livePair
 	// sessions holds the pairs of resumable sessions by pair ID.
 	sessions map[uint64]livePair
@@ -163,7 +167,21 @@ type pairKey struct {
 	route uint32
 }
 
-func (k pairKey) addrPort() netip.AddrPort { return netip.AddrPortFrom(k.ip, k.port) }
+// plainKey is a pairKey without a zone, in 20 bytes with no pointer.
+type plainKey struct {
+	ip    [16]byte // As16 of an unmapped address: IPv4 and IPv6 stay apart
+	port  uint16
+	route uint16
+}
+
+// plain returns k as a plainKey, unless k has a zone, a large index, or
+// an IPv4-mapped address (callers unmap; its As16 would be an IPv4's).
+func (k pairKey) plain() (plainKey, bool) {
+	if k.ip.Zone() != "" || !k.ip.IsValid() || k.ip.Is4In6() || k.route > 0xffff {
+		return plainKey{}, false
+	}
+	return plainKey{ip: k.ip.As16(), port: k.port, route: uint16(k.route)}, true
+}
 
 // addrPortOf returns c's remote address as a comparable value.
 func addrPortOf(c net.Conn) netip.AddrPort {
@@ -185,6 +203,7 @@ type livePair struct {
 func newPairCounter() *pairCounter {
 	return &pairCounter{
 		routes:   map[string]*routePairs{},
+		plain:    map[plainKey]struct{}{},
 		live:     map[pairKey]livePair{},
 		sessions: map[uint64]livePair{},
 	}
@@ -266,9 +285,28 @@ func (pc *pairCounter) attach(route string, clientAddr netip.AddrPort, ip string
 		if isAddrText(ip, k.ip) {
 			ip = "" // not kept for the pair's life: it is the key's
 		}
-		pc.live[k] = livePair{clientIP: ip, slot: slot}
+		if pk, ok := k.plain(); ok && ip == "" && slot == nil {
+			pc.plain[pk] = struct{}{}
+		} else {
+			pc.live[k] = livePair{clientIP: ip, slot: slot}
+		}
 	}
 	pc.mu.Unlock()
+}
+
+// take removes the pair recorded under k and returns it. pc.mu is held.
+func (pc *pairCounter) take(k pairKey) (livePair, bool) {
+	if pk, ok := k.plain(); ok {
+		if _, ok := pc.plain[pk]; ok {
+			delete(pc.plain, pk)
+			return livePair{}, true
+		}
+	}
+	p, ok := pc.live[k]
+	if ok {
+		delete(pc.live, k)
+	}
+	return p, ok
 }
 
 // identify moves the pair of a resumable session, attached with
@@ -276,8 +314,7 @@ func (pc *pairCounter) attach(route string, clientAddr netip.AddrPort, ip string
 func (pc *pairCounter) identify(route string, clientAddr netip.AddrPort, id uint64) {
 	pc.mu.Lock()
 	if k, _, ok := pc.key(route, clientAddr); ok {
-		if p, ok := pc.live[k]; ok {
-			delete(pc.live, k)
+		if p, ok := pc.take(k); ok {
 			// Its client address changes when it resumes.
 			p.clientIP = p.ipOf(k)
 			pc.sessions[id] = p
@@ -314,8 +351,7 @@ func (pc *pairCounter) closed(route string, clientAddr netip.AddrPort, id uint64
 	if ok {
 		delete(pc.sessions, id)
 	} else if k, _, known := pc.key(route, clientAddr); known {
-		if p, ok = pc.live[k]; ok {
-			delete(pc.live, k)
+		if p, ok = pc.take(k); ok {
 			ip = p.ipOf(k)
 		}
 	}

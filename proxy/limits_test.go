@@ -28,6 +28,7 @@ func TestPairCounterKeepsNoIPTextForPlainClients(t *testing.T) {
 		{"ipv6", "2001:db8::7", netip.MustParseAddrPort("[2001:db8::7]:4000"), false},
 		{"zone", "fe80::1%eth0", netip.MustParseAddrPort("[fe80::1%eth0]:4000"), false},
 		{"forwarded", "198.51.100.1", netip.MustParseAddrPort("127.0.0.1:4000"), true},
+		{"v4-mapped-v6", "::ffff:192.0.2.7", netip.MustParseAddrPort("[::ffff:192.0.2.7]:4000"), false},
 		{"upper-case", "2001:DB8::7", netip.MustParseAddrPort("[2001:db8::7]:4001"), true},
 	}
 	for _, tc := range cases {
@@ -41,8 +42,14 @@ func TestPairCounterKeepsNoIPTextForPlainClients(t *testing.T) {
 			}
 			pc.attach(route.Name, tc.addr, tc.ip, nil)
 			pc.attach(other.Name, tc.addr, tc.ip, nil) // same address, another route
-			if len(pc.live) != 2 {
-				t.Fatalf("%d live entries, want 2 (one per route)", len(pc.live))
+			// Plain pairs are keys alone; the others keep what the key
+			// does not say (a zone cannot be in a plain key).
+			wantPlain := 2
+			if tc.kept || tc.addr.Addr().Zone() != "" || tc.addr.Addr().Is4In6() {
+				wantPlain = 0
+			}
+			if len(pc.plain) != wantPlain || len(pc.live) != 2-wantPlain {
+				t.Fatalf("%d plain and %d other entries, want %d and %d", len(pc.plain), len(pc.live), wantPlain, 2-wantPlain)
 			}
 			for k, p := range pc.live {
 				if got := p.clientIP != ""; got != tc.kept {
@@ -81,8 +88,8 @@ func TestPairCounterSessionKeepsItsIP(t *testing.T) {
 	pc.reserve(route, "192.0.2.7")
 	pc.attach(route.Name, addr, "192.0.2.7", nil)
 	pc.identify(route.Name, addr, 7)
-	if len(pc.live) != 0 || len(pc.sessions) != 1 {
-		t.Fatalf("live %d, sessions %d; want 0, 1", len(pc.live), len(pc.sessions))
+	if len(pc.plain) != 0 || len(pc.live) != 0 || len(pc.sessions) != 1 {
+		t.Fatalf("plain %d, live %d, sessions %d; want 0, 0, 1", len(pc.plain), len(pc.live), len(pc.sessions))
 	}
 	if !pc.closed(route.Name, netip.MustParseAddrPort("203.0.113.1:5000"), 7) {
 		t.Fatal("session's pair not found by ID")
