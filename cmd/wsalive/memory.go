@@ -54,9 +54,9 @@ const (
 	releaseSlack    = 2 << 20         // heap above the estimate that is worth returning
 	handshakesFew   = 16              // handshakes in flight that count as few
 	// pairNeeds is the heap of an idle plain pair: its 512-byte state,
-	// its place in the server's pair count (about 115 bytes with the
-	// map's slack) and in its loop's tables (about 40), measured
-	// exactly (GODEBUG=memprofilerate=1) at 9,000 pairs; the rest is
+	// its place in the server's pair count (about 50 bytes with the
+	// set's slack) and in its loop's tables (about 40), measured
+	// (GODEBUG=memprofilerate=1, MemStats) at 9,000 pairs; the rest is
 	// margin. The estimate, the slack and the floor of the baseline
 	// decide whether a storm's garbage is ever returned: with 1 KiB per
 	// pair, 8 MiB and 4 MiB, 9,000 idle pairs were allowed 21 MiB, more
@@ -65,7 +65,7 @@ const (
 	// 1.2-2.1 KB per pair. A pair that needs more (a TLS pair, one with
 	// messages buffered) makes the estimate low; that costs one release
 	// after its burst, and the floor below keeps it from being repeated.
-	pairNeeds      = 768
+	pairNeeds      = 640
 	collectSlack   = 1 << 20         // garbage worth a collection while idle
 	handshakeNeeds = 32 << 10        // heap per connection in handshake
 	minBaseline    = uint64(4 << 20) // the floor of the baseline estimate
