@@ -209,9 +209,10 @@ func setKeepalive(fd int, k *liveness.TCPKeepalive) error {
 //
 // A socket Linux accepts is a copy of its listening socket
 // (tcp_create_openreq_child): it inherits SO_KEEPALIVE, TCP_KEEPIDLE,
-// TCP_KEEPINTVL, TCP_KEEPCNT and TCP_USER_TIMEOUT, and its keepalive
-// timer is armed (TestAcceptedSocketInheritsKeepalive checks this on the
-// running kernel). A listener opened with k therefore spares the relay
+// TCP_KEEPINTVL, TCP_KEEPCNT and TCP_USER_TIMEOUT
+// (TestAcceptedSocketInheritsKeepalive checks these on the running
+// kernel), and the kernel arms its keepalive timer when SO_KEEPALIVE came
+// with it (read in tcp_create_openreq_child, not tested). A listener opened with k therefore spares the relay
 // the five setsockopt calls per client socket whose route's keepalive is
 // k (Handoff.ClientKeepaliveSet). Set before listen, not after: a
 // connection completed in between would be accepted without it.
