@@ -280,6 +280,8 @@ func (s *Server) serveUpgrade(u *upgrade) {
 		CloseTimeout:     route.CloseTimeout,
 		Policy:           rs.policy,
 		Session:          session,
+		// The listener's keepalive was inherited: the relay need not set it.
+		ClientKeepaliveSet: s.clientKeepaliveSet(route),
 	}
 	if session != nil {
 		session.Protocol = uc.hs.Protocol

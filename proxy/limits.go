@@ -125,15 +125,24 @@ func (h *handshakeLimit) inHandshake() int {
 // Server.PairClosed) gives the place back. The engine never calls into
 // the proxy: it reports what happened, and its owner passes it on.
 //
-// Pairs are found again by route name and client address, the two things
+// Pairs are found again by route and client address, the two things
 // PairStats carries that the handoff fixed; the address is unique among
 // live connections. A resumable session's pair is different: its client
 // connection changes when it resumes, and while it waits for its client
 // the address it had may be reused by another connection. So once the
 // relay has given it an ID, it is found by that ID alone.
+//
+// An entry is held for every idle pair, so it is kept small and holds no
+// allocation of its own (issue 14): the route is an index, the address a
+// value. Most pairs are plain: their client IP is their address's own
+// text and their connection holds no listener slot, so nothing but the
+// key needs keeping, and the key has no pointer: plain holds them, 20
+// bytes a slot, which the collector does not scan. live holds the others
+// (a forwarded client's IP, a slot, a zoned address).
 type pairCounter struct {
 	mu     sync.Mutex
 	routes map[string]*routePairs
+	plain  map[plainKey]struct{}
 	live   map[pairKey]livePair
 	// sessions holds the pairs of resumable sessions by pair ID.
 	sessions map[uint64]livePair
@@ -142,14 +151,36 @@ type pairCounter struct {
 type routePairs struct {
 	n    int
 	byIP map[string]int
+	// index stands for the route name in pairKey; routePairs are never
+	// removed, so it stays unique.
+	index uint32
 }
 
-// pairKey finds a live pair again. The address is kept as a value, not
-// as text: formatting it per handshake would cost two allocations, while
-// parsing PairStats.ClientAddr happens once per pair, off the hot path.
+// pairKey finds a live pair again: the route's index and the client's
+// address (unmapped, with its zone), 32 bytes. The address is kept as a
+// value, not as text: formatting it per handshake would cost two
+// allocations, while parsing PairStats.ClientAddr happens once per pair,
+// off the hot path.
 type pairKey struct {
-	route      string
-	clientAddr netip.AddrPort
+	ip    netip.Addr
+	port  uint16
+	route uint32
+}
+
+// plainKey is a pairKey without a zone, in 20 bytes with no pointer.
+type plainKey struct {
+	ip    [16]byte // As16 of an unmapped address: IPv4 and IPv6 stay apart
+	port  uint16
+	route uint16
+}
+
+// plain returns k as a plainKey, unless k has a zone, a large index, or
+// an IPv4-mapped address (callers unmap; its As16 would be an IPv4's).
+func (k pairKey) plain() (plainKey, bool) {
+	if k.ip.Zone() != "" || !k.ip.IsValid() || k.ip.Is4In6() || k.route > 0xffff {
+		return plainKey{}, false
+	}
+	return plainKey{ip: k.ip.As16(), port: k.port, route: uint16(k.route)}, true
 }
 
 // addrPortOf returns c's remote address as a comparable value.
@@ -162,6 +193,9 @@ func addrPortOf(c net.Conn) netip.AddrPort {
 }
 
 type livePair struct {
+	// clientIP is the text the pair was reserved under; "" when it is
+	// the text of its key's address, as it is for every client not
+	// forwarded by a trusted proxy.
 	clientIP string
 	slot     *connSlot
 }
@@ -169,6 +203,7 @@ type livePair struct {
 func newPairCounter() *pairCounter {
 	return &pairCounter{
 		routes:   map[string]*routePairs{},
+		plain:    map[plainKey]struct{}{},
 		live:     map[pairKey]livePair{},
 		sessions: map[uint64]livePair{},
 	}
@@ -181,7 +216,7 @@ func (pc *pairCounter) reserve(route *config.Route, ip string) string {
 	defer pc.mu.Unlock()
 	rp := pc.routes[route.Name]
 	if rp == nil {
-		rp = &routePairs{byIP: map[string]int{}}
+		rp = &routePairs{byIP: map[string]int{}, index: uint32(len(pc.routes))}
 		pc.routes[route.Name] = rp
 	}
 	if route.MaxPairs > 0 && rp.n >= route.MaxPairs {
@@ -198,12 +233,11 @@ func (pc *pairCounter) reserve(route *config.Route, ip string) string {
 // unreserve gives back a reservation whose handshake failed.
 func (pc *pairCounter) unreserve(route, ip string) {
 	pc.mu.Lock()
-	pc.unreserveLocked(route, ip)
+	pc.unreserveLocked(pc.routes[route], ip)
 	pc.mu.Unlock()
 }
 
-func (pc *pairCounter) unreserveLocked(route, ip string) {
-	rp := pc.routes[route]
+func (pc *pairCounter) unreserveLocked(rp *routePairs, ip string) {
 	if rp == nil {
 		return
 	}
@@ -218,22 +252,73 @@ func (pc *pairCounter) unreserveLocked(route, ip string) {
 	// idle and back; there is one per route name ever served.
 }
 
+// key returns the key of route's pair from clientAddr; ok is false when
+// route has no reservation at all. pc.mu is held.
+func (pc *pairCounter) key(route string, clientAddr netip.AddrPort) (pairKey, *routePairs, bool) {
+	rp := pc.routes[route]
+	if rp == nil {
+		return pairKey{}, nil, false
+	}
+	return pairKey{ip: clientAddr.Addr(), port: clientAddr.Port(), route: rp.index}, rp, true
+}
+
+// isAddrText reports whether ip is exactly the text of a, without
+// formatting a on the heap.
+func isAddrText(ip string, a netip.Addr) bool {
+	var buf [64]byte
+	return string(a.AppendTo(buf[:0])) == ip
+}
+
+// ipOf returns the client IP p was reserved under.
+func (p livePair) ipOf(k pairKey) string {
+	if p.clientIP != "" {
+		return p.clientIP
+	}
+	return k.ip.String()
+}
+
 // attach records a reserved pair about to be handed to the relay, with
 // the listener slot its client connection holds.
 func (pc *pairCounter) attach(route string, clientAddr netip.AddrPort, ip string, slot *connSlot) {
 	pc.mu.Lock()
-	pc.live[pairKey{route, clientAddr}] = livePair{clientIP: ip, slot: slot}
+	if k, _, ok := pc.key(route, clientAddr); ok {
+		if isAddrText(ip, k.ip) {
+			ip = "" // not kept for the pair's life: it is the key's
+		}
+		if pk, ok := k.plain(); ok && ip == "" && slot == nil {
+			pc.plain[pk] = struct{}{}
+		} else {
+			pc.live[k] = livePair{clientIP: ip, slot: slot}
+		}
+	}
 	pc.mu.Unlock()
+}
+
+// take removes the pair recorded under k and returns it. pc.mu is held.
+func (pc *pairCounter) take(k pairKey) (livePair, bool) {
+	if pk, ok := k.plain(); ok {
+		if _, ok := pc.plain[pk]; ok {
+			delete(pc.plain, pk)
+			return livePair{}, true
+		}
+	}
+	p, ok := pc.live[k]
+	if ok {
+		delete(pc.live, k)
+	}
+	return p, ok
 }
 
 // identify moves the pair of a resumable session, attached with
 // clientAddr, to the sessions found by ID, unless it has ended already.
 func (pc *pairCounter) identify(route string, clientAddr netip.AddrPort, id uint64) {
-	k := pairKey{route, clientAddr}
 	pc.mu.Lock()
-	if p, ok := pc.live[k]; ok {
-		delete(pc.live, k)
-		pc.sessions[id] = p
+	if k, _, ok := pc.key(route, clientAddr); ok {
+		if p, ok := pc.take(k); ok {
+			// Its client address changes when it resumes.
+			p.clientIP = p.ipOf(k)
+			pc.sessions[id] = p
+		}
 	}
 	pc.mu.Unlock()
 }
@@ -261,16 +346,17 @@ func (pc *pairCounter) resumed(id uint64, slot *connSlot) {
 func (pc *pairCounter) closed(route string, clientAddr netip.AddrPort, id uint64) bool {
 	pc.mu.Lock()
 	p, ok := pc.sessions[id]
+	rp := pc.routes[route]
+	ip := p.clientIP
 	if ok {
 		delete(pc.sessions, id)
-	} else {
-		k := pairKey{route, clientAddr}
-		if p, ok = pc.live[k]; ok {
-			delete(pc.live, k)
+	} else if k, _, known := pc.key(route, clientAddr); known {
+		if p, ok = pc.take(k); ok {
+			ip = p.ipOf(k)
 		}
 	}
 	if ok {
-		pc.unreserveLocked(route, p.clientIP)
+		pc.unreserveLocked(rp, ip)
 	}
 	pc.mu.Unlock()
 	if ok {

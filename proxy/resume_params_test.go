@@ -123,8 +123,8 @@ func TestPairCounterResumed(t *testing.T) {
 			if !pc.closed("r", addr(1000), 8) {
 				t.Fatal("the ordinary pair was lost")
 			}
-			if n := live.Load(); n != 0 || len(pc.live) != 0 || len(pc.sessions) != 0 {
-				t.Errorf("left behind: slots=%d live=%d sessions=%d", n, len(pc.live), len(pc.sessions))
+			if n := live.Load(); n != 0 || len(pc.plain) != 0 || len(pc.live) != 0 || len(pc.sessions) != 0 {
+				t.Errorf("left behind: slots=%d plain=%d live=%d sessions=%d", n, len(pc.plain), len(pc.live), len(pc.sessions))
 			}
 			if pc.closed("r", addr(2000), 7) || pc.closed("r", addr(1000), 7) {
 				t.Error("pair given back twice")

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wsalive/wsalive/config"
+	"github.com/wsalive/wsalive/liveness"
 	"github.com/wsalive/wsalive/proxy/metrics"
 	"github.com/wsalive/wsalive/proxy/relay"
 )
@@ -58,7 +59,13 @@ type Server struct {
 
 	handshakes *handshakeLimit
 	pairs      *pairCounter
-	refusals   refusalLog
+	// lnKeepalive is the TCP keepalive every listener given to Serve
+	// carries, set when it was opened (WithListenerKeepalive); its
+	// accepted sockets inherit it. lnKeepaliveSet is false when nothing
+	// is known about the listeners.
+	lnKeepalive    liveness.TCPKeepalive
+	lnKeepaliveSet bool
+	refusals       refusalLog
 	// acceptErrors rate-limits the accept loop's log lines.
 	acceptErrors acceptErrorLog
 
@@ -133,6 +140,39 @@ func NewServer(routes []*config.Route, r Relay, logger *slog.Logger, opts ...Opt
 	s.table.Store(t)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
+}
+
+// WithListenerKeepalive tells the server that every listener it will
+// Serve was opened with k set on it (by relay.ListenControl(k), before it
+// listened), so that the client sockets it accepts carry k already. The
+// relay then skips setting a route's client keepalive on them when it is
+// k (relay.Handoff.ClientKeepaliveSet): 5 setsockopt calls per handshake.
+// Routes with another keepalive (after a reload, say) are set per socket
+// as before. See ListenerKeepalive for the k to open listeners with.
+func WithListenerKeepalive(k liveness.TCPKeepalive) Option {
+	return func(s *Server) {
+		s.lnKeepalive, s.lnKeepaliveSet = k, true
+	}
+}
+
+// ListenerKeepalive returns the client-side TCP keepalive all of routes
+// share, the one to open listeners with (WithListenerKeepalive); ok is
+// false when they differ or set none. Routes are not bound to listeners:
+// any route may be reached through any listener.
+func ListenerKeepalive(routes []*config.Route) (k liveness.TCPKeepalive, ok bool) {
+	for i, r := range routes {
+		if i > 0 && r.ClientHeartbeat.TCP != k {
+			return liveness.TCPKeepalive{}, false
+		}
+		k = r.ClientHeartbeat.TCP
+	}
+	return k, k != (liveness.TCPKeepalive{})
+}
+
+// clientKeepaliveSet says whether a client socket accepted by one of the
+// server's listeners already carries route's client keepalive.
+func (s *Server) clientKeepaliveSet(route *config.Route) bool {
+	return s.lnKeepaliveSet && route.ClientHeartbeat.TCP == s.lnKeepalive
 }
 
 func handshakeTimeout(r *config.Route) time.Duration {

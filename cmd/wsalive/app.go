@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/wsalive/wsalive/config"
@@ -47,6 +48,9 @@ type app struct {
 	mu        sync.Mutex
 	cfg       *config.Config             // what runs; replaced by a valid reload
 	listeners map[string]*servedListener // by address
+	// lnControl sets the listeners' TCP keepalive before they listen
+	// (relay.ListenControl); nil sets none.
+	lnControl func(network, address string, c syscall.RawConn) error
 
 	admin     *http.Server
 	adminAddr net.Addr
@@ -170,7 +174,17 @@ func startApp(cfg *config.Config, logger *slog.Logger, opts appOptions) (*app, e
 	if p, ok := any(eng).(engineLiveness); ok {
 		a.liveness.add("relay", p.Live)
 	}
-	srv, err := proxy.NewServer(cfg.Routes, eng, logger, proxy.WithLimits(cfg.Limits), proxy.WithMetrics(a.metrics))
+	srvOpts := []proxy.Option{proxy.WithLimits(cfg.Limits), proxy.WithMetrics(a.metrics)}
+	// Listeners are opened with the routes' common client keepalive, which
+	// their sockets inherit (Linux): the relay then need not set it on
+	// each. Fixed at start: a reload's listeners get the same, and a
+	// route whose keepalive a reload changes is set per socket.
+	if k, ok := proxy.ListenerKeepalive(cfg.Routes); ok {
+		if a.lnControl = relay.ListenControl(k); a.lnControl != nil {
+			srvOpts = append(srvOpts, proxy.WithListenerKeepalive(k))
+		}
+	}
+	srv, err := proxy.NewServer(cfg.Routes, eng, logger, srvOpts...)
 	if err != nil {
 		a.abort()
 		return nil, err

@@ -11,7 +11,7 @@ import (
 // After a flood of connections ends, wsalive hands the memory it used back
 // to the operating system within seconds, instead of over minutes or never.
 //
-// Why: the live state of an idle pair is about 560 bytes, but every
+// Why: the live state of an idle pair is about 650 bytes, but every
 // connection in handshake costs ~18 KB (buffers, a goroutine stack grown
 // by the parsers) and leaves garbage behind. After a flood of idle
 // connections, slow heads or finished handshakes, the Go heap keeps that
@@ -51,20 +51,24 @@ const (
 	releaseTick     = time.Second     // how often live state is read
 	releaseSettle   = 2               // ticks with few handshakes before a release
 	releaseCooldown = 5 * time.Second // least time between two releases
-	releaseSlack    = 4 << 20         // heap above the estimate that is worth returning
+	releaseSlack    = 2 << 20         // heap above the estimate that is worth returning
 	handshakesFew   = 16              // handshakes in flight that count as few
 	// pairNeeds is the heap of an idle plain pair: its 512-byte state,
-	// two address strings, its place in the server's pair count. With the
-	// 4 KiB this was (and 16 MiB of slack), 9,000 idle pairs were
-	// estimated at 52 MiB and a storm's garbage (some 12 MiB) was never
-	// returned: RSS per pair stayed at 2.8-3.9 KB. A pair that needs more (a
-	// TLS pair, one with messages buffered) makes the estimate low; that
-	// costs one release after its burst, and the floor below keeps it
-	// from being repeated.
-	pairNeeds      = 1 << 10
+	// its place in the server's pair count (about 50 bytes with the
+	// set's slack) and in its loop's tables (about 40), measured
+	// (GODEBUG=memprofilerate=1, MemStats) at 9,000 pairs; the rest is
+	// margin. The estimate, the slack and the floor of the baseline
+	// decide whether a storm's garbage is ever returned: with 1 KiB per
+	// pair, 8 MiB and 4 MiB, 9,000 idle pairs were allowed 21 MiB, more
+	// than the process held after a storm (12-13 MiB), so nothing was
+	// returned and RSS followed the GC's goal, twice the live heap:
+	// 1.2-2.1 KB per pair. A pair that needs more (a TLS pair, one with
+	// messages buffered) makes the estimate low; that costs one release
+	// after its burst, and the floor below keeps it from being repeated.
+	pairNeeds      = 640
 	collectSlack   = 1 << 20         // garbage worth a collection while idle
 	handshakeNeeds = 32 << 10        // heap per connection in handshake
-	minBaseline    = uint64(8 << 20) // the floor of the baseline estimate
+	minBaseline    = uint64(4 << 20) // the floor of the baseline estimate
 )
 
 // memReading is one sample of live state.

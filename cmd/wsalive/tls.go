@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"syscall"
 
 	"github.com/wsalive/wsalive/config"
 	"github.com/wsalive/wsalive/proxy/tlsconf"
@@ -15,7 +16,7 @@ import (
 // watched for changes, and its connections are TLS.
 func (a *app) listen(l config.Listener) (net.Listener, error) {
 	if l.TLS == nil {
-		return listenTCP(l.Address)
+		return listenTCP(l.Address, a.lnControl)
 	}
 	srv, err := tlsconf.NewServer(l.TLS, tlsconf.Options{Logger: a.logger.With("listener", l.Address)})
 	if err != nil {
@@ -27,7 +28,7 @@ func (a *app) listen(l config.Listener) (net.Listener, error) {
 		// serve over a missing inotify slot.
 		a.logger.Warn("certificate files will not be reloaded when they change", "listener", l.Address, "err", err)
 	}
-	ln, err := listenTCP(l.Address)
+	ln, err := listenTCP(l.Address, a.lnControl)
 	if err != nil {
 		srv.Close()
 		return nil, err
@@ -43,9 +44,11 @@ func (a *app) listen(l config.Listener) (net.Listener, error) {
 // accepted connection: the relay sets the route's keepalive on both
 // sockets of every pair it takes (overwriting Go's), a handshake is
 // bounded by its head and handshake timeouts, and a plain HTTP connection
-// by the listener's http_idle_timeout.
-func listenTCP(address string) (net.Listener, error) {
-	lc := net.ListenConfig{KeepAlive: -1}
+// by the listener's http_idle_timeout. control, when not nil, sets the
+// routes' common keepalive on the listening socket instead, before it
+// listens, for its sockets to inherit (see app.lnControl).
+func listenTCP(address string, control func(network, address string, c syscall.RawConn) error) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1, Control: control}
 	return lc.Listen(context.Background(), "tcp", address)
 }
 

@@ -37,6 +37,10 @@ type Handoff struct {
 	// Policy is the route's liveness policy; nil relays without
 	// heartbeats, idle or lifetime limits.
 	Policy *Policy
+	// ClientKeepaliveSet says the client's socket already carries the
+	// Policy's client Keepalive, inherited from a listener opened with
+	// ListenControl; the relay does not set it again.
+	ClientKeepaliveSet bool
 	// Session, when set, makes the pair a resumable session (the client
 	// opted in): see session.go and examples/client/RESUME.md.
 	Session *SessionOptions

@@ -60,8 +60,9 @@ type cpair struct {
 	// wake is signalled whenever an outbox empties or the pair ends.
 	wake sync.Cond
 	fx   effects
+	// conn holds each side's connection for the pair's life; the
+	// account's addresses are read from them when the pair ends.
 	conn [2]net.Conn
-	addr [2]string
 	out  [2]outbox // bytes toward each side, waiting for flush
 	// reading[s]: the reader of s is in Read. When it is not (it waits
 	// for, or does, the write toward the other side), what s sends stays
@@ -102,7 +103,9 @@ func (d *connDriver) attach(id uint64, h *Handoff, m *routeInfo) error {
 	p.rng.Seed(seed)
 	p.fx.rng = &p.rng
 	for s := client; s <= upstream; s++ {
-		p.addr[s] = p.conn[s].RemoteAddr().String()
+		if s == client && h.ClientKeepaliveSet {
+			continue // inherited from its listener
+		}
 		if err := connKeepalive(p.conn[s], &p.pol.side[s].Keepalive); err != nil {
 			e.logger.Warn("relay: setting TCP keepalive options", "side", s.String(), "err", err)
 		}
@@ -400,7 +403,7 @@ func (p *cpair) teardown() {
 	delete(d.pairs, p)
 	d.mu.Unlock()
 	e.pairs.Add(-1)
-	e.report(p.stats(p.fx.now, p.addr))
+	e.report(p.stats(p.fx.now, [2]string{addrText(p.conn[client]), addrText(p.conn[upstream])}))
 	d.wg.Done()
 }
 

@@ -61,8 +61,10 @@ func (d *epollDriver) attach(id uint64, h *Handoff, m *routeInfo) error {
 	p := &epair{}
 	p.init(id, h, m)
 	p.ep[client].fd, p.ep[upstream].fd = -1, -1
-	cfd, cerr := takeFD(h.Client, &p.ep[client].addr)
-	ufd, uerr := takeFD(h.Upstream, &p.ep[upstream].addr)
+	p.setAddr(client, &p.ep[client].addr, remoteAddr(h.Client))
+	p.setAddr(upstream, &p.ep[upstream].addr, remoteAddr(h.Upstream))
+	cfd, cerr := takeFD(h.Client)
+	ufd, uerr := takeFD(h.Upstream)
 	if err := errors.Join(cerr, uerr); err != nil {
 		closeFD(cfd)
 		closeFD(ufd)
@@ -70,6 +72,9 @@ func (d *epollDriver) attach(id uint64, h *Handoff, m *routeInfo) error {
 	}
 	p.ep[client].fd, p.ep[upstream].fd = int32(cfd), int32(ufd)
 	for s := client; s <= upstream; s++ {
+		if s == client && h.ClientKeepaliveSet {
+			continue // inherited from its listener: 5 system calls spared
+		}
 		if err := setKeepalive(p.ep[s].sock(), &p.pol.side[s].Keepalive); err != nil {
 			e.logger.Warn("relay: setting TCP keepalive options", "side", s.String(), "err", err)
 		}
@@ -141,12 +146,11 @@ func (d *epollDriver) live(bound time.Duration) error {
 // instead would leave the socket in the runtime's epoll set as well as the
 // loop's: every later readiness event, each pong included, would be
 // delivered twice, and the pair would hold the netFD for its lifetime.
-func takeFD(c net.Conn, addr *string) (int, error) {
+func takeFD(c net.Conn) (int, error) {
 	if c == nil {
 		return -1, errors.New("relay: nil connection")
 	}
 	defer c.Close()
-	*addr = c.RemoteAddr().String()
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return -1, fmt.Errorf("relay: %T has no file descriptor", c)
@@ -200,6 +204,31 @@ func setKeepalive(fd int, k *liveness.TCPKeepalive) error {
 	return errors.Join(errs...)
 }
 
+// ListenControl returns a net.ListenConfig Control function that sets k
+// on a listening socket before it listens, nil when k sets nothing.
+//
+// A socket Linux accepts is a copy of its listening socket
+// (tcp_create_openreq_child): it inherits SO_KEEPALIVE, TCP_KEEPIDLE,
+// TCP_KEEPINTVL, TCP_KEEPCNT and TCP_USER_TIMEOUT
+// (TestAcceptedSocketInheritsKeepalive checks these on the running
+// kernel), and the kernel arms its keepalive timer when SO_KEEPALIVE came
+// with it (read in tcp_create_openreq_child, not tested). A listener opened with k therefore spares the relay
+// the five setsockopt calls per client socket whose route's keepalive is
+// k (Handoff.ClientKeepaliveSet). Set before listen, not after: a
+// connection completed in between would be accepted without it.
+func ListenControl(k liveness.TCPKeepalive) func(network, address string, c syscall.RawConn) error {
+	if k == (liveness.TCPKeepalive{}) {
+		return nil
+	}
+	return func(_, _ string, c syscall.RawConn) error {
+		var setErr error
+		if err := c.Control(func(fd uintptr) { setErr = setKeepalive(int(fd), &k) }); err != nil {
+			return err
+		}
+		return setErr
+	}
+}
+
 func closeFD(fd int) {
 	if fd >= 0 {
 		unix.Close(fd)
@@ -225,7 +254,7 @@ func (d *epollDriver) closeFDs() {
 // connKeepalive applies k to the TCP socket under c (a TLS connection's
 // too).
 func connKeepalive(c net.Conn, k *liveness.TCPKeepalive) error {
-	if *k == (liveness.TCPKeepalive{}) {
+	if k == nil || *k == (liveness.TCPKeepalive{}) {
 		return nil
 	}
 	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {

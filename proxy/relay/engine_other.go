@@ -4,6 +4,7 @@ package relay
 
 import (
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/wsalive/wsalive/liveness"
@@ -27,7 +28,7 @@ func (*epollDriver) live(time.Duration) error                  { return nil }
 // too). TCP_USER_TIMEOUT is Linux's; elsewhere only keepalive probes are
 // set.
 func connKeepalive(c net.Conn, k *liveness.TCPKeepalive) error {
-	if k.Idle <= 0 {
+	if k == nil || k.Idle <= 0 {
 		return nil
 	}
 	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
@@ -38,4 +39,11 @@ func connKeepalive(c net.Conn, k *liveness.TCPKeepalive) error {
 		return nil
 	}
 	return tcp.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: k.Idle, Interval: k.Interval, Count: k.Count})
+}
+
+// ListenControl returns nil here: whether an accepted socket inherits its
+// listener's keepalive times is not checked on this system, so the relay
+// sets them on every socket.
+func ListenControl(liveness.TCPKeepalive) func(network, address string, c syscall.RawConn) error {
+	return nil
 }

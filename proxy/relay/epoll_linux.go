@@ -42,10 +42,12 @@ const (
 
 // endpoint is one socket of an epoll pair.
 type endpoint struct {
-	addr     string
-	pending  *bytebufferpool.ByteBuffer // bytes toward it its socket did not take yet
-	pendOff  int32                      // int32s keep a pair in a smaller allocation class
-	fd       int32
+	pending *bytebufferpool.ByteBuffer // bytes toward it its socket did not take yet
+	pendOff int32                      // int32s keep a pair in a smaller allocation class
+	fd      int32
+	// addr is the socket's remote address, for the pair's account; with
+	// the flags below it fills what was a string header and padding.
+	addr     peerAddr
 	readable bool // edge-triggered readiness, cleared by EAGAIN
 	writable bool
 	hangup   bool // the peer closed or the socket failed: read to the end
@@ -76,6 +78,11 @@ type epair struct {
 	pair
 	ep    [2]endpoint
 	timer liveness.Timer[*epair]
+}
+
+// addrs returns the sockets' remote addresses as text.
+func (p *epair) addrs() [2]string {
+	return [2]string{p.addrString(client, p.ep[client].addr), p.addrString(upstream, p.ep[upstream].addr)}
 }
 
 // busy reports, per side, whether the loop still holds bytes toward it.
@@ -436,7 +443,7 @@ func (l *loop) closeAll() {
 		unix.Close(p.ep[client].sock())
 		unix.Close(p.ep[upstream].sock())
 		l.env.pairs.Add(-1)
-		l.env.report(p.stats(l.now, [2]string{p.ep[client].addr, p.ep[upstream].addr}))
+		l.env.report(p.stats(l.now, p.addrs()))
 	}
 }
 
@@ -740,7 +747,7 @@ func (l *loop) teardown(p *epair) {
 	p.countDrain(false)
 	l.npairs--
 	l.env.pairs.Add(-1)
-	l.env.report(p.stats(l.now, [2]string{p.ep[client].addr, p.ep[upstream].addr}))
+	l.env.report(p.stats(l.now, p.addrs()))
 }
 
 // discardUnread throws away what a socket still has to read before it is

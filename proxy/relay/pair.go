@@ -137,6 +137,9 @@ type pairExtras struct {
 	// ses is the session state of a resumable pair (resume.go), nil for
 	// every other pair.
 	ses *sessState
+	// addrText holds, per side, a socket address the pair cannot keep as
+	// a value (see peerAddr): one with a zone, or not an IP address.
+	addrText [2]string
 }
 
 // extras returns p's extras, made on first use.

@@ -342,7 +342,6 @@ func (c *Claim) Attach(conn net.Conn, buffered []byte) (uint64, error) {
 		code = p.event().resumeClient(token, c.recv, &p.fx)
 		if code == 0 {
 			p.conn[client] = conn
-			p.addr[client] = conn.RemoteAddr().String()
 			e.sessions.setToken(s, token)
 		}
 		p.apply()

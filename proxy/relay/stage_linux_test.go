@@ -43,7 +43,8 @@ func stagePair(t *testing.T, l *loop) (p *epair, cli, ups net.Conn) {
 	p.init(1, &Handoff{CloseTimeout: time.Second}, &routeInfo{metrics: metrics.Nop{}.Route("")})
 	p.timer.Value = p
 	for s, c := range []net.Conn{proxyCli, proxyUps} {
-		fd, err := takeFD(c, &p.ep[s].addr)
+		p.setAddr(side(s), &p.ep[s].addr, c.RemoteAddr())
+		fd, err := takeFD(c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -471,7 +472,7 @@ func TestRingShortSubmit(t *testing.T) {
 	cli, srv := tcpPair(t)
 	defer cli.Close()
 	defer srv.Close()
-	fd, err := takeFD(srv, new(string))
+	fd, err := takeFD(srv)
 	if err != nil {
 		t.Fatal(err)
 	}
