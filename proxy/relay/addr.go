@@ -75,10 +75,10 @@ func remoteAddr(c net.Conn) net.Addr {
 	return c.RemoteAddr()
 }
 
-// addrText is c's remote address as text ("" for none). The net.Conn
+// remoteText is c's remote address as text ("" for none). The net.Conn
 // driver keeps its connections for the pair's life, and a closed
 // connection still knows its address, so it formats them only here.
-func addrText(c net.Conn) string {
+func remoteText(c net.Conn) string {
 	if a := remoteAddr(c); a != nil {
 		return a.String()
 	}

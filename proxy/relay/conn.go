@@ -403,7 +403,7 @@ func (p *cpair) teardown() {
 	delete(d.pairs, p)
 	d.mu.Unlock()
 	e.pairs.Add(-1)
-	e.report(p.stats(p.fx.now, [2]string{addrText(p.conn[client]), addrText(p.conn[upstream])}))
+	e.report(p.stats(p.fx.now, [2]string{remoteText(p.conn[client]), remoteText(p.conn[upstream])}))
 	d.wg.Done()
 }
 
