@@ -24,8 +24,9 @@ import (
 // did) fires while the flood's connections are still alive and never
 // again once they go (issue 12, defect 2). It releases when
 //
-//   - the connections in handshake have been few for releaseSettle ticks
-//     (a flood still under way holds its memory for real), and
+//   - the connections in handshake have been few, and new pairs few, for
+//     releaseSettle ticks (a flood or a ramp still under way holds its
+//     memory for real), and
 //   - the heap the runtime holds is well above what the live pairs and
 //     handshakes need (releaseSlack above the estimate), and
 //   - it is releaseSlack above where the last release left it (when a
@@ -93,7 +94,9 @@ type releaseTrigger struct {
 	// baseline is what the process holds at rest with nothing live.
 	baseline uint64
 
-	fewTicks    int       // consecutive readings with few handshakes
+	fewTicks    int       // consecutive settled readings: few handshakes, few new pairs
+	lastPairs   int64     // the pairs of the last reading
+	read        bool      // a reading was taken
 	lastRelease time.Time // zero before the first
 	lastCollect time.Time // the last collection, released or not
 	// floor is the least held since the last release: what a release
@@ -112,7 +115,14 @@ func (t *releaseTrigger) need(r memReading) uint64 {
 
 // tick takes a reading made at now and reports whether to release now.
 func (t *releaseTrigger) tick(now time.Time, r memReading) bool {
-	if r.Handshakes <= handshakesFew {
+	// Settled: few connections in handshake, and few new pairs since the
+	// last reading. A ramp of fast handshakes (3,000 a second that each
+	// take a millisecond) never has many in flight at once; released in
+	// the middle, its later garbage would stay, as the floor below keeps
+	// a second release from firing until the heap grows by the slack.
+	grew := t.read && r.Pairs > t.lastPairs+handshakesFew
+	t.read, t.lastPairs = true, r.Pairs
+	if r.Handshakes <= handshakesFew && !grew {
 		t.fewTicks++
 	} else {
 		t.fewTicks = 0

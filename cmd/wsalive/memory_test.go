@@ -117,6 +117,23 @@ func TestReleaseTrigger(t *testing.T) {
 			want: []int{1, 6},
 		},
 		{
+			// 9,000 clients at 3,000 a second: each handshake is quick,
+			// so few are ever in flight, but the pairs grow. Released
+			// mid-ramp, the rest of the ramp's garbage would stay: the
+			// release waits until the pairs stop growing.
+			name: "a ramp of quick handshakes is released once it ends",
+			readings: concat(
+				[]memReading{
+					{Handshakes: 3, Pairs: 0, HeapHeld: 5 * mib},
+					{Handshakes: 3, Pairs: 3000, HeapHeld: 10 * mib},
+					{Handshakes: 3, Pairs: 6000, HeapHeld: 15 * mib},
+					{Handshakes: 3, Pairs: 9000, HeapHeld: 20 * mib},
+				},
+				repeat(5, memReading{Pairs: 9000, HeapHeld: 20 * mib}),
+			),
+			want: []int{5},
+		},
+		{
 			name:     "a quiet process at rest is left alone",
 			readings: repeat(60, rest),
 			want:     nil,
