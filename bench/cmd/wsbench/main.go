@@ -26,9 +26,11 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -116,17 +118,25 @@ func run() int {
 			plan = harness.ShortPlan()
 		}
 		if *scenarios != "" {
+			// In the plan's order; a name that is no scenario is an error,
+			// not a scenario silently left out of a long run.
+			want := map[string]bool{}
+			for w := range strings.SplitSeq(*scenarios, ",") {
+				want[strings.TrimSpace(w)] = true
+			}
 			var keep []harness.Scenario
-			want := strings.Split(*scenarios, ",")
 			for _, sc := range plan {
-				for _, w := range want {
-					if strings.TrimSpace(w) == sc.Name {
-						keep = append(keep, sc)
-					}
+				if want[sc.Name] {
+					keep = append(keep, sc)
+					delete(want, sc.Name)
 				}
 			}
-			if len(keep) == 0 {
-				fmt.Fprintf(os.Stderr, "wsbench: no scenario matches %q\n", *scenarios)
+			if len(want) > 0 {
+				var names []string
+				for _, sc := range plan {
+					names = append(names, sc.Name)
+				}
+				fmt.Fprintf(os.Stderr, "wsbench: no scenario %q (the scenarios: %s)\n", slices.Sorted(maps.Keys(want)), strings.Join(names, ", "))
 				return 2
 			}
 			plan = keep
