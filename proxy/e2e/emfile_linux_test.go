@@ -20,10 +20,6 @@ import (
 // emfileChildEnv marks the child process of TestDescriptorExhaustion.
 const emfileChildEnv = "WSALIVE_EMFILE_CHILD"
 
-// pendingFreedLog precedes, in the child's log, how many descriptors it
-// freed before its pending connection could be dialed.
-const pendingFreedLog = "descriptors freed for the pending dial: "
-
 // TestDescriptorExhaustion runs TestDescriptorExhaustionChild in a child
 // process (the test binary again), because it lowers RLIMIT_NOFILE, which
 // is process-wide. The child's log is checked here: the accept loop's
@@ -44,16 +40,14 @@ func TestDescriptorExhaustion(t *testing.T) {
 	if !strings.Contains(log, "--- PASS: TestDescriptorExhaustionChild") {
 		t.Fatalf("child did not pass:\n%s", log)
 	}
-	// The flood's edge may make short bursts of its own (an accept slips
-	// in each time the child frees a descriptor); the held second must
-	// be one burst of many retries logged as one line, then its end.
-	freed := 1
-	if m := regexp.MustCompile(pendingFreedLog + `(\d+)`).FindStringSubmatch(log); m != nil {
-		freed, _ = strconv.Atoi(m[1])
-	}
+	// Every burst is logged once when it starts and once when it ends.
+	// The flood's edge makes short bursts of their own (an accept slips
+	// in whenever a descriptor frees, one failure each), so their number
+	// is not the test; the held second is: many retries, one burst, one
+	// line each way (its failures= count below).
 	failing, recovered := strings.Count(log, "accept failing"), strings.Count(log, "accept recovered")
-	if failing == 0 || failing > 1+freed || recovered != failing {
-		t.Errorf("%d burst lines and %d recovery lines, want 1 to %d of each:\n%s", failing, recovered, 1+freed, log)
+	if failing == 0 || recovered != failing {
+		t.Errorf("%d burst lines and %d recovery lines, want as many of each, at least one:\n%s", failing, recovered, log)
 	}
 	retries := 0
 	for _, m := range regexp.MustCompile(`accept recovered.*failures=(\d+)`).FindAllStringSubmatch(log, -1) {
@@ -143,14 +137,13 @@ func TestDescriptorExhaustionChild(t *testing.T) {
 	// for its client side; the proxy has none left to accept it with.
 	// The proxy's accept loop keeps retrying meanwhile and may take the
 	// freed descriptor first (accepting a queued flood connection, which
-	// ends its burst): then free another. The parent allows a burst per
-	// descriptor freed.
+	// ends its burst): then free another.
 	var pending net.Conn
 	for freed := 1; ; freed++ {
 		flood[len(flood)-1].Close()
 		flood = flood[:len(flood)-1]
 		if pending, err = net.DialTimeout("tcp", f.proxyAddr, waitBound); err == nil {
-			t.Logf("%s%d", pendingFreedLog, freed)
+			t.Logf("descriptors freed for the pending dial: %d", freed)
 			break
 		}
 		if !errors.Is(err, syscall.EMFILE) && !errors.Is(err, syscall.ENFILE) || freed == 5 {
