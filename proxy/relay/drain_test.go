@@ -50,9 +50,28 @@ func waitDraining(t *testing.T, e *Engine) {
 		}
 		runtime.Gosched()
 	}
-	// The drivers take the order right after the flag, on the drain's
-	// goroutine (conn) or at their loop's next turn (epoll); give them
-	// that turn before the test's pair starts its close handshake.
+	// The net.Conn driver gives the order to its pairs one by one on the
+	// drain's goroutine, right after the flag: wait until every one has
+	// it, or a pair the test ends meanwhile would end before its order
+	// and be in no count of the report (it happened in CI).
+	for {
+		given, live := 0, 0
+		e.conns.each(func(p *cpair) {
+			live++
+			if p.drain != nil {
+				given++
+			}
+		})
+		if given == live {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the drain reached %d of %d pairs", given, live)
+		}
+		runtime.Gosched()
+	}
+	// The epoll driver takes it at its loop's next turn; give it that
+	// turn before the test's pair starts its close handshake.
 	for range 100 {
 		runtime.Gosched()
 	}
