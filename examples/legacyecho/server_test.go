@@ -58,6 +58,14 @@ func startServer(t *testing.T, opts Options) *fixture {
 		)
 	}
 	c.Close()
+	// The server forgets the probe when its read sees the close, on its
+	// own goroutine: wait for that, so that tests counting connections
+	// count only their own.
+	for deadline := time.Now().Add(5 * time.Second); f.srv.Conns() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the fixture's probe connection is still counted: %d", f.srv.Conns())
+		}
+	}
 	return f
 }
 

@@ -63,6 +63,7 @@ const closeTimeout = 2 * time.Second
 // reported on closed.
 type fixture struct {
 	proxyAddr    string
+	listener     net.Listener // the proxy's
 	upstreamAddr string
 	engine       *relay.Engine
 	server       *proxy.Server
@@ -180,7 +181,7 @@ func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 		up.Close()
 		t.Fatal(err)
 	}
-	f.proxyAddr = ln.Addr().String()
+	f.proxyAddr, f.listener = ln.Addr().String(), ln
 	stop := serveProxy(t, f.server, f.engine, ln, cfg.Listeners[0])
 	t.Cleanup(func() {
 		close(f.done)
