@@ -224,9 +224,16 @@ func (l *loop) post(a attachment) error {
 		l.mu.Unlock()
 		return ErrClosed
 	}
+	// A queue that was not empty has its wake pending already: the loop
+	// has not taken the queue since the write that came with its first
+	// pair, and takes all of it at once. In a reconnect storm this spares
+	// one eventfd write per handshake.
+	first := len(l.incoming) == 0
 	l.incoming = append(l.incoming, a)
 	l.mu.Unlock()
-	l.wake()
+	if first {
+		l.wake()
+	}
 	return nil
 }
 
