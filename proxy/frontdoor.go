@@ -165,6 +165,9 @@ func (s *Server) newRouteState(r *config.Route) (*routeState, error) {
 	// extra system call, and an ephemeral port taken for every
 	// destination instead of per destination.
 	o := pool.Options{Dial: upstreamNetDialer.DialContext}
+	if sr, ok := s.relay.(socketRelay); ok && rs.upstreamTLS == nil {
+		o.Dial = pool.DialFunc(sr.DialFunc(relay.DialFunc(o.Dial)))
+	}
 	if rs.upstreamTLS != nil {
 		rs.upstreamShake = upstreamTLSHandshake(rs.upstreamTLS)
 		o.Handshake = rs.upstreamShake

@@ -143,12 +143,20 @@ func (s *Server) firstRequest(c net.Conn, ls *listenerState, slot *connSlot, p p
 	// pass plain HTTP, stay on the WebSocket path.
 	if !isWebSocketUpgrade(req.Header) {
 		if route := t.router.match(req.Host, req.URL.Path); route == nil || route.HTTP != config.HTTPReject {
-			fc := &frontConn{Conn: c, prefix: append([]byte(nil), hr.rec.buf.B...), peer: p, slot: slot}
+			prefix := append([]byte(nil), hr.rec.buf.B...)
 			putHeadReader(hr)
 			// The HTTP server owns c from here and bounds its heads
 			// itself; it is no longer a handshake Shutdown waits for.
 			s.releaseConn(c)
-			if err := c.SetReadDeadline(time.Time{}); err != nil || !ls.feed.push(fc) {
+			// It lives on beyond the relay's event loops.
+			nc, err := relay.NetConn(c)
+			if err != nil {
+				_ = c.Close()
+				slot.release()
+				return
+			}
+			fc := &frontConn{Conn: nc, prefix: prefix, peer: p, slot: slot}
+			if err := nc.SetReadDeadline(time.Time{}); err != nil || !ls.feed.push(fc) {
 				_ = fc.Close()
 			}
 			return
@@ -229,7 +237,7 @@ func (s *Server) serveUpgrade(u *upgrade) {
 	// nothing reads from the client until the relay clears it.
 	session := sessionFor(resume, route, req)
 	dropExtensionsForSession(resume, route, up)
-	ctx, cancel := context.WithTimeout(s.ctx, timeout)
+	ctx, cancel := context.WithTimeout(relay.NearConn(s.ctx, c), timeout)
 	uc, uerr := s.dialUpstream(ctx, route, rs, req, up, &u.fwd)
 	cancel()
 	if uerr != nil {

@@ -25,6 +25,14 @@ type Relay interface {
 	Attach(relay.Handoff) (id uint64, err error)
 }
 
+// socketRelay is a Relay that also dials the sockets it will relay:
+// *relay.Engine, whose Sockets wait in its event loops during the
+// handshake and are taken by Attach as they are (relay.Socket says why).
+// Its Listener, which accepts Sockets, is its owner's to use.
+type socketRelay interface {
+	DialFunc(relay.DialFunc) relay.DialFunc
+}
+
 // ErrServerClosed is returned by Serve once Shutdown has been called.
 var ErrServerClosed = errors.New("proxy: server closed")
 

@@ -16,7 +16,13 @@ import (
 // watched for changes, and its connections are TLS.
 func (a *app) listen(l config.Listener) (net.Listener, error) {
 	if l.TLS == nil {
-		return listenTCP(l.Address, a.lnControl)
+		ln, err := listenTCP(l.Address, a.lnControl)
+		if err != nil {
+			return nil, err
+		}
+		// Its connections are the engine's sockets from accept on (on
+		// Linux; relay.Socket says what that spares each handshake).
+		return a.engine.Listener(ln), nil
 	}
 	srv, err := tlsconf.NewServer(l.TLS, tlsconf.Options{Logger: a.logger.With("listener", l.Address)})
 	if err != nil {

@@ -198,7 +198,7 @@ func TestDescriptorExhaustionChild(t *testing.T) {
 // acceptQueue returns how many connections wait in ln's accept queue.
 func acceptQueue(t *testing.T, ln net.Listener) int {
 	t.Helper()
-	rc, err := ln.(*net.TCPListener).SyscallConn()
+	rc, err := ln.(syscall.Conn).SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -181,6 +181,9 @@ func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 		up.Close()
 		t.Fatal(err)
 	}
+	// As wsalive's own listeners: on Linux, its connections are the
+	// engine's Sockets from accept on.
+	ln = f.engine.Listener(ln)
 	f.proxyAddr, f.listener = ln.Addr().String(), ln
 	stop := serveProxy(t, f.server, f.engine, ln, cfg.Listeners[0])
 	t.Cleanup(func() {

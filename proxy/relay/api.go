@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -10,16 +11,21 @@ import (
 	"github.com/wsalive/wsalive/proxy/metrics"
 )
 
+// DialFunc dials one address, as net.Dialer.DialContext does.
+type DialFunc func(ctx context.Context, network, address string) (net.Conn, error)
+
 // Handoff is a pair whose two handshakes are complete: the client was
 // answered 101 and the upstream answered 101. Attach takes ownership of
 // both connections.
 type Handoff struct {
-	// Client is the accepted client connection (a *net.TCPConn).
+	// Client is the accepted client connection (a *net.TCPConn, or a
+	// *Socket the engine accepted).
 	Client net.Conn
 	// ClientBuffered holds bytes the client sent behind its request head;
 	// they are relayed to the upstream before anything else.
 	ClientBuffered []byte
-	// Upstream is the dialed upstream connection (a *net.TCPConn).
+	// Upstream is the dialed upstream connection (a *net.TCPConn, or a
+	// *Socket the engine dialed).
 	Upstream net.Conn
 	// UpstreamBuffered holds bytes the upstream sent behind its 101.
 	UpstreamBuffered []byte
@@ -51,7 +57,7 @@ type Handoff struct {
 func plainTCP(h *Handoff) bool {
 	_, c := h.Client.(*net.TCPConn)
 	_, u := h.Upstream.(*net.TCPConn)
-	return c && u
+	return (c || isSocket(h.Client)) && (u || isSocket(h.Upstream))
 }
 
 // closeConns closes h's connections: a hand-off the engine could not

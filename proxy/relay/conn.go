@@ -458,7 +458,7 @@ func (d *connDriver) wait() { d.wg.Wait() }
 // which may wait (up to 5 s, crypto/tls's bound) for a peer that does not
 // read: that happens on a goroutine of its own, not under the pair's lock.
 func closeConn(c net.Conn) {
-	if _, plain := c.(*net.TCPConn); plain {
+	if _, plain := c.(*net.TCPConn); plain || isSocket(c) {
 		c.Close()
 		return
 	}

@@ -24,6 +24,15 @@
 // Engine (engine.go) picks the driver per pair from its Handoff, and
 // stops with Drain or Close.
 //
+// On the epoll driver, the sockets of a pair are the engine's from the
+// start: Engine.Listener accepts and Engine.DialFunc connects Sockets
+// (socket_linux.go, listen_linux.go), net.Conns that wait for readiness
+// in an event loop's epoll set instead of the Go runtime's poller while
+// their handshakes run, so that Attach takes their descriptors as they
+// are. A connection that lives on outside the epoll driver (plain HTTP,
+// a pair on the net.Conn driver) is moved to the runtime's poller once
+// (NetConn).
+//
 // A pair whose client opted in to a resumable session (Handoff.Session;
 // examples/client/RESUME.md) always runs on the net.Conn driver. The
 // state machine's part of a session (counts, acknowledgements, the replay

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -82,6 +83,29 @@ func (e *Engine) Live() error {
 	return e.epoll.live(liveBound)
 }
 
+// Listener returns ln, or, when the engine runs event loops and ln is a
+// *net.TCPListener, a listener over it whose connections are *Sockets:
+// their descriptors are the engine's from accept on, and Attach takes
+// them as they are (socket_linux.go says what that spares). Closing ln
+// closes the returned listener.
+func (e *Engine) Listener(ln net.Listener) net.Listener {
+	if e.epoll == nil {
+		return ln
+	}
+	return e.epoll.listener(ln)
+}
+
+// DialFunc returns fallback, or, when the engine runs event loops, a dial
+// function that connects to IP addresses with *Sockets and leaves names
+// and other networks to fallback. A context from NearConn makes the
+// socket wait in the loop of the pair's client.
+func (e *Engine) DialFunc(fallback DialFunc) DialFunc {
+	if e.epoll == nil {
+		return fallback
+	}
+	return e.epoll.dialFunc(fallback)
+}
+
 // Closed returns how many pairs have ended with reason r.
 func (e *Engine) Closed(r Reason) uint64 {
 	if r >= numReasons {
@@ -108,13 +132,30 @@ func (e *Engine) Attach(h Handoff) (uint64, error) {
 	// says why).
 	if e.epoll != nil && plainTCP(&h) && h.Session == nil {
 		err = e.epoll.attach(id, &h, m)
-	} else {
+	} else if err = settleSockets(&h); err == nil {
 		err = e.conns.attach(id, &h, m)
 	}
 	if err != nil {
 		return 0, err
 	}
 	return id, nil
+}
+
+// settleSockets turns h's Sockets into net's connections for the net.Conn
+// driver (see NetConn). On failure both connections are closed.
+func settleSockets(h *Handoff) error {
+	c, cerr := NetConn(h.Client)
+	u, uerr := NetConn(h.Upstream)
+	if err := errors.Join(cerr, uerr); err != nil {
+		for _, x := range []net.Conn{c, u, h.Client, h.Upstream} {
+			if x != nil {
+				x.Close()
+			}
+		}
+		return err
+	}
+	h.Client, h.Upstream = c, u
+	return nil
 }
 
 // route returns the shared information of the named route, resolving its

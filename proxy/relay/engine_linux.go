@@ -54,8 +54,9 @@ func (d *epollDriver) loopCounts() (loops, ring int) {
 }
 
 // attach takes the descriptors of h's connections and hands the pair to
-// one of the loops. The net.Conns are closed whether or not it succeeds:
-// the loop works on duplicates of their descriptors.
+// one of the loops: the loop its Sockets wait in, if they are Sockets.
+// The connections are closed (a Socket's descriptor taken as it is, a
+// *net.TCPConn's duplicated) whether or not it succeeds.
 func (d *epollDriver) attach(id uint64, h *Handoff, m *routeInfo) error {
 	e := d.env
 	p := &epair{}
@@ -63,14 +64,24 @@ func (d *epollDriver) attach(id uint64, h *Handoff, m *routeInfo) error {
 	p.ep[client].fd, p.ep[upstream].fd = -1, -1
 	p.setAddr(client, &p.ep[client].addr, remoteAddr(h.Client))
 	p.setAddr(upstream, &p.ep[upstream].addr, remoteAddr(h.Upstream))
-	cfd, cerr := takeFD(h.Client)
-	ufd, uerr := takeFD(h.Upstream)
+	// The pair goes where its Sockets wait, if they do.
+	l := socketLoop(h.Client)
+	if l == nil {
+		l = socketLoop(h.Upstream)
+	}
+	if l == nil {
+		l = d.pick()
+	}
+	a := attachment{p: p, initial: [2][]byte{h.ClientBuffered, h.UpstreamBuffered}}
+	cfd, cin, cerr := takeFD(h.Client, l)
+	ufd, uin, uerr := takeFD(h.Upstream, l)
 	if err := errors.Join(cerr, uerr); err != nil {
 		closeFD(cfd)
 		closeFD(ufd)
 		return err
 	}
 	p.ep[client].fd, p.ep[upstream].fd = int32(cfd), int32(ufd)
+	a.watched = [2]bool{cin, uin}
 	for s := client; s <= upstream; s++ {
 		if s == client && h.ClientKeepaliveSet {
 			continue // inherited from its listener: 5 system calls spared
@@ -80,12 +91,26 @@ func (d *epollDriver) attach(id uint64, h *Handoff, m *routeInfo) error {
 		}
 	}
 	e.pairs.Add(1)
-	l := d.loops[int(d.next.Add(1))%len(d.loops)]
-	if err := l.post(attachment{p, [2][]byte{h.ClientBuffered, h.UpstreamBuffered}}); err != nil {
+	if err := l.post(a); err != nil {
 		e.pairs.Add(-1)
 		closeFD(cfd)
 		closeFD(ufd)
 		return err
+	}
+	return nil
+}
+
+// pick chooses a loop for a new socket or pair: round robin.
+func (d *epollDriver) pick() *loop {
+	return d.loops[int(d.next.Add(1))%len(d.loops)]
+}
+
+// socketLoop returns the loop a Socket waits in, nil for other
+// connections.
+func socketLoop(c net.Conn) *loop {
+	if s, ok := c.(*Socket); ok {
+		l, _ := s.set.(*loop)
+		return l
 	}
 	return nil
 }
@@ -136,20 +161,30 @@ func (d *epollDriver) live(bound time.Duration) error {
 	return errors.Join(errs...)
 }
 
-// takeFD duplicates the descriptor of a TCP connection and closes the
-// connection, so that the runtime's poller lets go of it and the loop owns
-// the socket. The duplicate shares the socket's non-blocking flag.
+// takeFD takes the descriptor of a pair's connection for loop l, and
+// reports whether l's epoll set has it already: a Socket's as it is, a
+// *net.TCPConn's duplicated (dupFD). The connection is closed.
 //
-// The dup, and the runtime's epoll_ctl DEL and close of the original, are
+// For a *net.TCPConn, the dup, and the runtime's epoll_ctl DEL and close of the original, are
 // the price of taking a socket from the net package, which has no way to
 // let go of a descriptor without closing it. Keeping the net.Conn open
 // instead would leave the socket in the runtime's epoll set as well as the
 // loop's: every later readiness event, each pong included, would be
 // delivered twice, and the pair would hold the netFD for its lifetime.
-func takeFD(c net.Conn) (int, error) {
+func takeFD(c net.Conn, l *loop) (fd int, inL bool, err error) {
 	if c == nil {
-		return -1, errors.New("relay: nil connection")
+		return -1, false, errors.New("relay: nil connection")
 	}
+	if s, ok := c.(*Socket); ok {
+		return s.surrender(l)
+	}
+	fd, err = dupFD(c)
+	return fd, false, err
+}
+
+// dupFD returns a duplicate of c's descriptor and closes c: the net
+// package cannot give its descriptor away.
+func dupFD(c net.Conn) (int, error) {
 	defer c.Close()
 	sc, ok := c.(syscall.Conn)
 	if !ok {

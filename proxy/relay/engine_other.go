@@ -23,6 +23,8 @@ func (*epollDriver) wait()                                     {}
 func (*epollDriver) force()                                    {}
 func (*epollDriver) closeFDs()                                 {}
 func (*epollDriver) live(time.Duration) error                  { return nil }
+func (*epollDriver) listener(ln net.Listener) net.Listener     { return ln }
+func (*epollDriver) dialFunc(f DialFunc) DialFunc              { return f }
 
 // connKeepalive applies k to the TCP socket under c (a TLS connection's
 // too). TCP_USER_TIMEOUT is Linux's; elsewhere only keepalive probes are

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,6 +109,11 @@ type loop struct {
 	// question whether the loop still turns. Probes that arrive before
 	// that turn share it.
 	probed chan struct{}
+	// waiting holds the Sockets that wait for readiness in this loop's
+	// epoll set during their handshakes (socket_linux.go), by descriptor.
+	waiting map[int32]*Socket
+	// exited: the loop has stopped; a Socket can no longer wait in it.
+	exited bool
 
 	order *drainOrder // the drain being run; nil when serving
 
@@ -215,6 +221,9 @@ func (l *loop) wake() {
 type attachment struct {
 	p       *epair
 	initial [2][]byte
+	// watched: the side's socket is in the loop's epoll set already (a
+	// Socket that waited in this loop during its handshake).
+	watched [2]bool
 }
 
 // post hands a pair to the loop.
@@ -274,6 +283,7 @@ func (l *loop) force() {
 
 func (l *loop) run() {
 	defer close(l.done)
+	defer l.releaseWaiting()
 	last := maxEvents // events of the last wait
 	for {
 		var n int
@@ -309,6 +319,7 @@ func (l *loop) run() {
 				continue
 			}
 			if fd >= len(l.byFD) || l.byFD[fd] == nil {
+				l.notifyWaiting(fd, ev.Events)
 				continue
 			}
 			p := l.byFD[fd]
@@ -460,7 +471,11 @@ func (l *loop) start(a attachment) {
 	failed := false
 	for s := range p.ep {
 		ep := &p.ep[s]
-		if err := l.poll.add(ep.sock(), epollFlags); err != nil {
+		if a.watched[s] {
+			// Registered with the same flags; the edges it had went to
+			// its handshake, and the read and write below find out the
+			// rest.
+		} else if err := l.poll.add(ep.sock(), epollFlags); err != nil {
 			l.env.logger.Error("relay: epoll_ctl add failed", "err", err, "pair", p.id)
 			failed = true
 			continue
@@ -766,5 +781,71 @@ func (l *loop) discardUnread(ep *endpoint) {
 		if n <= 0 || errors.Is(err, unix.EAGAIN) {
 			return
 		}
+	}
+}
+
+// The loop as the waitSet of Sockets (socket_linux.go).
+
+// watch registers s's descriptor in the loop's epoll set; the loop then
+// passes its edges to s until unwatch.
+func (l *loop) watch(fd int, s *Socket) error {
+	l.mu.Lock()
+	if l.exited {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	if l.waiting == nil {
+		l.waiting = make(map[int32]*Socket)
+	}
+	l.waiting[int32(fd)] = s
+	l.mu.Unlock()
+	if err := l.poll.add(fd, epollFlags); err != nil {
+		l.unwatch(fd, s)
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	return nil
+}
+
+// forget takes fd out of the loop's epoll set.
+func (l *loop) forget(fd int) error {
+	if err := unix.EpollCtl(l.poll.fd, unix.EPOLL_CTL_DEL, fd, nil); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	return nil
+}
+
+// unwatch forgets s; its descriptor leaves the epoll set when it is
+// closed, or is the loop's own pair's from now on.
+func (l *loop) unwatch(fd int, s *Socket) {
+	l.mu.Lock()
+	if l.waiting[int32(fd)] == s {
+		delete(l.waiting, int32(fd))
+	}
+	l.mu.Unlock()
+}
+
+// notifyWaiting passes an event on a descriptor that is no pair's to the
+// Socket waiting on it, if any (none: an event for a pair not started yet,
+// whose start reads and writes once anyway, or a stale one).
+func (l *loop) notifyWaiting(fd int, events uint32) {
+	l.mu.Lock()
+	s := l.waiting[int32(fd)]
+	l.mu.Unlock()
+	if s != nil {
+		s.edge(events)
+	}
+}
+
+// releaseWaiting runs when the loop exits: sockets that wait in it are
+// woken, and later waits fail (ErrClosed) instead of waiting for edges no
+// one will pass on.
+func (l *loop) releaseWaiting() {
+	l.mu.Lock()
+	l.exited = true
+	waiting := l.waiting
+	l.waiting = nil
+	l.mu.Unlock()
+	for _, s := range waiting {
+		s.exitedLoop()
 	}
 }

@@ -324,6 +324,13 @@ func (c *Claim) Attach(conn net.Conn, buffered []byte) (uint64, error) {
 		conn.Close()
 		return 0, fmt.Errorf("relay: claim used twice")
 	}
+	// The session runs on the net.Conn driver (see NetConn).
+	nc, err := NetConn(conn)
+	if err != nil {
+		conn.Close()
+		return 0, err
+	}
+	conn = nc
 	s := c.s
 	p := s.cp
 	e := p.d.env

@@ -44,7 +44,7 @@ func stagePair(t *testing.T, l *loop) (p *epair, cli, ups net.Conn) {
 	p.timer.Value = p
 	for s, c := range []net.Conn{proxyCli, proxyUps} {
 		p.setAddr(side(s), &p.ep[s].addr, c.RemoteAddr())
-		fd, err := takeFD(c)
+		fd, err := dupFD(c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -472,7 +472,7 @@ func TestRingShortSubmit(t *testing.T) {
 	cli, srv := tcpPair(t)
 	defer cli.Close()
 	defer srv.Close()
-	fd, err := takeFD(srv)
+	fd, err := dupFD(srv)
 	if err != nil {
 		t.Fatal(err)
 	}
