@@ -198,7 +198,7 @@ func BenchmarkDirectHandshake(b *testing.B) {
 // BenchmarkProxiedHandshakeRelay is BenchmarkProxiedHandshake (log=warn)
 // with the real relay engine instead of closingRelay, one loop, and a
 // listener without Go's default keepalive as cmd/wsalive opens it: the
-// hand-off (dup, epoll registration, the route's keepalive) is measured
+// hand-off (epoll registration, the route's keepalive) is measured
 // too, and so is the pair's end when the client closes. Pairs end
 // asynchronously, so a few may still be open when the timer stops.
 func BenchmarkProxiedHandshakeRelay(b *testing.B) {
@@ -221,6 +221,7 @@ func BenchmarkProxiedHandshakeRelay(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	ln = eng.Listener(ln) // as cmd/wsalive's: its connections are the engine's Sockets
 	s := &servedServer{addr: ln.Addr().String(), srv: srv, served: make(chan error, 1)}
 	go func() { s.served <- srv.Serve(ln, config.Listener{}) }()
 	defer s.shutdown(b)
