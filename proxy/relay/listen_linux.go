@@ -158,13 +158,10 @@ func (d *epollDriver) dial(ctx context.Context, addr netip.AddrPort) (net.Conn, 
 		s.Close()
 		return nil, opErr(os.NewSyscallError("connect", err))
 	}
-	// Nothing waits yet: the deadline is stored without the poke that
-	// would wake the first wait before the connect completes. Every
-	// token from here on is an edge (EPOLLOUT comes once the connection
-	// is established or has failed), the context's end, or Close.
-	if dl, ok := ctx.Deadline(); ok {
-		s.wr.deadline.Store(dl.UnixNano())
-	}
+	// ctx bounds the wait: its end (its own timer, for a deadline) pokes
+	// the waiter, so the wait needs no timer of its own. Every other
+	// token is an edge (EPOLLOUT comes once the connection is
+	// established or has failed) or Close.
 	var stop func() bool
 	if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, s.wr.poke)
@@ -175,9 +172,6 @@ func (d *epollDriver) dial(ctx context.Context, addr netip.AddrPort) (net.Conn, 
 				stop()
 			}
 			s.Close()
-			if werr == errTimeout && ctx.Err() != nil {
-				werr = ctx.Err()
-			}
 			return nil, opErr(werr)
 		}
 		if cerr := ctx.Err(); cerr != nil {
@@ -200,7 +194,6 @@ func (d *epollDriver) dial(ctx context.Context, addr netip.AddrPort) (net.Conn, 
 			if stop != nil {
 				stop()
 			}
-			s.wr.deadline.Store(0)
 			return s, nil
 		case syscall.Errno(soErr) == unix.EINPROGRESS || syscall.Errno(soErr) == unix.EALREADY || syscall.Errno(soErr) == unix.EINTR:
 			continue // a spurious wake: still connecting
