@@ -471,14 +471,15 @@ func (l *loop) start(a attachment) {
 	failed := false
 	for s := range p.ep {
 		ep := &p.ep[s]
-		if a.watched[s] {
-			// Registered with the same flags; the edges it had went to
-			// its handshake, and the read and write below find out the
-			// rest.
-		} else if err := l.poll.add(ep.sock(), epollFlags); err != nil {
-			l.env.logger.Error("relay: epoll_ctl add failed", "err", err, "pair", p.id)
-			failed = true
-			continue
+		// A socket that waited in this loop is registered already, with
+		// the same flags; the edges it had went to its handshake, and the
+		// read and write below find out the rest.
+		if !a.watched[s] {
+			if err := l.poll.add(ep.sock(), epollFlags); err != nil {
+				l.env.logger.Error("relay: epoll_ctl add failed", "err", err, "pair", p.id)
+				failed = true
+				continue
+			}
 		}
 		for ep.sock() >= len(l.byFD) {
 			l.byFD = append(l.byFD, make([]*epair, len(l.byFD)+64)...)
@@ -808,7 +809,7 @@ func (l *loop) watch(fd int, s *Socket) error {
 
 // forget takes fd out of the loop's epoll set.
 func (l *loop) forget(fd int) error {
-	if err := unix.EpollCtl(l.poll.fd, unix.EPOLL_CTL_DEL, fd, nil); err != nil {
+	if err := l.poll.del(fd); err != nil {
 		return os.NewSyscallError("epoll_ctl", err)
 	}
 	return nil

@@ -51,6 +51,10 @@ func (p *poller) add(fd int, events uint32) error {
 	return unix.EpollCtl(p.fd, unix.EPOLL_CTL_ADD, fd, &ev)
 }
 
+func (p *poller) del(fd int) error {
+	return unix.EpollCtl(p.fd, unix.EPOLL_CTL_DEL, fd, nil)
+}
+
 // poll returns the events ready now, without blocking.
 func (p *poller) poll(events []unix.EpollEvent) (int, error) {
 	// epoll_pwait with a zero timeout never blocks, so the raw system

@@ -168,69 +168,82 @@ func expired(r *readiness) bool {
 
 // Read implements net.Conn.
 func (s *Socket) Read(p []byte) (int, error) {
-	s.rd.mu.Lock()
-	defer s.rd.mu.Unlock()
-	for {
-		if expired(&s.rd) {
-			return 0, s.opError("read", errTimeout)
-		}
-		s.mu.RLock()
-		if s.fd < 0 {
-			s.mu.RUnlock()
-			return 0, s.opError("read", net.ErrClosed)
-		}
+	var n int
+	var err error
+	if werr := s.retry(&s.rd, func(fd int) bool {
 		if len(p) == 0 {
-			s.mu.RUnlock()
-			return 0, nil
+			return true
 		}
-		n, err := unix.Read(s.fd, p)
-		s.mu.RUnlock()
-		switch {
-		case err == nil && n == 0:
-			return 0, io.EOF
-		case err == nil:
-			return n, nil
-		case err == unix.EINTR:
-			continue
-		case err != unix.EAGAIN:
-			return 0, s.opError("read", os.NewSyscallError("read", err))
+		n, err = unix.Read(fd, p)
+		for err == unix.EINTR {
+			n, err = unix.Read(fd, p)
 		}
-		if err := s.awaitEdge(&s.rd); err != nil {
-			return 0, s.opError("read", err)
-		}
+		return err != unix.EAGAIN
+	}); werr != nil {
+		return 0, s.opError("read", werr)
 	}
+	switch {
+	case err != nil:
+		return 0, s.opError("read", os.NewSyscallError("read", err))
+	case n == 0 && len(p) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 // Write implements net.Conn: it writes all of p or returns an error.
 func (s *Socket) Write(p []byte) (int, error) {
-	s.wr.mu.Lock()
-	defer s.wr.mu.Unlock()
 	done := 0
-	for done < len(p) {
-		if expired(&s.wr) {
-			return done, s.opError("write", errTimeout)
+	var err error
+	if werr := s.retry(&s.wr, func(fd int) bool {
+		for done < len(p) {
+			n, e := unix.Write(fd, p[done:])
+			if n > 0 {
+				done += n
+			}
+			switch {
+			case e == unix.EAGAIN:
+				return false
+			case e != nil && e != unix.EINTR:
+				err = e
+				return true
+			}
+		}
+		return true
+	}); werr != nil {
+		return done, s.opError("write", werr)
+	}
+	if err != nil {
+		return done, s.opError("write", os.NewSyscallError("write", err))
+	}
+	return done, nil
+}
+
+// retry calls f with the descriptor, one direction at a time, until f
+// says it is done, waiting for the loop's next edge whenever it is not:
+// the wait of Read, Write and the RawConn's. It fails when r's deadline
+// has passed or the socket is closed.
+func (s *Socket) retry(r *readiness, f func(fd int) bool) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		if expired(r) {
+			return errTimeout
 		}
 		s.mu.RLock()
 		if s.fd < 0 {
 			s.mu.RUnlock()
-			return done, s.opError("write", net.ErrClosed)
+			return net.ErrClosed
 		}
-		n, err := unix.Write(s.fd, p[done:])
+		done := f(s.fd)
 		s.mu.RUnlock()
-		if n > 0 {
-			done += n
+		if done {
+			return nil
 		}
-		switch {
-		case err == nil || err == unix.EINTR:
-			continue
-		case err != unix.EAGAIN:
-			return done, s.opError("write", os.NewSyscallError("write", err))
-		}
-		if err := s.awaitEdge(&s.wr); err != nil {
-			return done, s.opError("write", err)
+		if err := s.awaitEdge(r); err != nil {
+			return err
 		}
 	}
-	return done, nil
 }
 
 // Close implements net.Conn. After Attach took the descriptor, Close does
@@ -368,32 +381,10 @@ func (r socketRaw) Control(f func(fd uintptr)) error {
 	return nil
 }
 
-func (r socketRaw) Read(f func(fd uintptr) bool) error  { return r.io(&r.s.rd, f) }
-func (r socketRaw) Write(f func(fd uintptr) bool) error { return r.io(&r.s.wr, f) }
+func (r socketRaw) Read(f func(fd uintptr) bool) error  { return r.s.retry(&r.s.rd, raw(f)) }
+func (r socketRaw) Write(f func(fd uintptr) bool) error { return r.s.retry(&r.s.wr, raw(f)) }
 
-func (r socketRaw) io(rd *readiness, f func(fd uintptr) bool) error {
-	s := r.s
-	rd.mu.Lock()
-	defer rd.mu.Unlock()
-	for {
-		if expired(rd) {
-			return errTimeout
-		}
-		s.mu.RLock()
-		if s.fd < 0 {
-			s.mu.RUnlock()
-			return net.ErrClosed
-		}
-		done := f(uintptr(s.fd))
-		s.mu.RUnlock()
-		if done {
-			return nil
-		}
-		if err := s.awaitEdge(rd); err != nil {
-			return err
-		}
-	}
-}
+func raw(f func(fd uintptr) bool) func(int) bool { return func(fd int) bool { return f(uintptr(fd)) } }
 
 func sockaddrTCP(sa unix.Sockaddr) *net.TCPAddr {
 	switch a := sa.(type) {
