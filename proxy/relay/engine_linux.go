@@ -218,7 +218,7 @@ func dupFD(c net.Conn) (int, error) {
 func setKeepalive(fd int, k *liveness.TCPKeepalive) error {
 	var errs []error
 	set := func(level, opt, v int) {
-		if err := unix.SetsockoptInt(fd, level, opt, v); err != nil {
+		if err := sysSetsockoptInt(fd, level, opt, v); err != nil {
 			errs = append(errs, err)
 		}
 	}

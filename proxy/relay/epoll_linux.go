@@ -210,7 +210,7 @@ func (l *loop) wake() {
 	// kernel reuse its number) between the check and the write.
 	l.mu.Lock()
 	if l.wakefd >= 0 {
-		unix.Write(l.wakefd, one[:])
+		sysWrite(l.wakefd, one[:])
 	}
 	l.mu.Unlock()
 }
@@ -312,7 +312,7 @@ func (l *loop) run() {
 			fd := int(ev.Fd)
 			if fd == l.wakefd {
 				var buf [8]byte
-				unix.Read(l.wakefd, buf[:])
+				sysRead(l.wakefd, buf[:])
 				if l.takeIncoming() {
 					return
 				}
@@ -458,8 +458,8 @@ func (l *loop) closeAll() {
 	for _, a := range in {
 		p := a.p
 		p.setReason(ReasonShutdown)
-		unix.Close(p.ep[client].sock())
-		unix.Close(p.ep[upstream].sock())
+		sysClose(p.ep[client].sock())
+		sysClose(p.ep[upstream].sock())
 		l.env.pairs.Add(-1)
 		l.env.report(p.stats(l.now, p.addrs()))
 	}
@@ -759,7 +759,7 @@ func (l *loop) teardown(p *epair) {
 			if !p.side[s].dead {
 				l.discardUnread(ep)
 			}
-			unix.Close(ep.sock())
+			sysClose(ep.sock())
 			ep.fd = -1
 		}
 	}

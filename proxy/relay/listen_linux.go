@@ -63,7 +63,7 @@ func (ln *socketListener) Accept() (net.Conn, error) {
 		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: ln.addr, Err: rerr}
 	}
 	if !ln.nodelay.Load() {
-		unix.SetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		sysSetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}
 	return newSocket(nfd, ln.drv.pick(), len(ln.drv.loops) > 1, rawSockaddrTCP(&sa)), nil
 }
@@ -106,7 +106,7 @@ func (d *epollDriver) listener(ln net.Listener) net.Listener {
 			sl.nodelay.Store(true)
 		} else {
 			// Inherited from now on; nodelay waits for accept's EAGAIN.
-			unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+			sysSetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 		}
 		dup, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
 	})
@@ -125,7 +125,7 @@ func (d *epollDriver) listener(ln net.Listener) net.Listener {
 }
 
 // dial connects to addr with a Socket that waits in the client's loop
-// when ctx carries one (WithPairOf), so that Attach finds both of a
+// when ctx carries one (NearConn), so that Attach finds both of a
 // pair's sockets in one epoll set. ctx bounds and cancels the connect.
 func (d *epollDriver) dial(ctx context.Context, addr netip.AddrPort) (net.Conn, error) {
 	l, _ := ctx.Value(waitSetKey{}).(*loop)
@@ -134,22 +134,19 @@ func (d *epollDriver) dial(ctx context.Context, addr netip.AddrPort) (net.Conn, 
 	}
 	raddr := net.TCPAddrFromAddrPort(addr)
 	opErr := func(err error) error { return &net.OpError{Op: "dial", Net: "tcp", Addr: raddr, Err: err} }
-	family, sa := unix.AF_INET, unix.Sockaddr(nil)
+	family := unix.AF_INET6
 	if ip := addr.Addr(); ip.Is4() || ip.Is4In6() {
-		sa = &unix.SockaddrInet4{Port: int(addr.Port()), Addr: ip.Unmap().As4()}
-	} else {
-		family = unix.AF_INET6
-		sa = &unix.SockaddrInet6{Port: int(addr.Port()), Addr: ip.As16()}
+		family = unix.AF_INET
 	}
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
 	if err != nil {
 		return nil, opErr(os.NewSyscallError("socket", err))
 	}
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	sysSetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	s := newSocket(fd, l, len(d.loops) > 1, raddr)
-	err = unix.Connect(fd, sa)
+	err = sysConnect(fd, addr)
 	for err == unix.EINTR {
-		err = unix.Connect(fd, sa)
+		err = sysConnect(fd, addr)
 	}
 	if err == nil {
 		return s, nil
@@ -182,7 +179,7 @@ func (d *epollDriver) dial(ctx context.Context, addr netip.AddrPort) (net.Conn, 
 		soErr := -1
 		var gerr error
 		if s.fd >= 0 {
-			soErr, gerr = unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			soErr, gerr = sysGetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_ERROR)
 		}
 		s.mu.RUnlock()
 		switch {

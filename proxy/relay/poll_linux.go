@@ -2,6 +2,7 @@ package relay
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"syscall"
 	"time"
@@ -134,4 +135,65 @@ func sysWritev(fd int, iov []unix.Iovec) (int, error) {
 		return 0, errno
 	}
 	return int(n), nil
+}
+
+// sysSetsockoptInt is setsockopt(2) with an int value, sysClose close(2)
+// and sysConnect connect(2) on a non-blocking socket: like sysRead, none
+// of them sleeps, so none needs the scheduler's system-call bookkeeping.
+// A non-blocking connect to loopback runs the whole TCP handshake inside
+// the call (tens of µs), which was long enough for the runtime's monitor
+// to take the handshake goroutine's processor away.
+func sysSetsockoptInt(fd, level, opt, v int) error {
+	val := int32(v)
+	_, _, errno := unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt),
+		uintptr(unsafe.Pointer(&val)), unsafe.Sizeof(val), 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+func sysClose(fd int) error {
+	_, _, errno := unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+func sysConnect(fd int, addr netip.AddrPort) error {
+	var (
+		ptr  unsafe.Pointer
+		size uintptr
+		sa4  unix.RawSockaddrInet4
+		sa6  unix.RawSockaddrInet6
+	)
+	port := (*[2]byte)(unsafe.Pointer(&sa4.Port))
+	if ip := addr.Addr(); ip.Is4() || ip.Is4In6() {
+		sa4.Family = unix.AF_INET
+		sa4.Addr = ip.Unmap().As4()
+		ptr, size = unsafe.Pointer(&sa4), unsafe.Sizeof(sa4)
+	} else {
+		sa6.Family = unix.AF_INET6
+		sa6.Addr = ip.As16()
+		port = (*[2]byte)(unsafe.Pointer(&sa6.Port))
+		ptr, size = unsafe.Pointer(&sa6), unsafe.Sizeof(sa6)
+	}
+	port[0], port[1] = byte(addr.Port()>>8), byte(addr.Port()) // network order
+	_, _, errno := unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(ptr), size)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+func sysGetsockoptInt(fd, level, opt int) (int, error) {
+	var val int32
+	size := uint32(unsafe.Sizeof(val))
+	_, _, errno := unix.RawSyscall6(unix.SYS_GETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt),
+		uintptr(unsafe.Pointer(&val)), uintptr(unsafe.Pointer(&size)), 0)
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(val), nil
 }

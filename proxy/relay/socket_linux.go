@@ -174,9 +174,9 @@ func (s *Socket) Read(p []byte) (int, error) {
 		if len(p) == 0 {
 			return true
 		}
-		n, err = unix.Read(fd, p)
+		n, err = sysRead(fd, p)
 		for err == unix.EINTR {
-			n, err = unix.Read(fd, p)
+			n, err = sysRead(fd, p)
 		}
 		return err != unix.EAGAIN
 	}); werr != nil {
@@ -197,7 +197,7 @@ func (s *Socket) Write(p []byte) (int, error) {
 	var err error
 	if werr := s.retry(&s.wr, func(fd int) bool {
 		for done < len(p) {
-			n, e := unix.Write(fd, p[done:])
+			n, e := sysWrite(fd, p[done:])
 			if n > 0 {
 				done += n
 			}
@@ -253,7 +253,7 @@ func (s *Socket) Close() error {
 	if fd < 0 {
 		return s.opError("close", net.ErrClosed)
 	}
-	err := unix.Close(fd)
+	err := sysClose(fd)
 	return s.opError("close", os.NewSyscallError("close", err))
 }
 
@@ -452,7 +452,7 @@ func isSocket(c net.Conn) bool {
 // the address.
 func accept4(fd int, sa *unix.RawSockaddrAny) (int, error) {
 	n := uint32(unix.SizeofSockaddrAny)
-	r, _, errno := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(sa)),
+	r, _, errno := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(sa)),
 		uintptr(unsafe.Pointer(&n)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
 	if errno != 0 {
 		return -1, errno
