@@ -127,8 +127,11 @@ type loop struct {
 	rng    *rand.ChaCha8
 	now    int64
 	done   chan struct{}
-	// forwarded: this round relayed bytes between peers, not only
-	// wsalive's own control frames (see yield).
+	// forwarded: this round relayed bytes between peers, or passed an
+	// edge on to a Socket's goroutine, not only handled wsalive's own
+	// control frames (see yield). A yield after waking a handshake's
+	// goroutine would hold back that very goroutine: it runs on the
+	// processor the loop's thread keeps while it yields.
 	forwarded bool
 	// yieldTook is how long the last yield took (0: none since the last
 	// wait); after one that did not pay, none until noYieldUntil.
@@ -834,6 +837,7 @@ func (l *loop) notifyWaiting(fd int, events uint32) {
 	l.mu.Unlock()
 	if s != nil {
 		s.edge(events)
+		l.forwarded = true
 	}
 }
 
