@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/wsalive/wsalive/config"
 	"github.com/wsalive/wsalive/proxy/relay"
@@ -384,4 +385,175 @@ func (s *Server) PairClosed(st relay.PairStats) {
 	// A session's pair is found by ID, whatever its address.
 	ap, _ := netip.ParseAddrPort(st.ClientAddr)
 	s.pairs.closed(st.Route, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), st.ID)
+}
+
+// acceptGate keeps the accept loops from running ahead of the
+// handshakes they started. A connection the kernel holds in its accept
+// queue costs the process nothing; one accepted costs a goroutine, a
+// head buffer, and later an upstream dial, and when the CPUs are the
+// bottleneck of a burst of handshakes (a storm, a ramp of reconnecting
+// clients) accepting faster only moves the queue into the process: the
+// goroutines, their stacks and the heap they grow stay allocated after
+// the burst (Go keeps a peak's goroutine structs, spans and netpoll
+// descriptors), some 150-250 B per idle pair at 9,000 pairs
+// (bench/notes.md, "Memory per idle pair, session 8").
+//
+// What the gate counts is the handshakes in the proxy's hands: from
+// accept until they end or are handed off, except while they wait for
+// their client (its request head, a client that does not read its 101
+// or its refusal). Those waits are the client's pace: counted, 64 slow
+// or silent clients (slowloris) would hold accept shut for everybody;
+// handshakeLimit and the head timeout bound them instead. A Socket tells
+// its handshake's ticket of each wait (relay.Waiter); connections that
+// are not Sockets (TLS listeners, other systems) are not counted at all.
+// Waits for the upstream (its connect, its 101) are counted: in a burst
+// that is where the handshakes pile up (the upstream answers at its
+// pace, the proxy dials at accept's), 450 of 520 goroutines at the peak
+// of a 9,000-pair ramp.
+//
+// An upstream that does not answer at all would then keep its
+// handshakes counted until their timeout. So when the gate stays shut
+// for acceptGateWait, the loop stops waiting on it until the count has
+// fallen below the bound again: a stuck upstream costs one pause of
+// acceptGateWait, then accept runs ungated as it did before the gate.
+type acceptGate struct {
+	max int64
+	// maxWait is acceptGateWait but in tests.
+	maxWait time.Duration
+	busy    atomic.Int64
+	// waiting counts the accept loops waiting; put wakes them through
+	// their channels only then.
+	waiting atomic.Int32
+	mu      sync.Mutex
+	wakes   []chan struct{}
+}
+
+// acceptGateMax is the gate's bound: enough handshakes ready to run to
+// keep every CPU busy, with room for those that wake together.
+const acceptGateMax = 64
+
+// acceptGateWait is the longest an accept loop waits for the gate: long
+// enough that a burst on a loaded machine (where no handshake may end
+// for a hundred milliseconds) does not open it, short enough to be a
+// pause rather than an outage when the counted handshakes are stuck.
+const acceptGateWait = time.Second
+
+func newAcceptGate(max int) *acceptGate {
+	return &acceptGate{max: int64(max), maxWait: acceptGateWait}
+}
+
+func (g *acceptGate) take() { g.busy.Add(1) }
+
+func (g *acceptGate) put() {
+	if g.busy.Add(-1) < g.max && g.waiting.Load() > 0 {
+		g.mu.Lock()
+		for _, w := range g.wakes {
+			select {
+			case w <- struct{}{}:
+			default:
+			}
+		}
+		g.mu.Unlock()
+	}
+}
+
+// counted returns how many handshakes the gate counts.
+func (g *acceptGate) counted() int { return int(g.busy.Load()) }
+
+// gateWaiter is one accept loop's wait on the gate.
+type gateWaiter struct {
+	g    *acceptGate
+	wake chan struct{}
+	t    *time.Timer
+	// open: a wait timed out; the loop does not wait again until the
+	// count is below the bound.
+	open bool
+}
+
+func (g *acceptGate) waiter() *gateWaiter {
+	return &gateWaiter{g: g, wake: make(chan struct{}, 1)}
+}
+
+// wait returns once the gate has room, after acceptGateWait, or when
+// done closes (false).
+func (w *gateWaiter) wait(done <-chan struct{}) bool {
+	g := w.g
+	if g.busy.Load() < g.max {
+		w.open = false
+		return true
+	}
+	if w.open {
+		return true
+	}
+	g.mu.Lock()
+	g.wakes = append(g.wakes, w.wake)
+	g.waiting.Add(1)
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.waiting.Add(-1)
+		for i, c := range g.wakes {
+			if c == w.wake {
+				g.wakes = append(g.wakes[:i], g.wakes[i+1:]...)
+				break
+			}
+		}
+		g.mu.Unlock()
+	}()
+	if w.t == nil {
+		w.t = time.NewTimer(g.maxWait)
+	} else {
+		w.t.Reset(g.maxWait)
+	}
+	defer w.t.Stop()
+	for g.busy.Load() >= g.max {
+		select {
+		case <-w.wake:
+		case <-w.t.C:
+			w.open = true
+			return true
+		case <-done:
+			return false
+		}
+	}
+	return true
+}
+
+// gateTicket is one handshake counted by the gate (a relay.Waiter). Its
+// depth counts the waits it is in; it is counted while that is 0.
+// Waiting and Woken may come from any goroutine, also after end.
+type gateTicket struct {
+	g     *acceptGate
+	depth atomic.Int64
+}
+
+// ticketEnded, added to a ticket's depth, keeps it uncounted for good.
+const ticketEnded = 1 << 40
+
+// ticket counts a handshake just accepted.
+func (g *acceptGate) ticket() *gateTicket {
+	g.take()
+	return &gateTicket{g: g}
+}
+
+// Waiting implements relay.Waiter. A nil ticket counts nothing (an
+// upgrade on a plain HTTP connection: the gate let it in long ago).
+func (t *gateTicket) Waiting() {
+	if t != nil && t.depth.Add(1) == 1 {
+		t.g.put()
+	}
+}
+
+// Woken implements relay.Waiter.
+func (t *gateTicket) Woken() {
+	if t != nil && t.depth.Add(-1) == 0 {
+		t.g.take()
+	}
+}
+
+// end stops counting the handshake, once; later calls do nothing.
+func (t *gateTicket) end() {
+	if t != nil && t.depth.Swap(ticketEnded) == 0 {
+		t.g.put()
+	}
 }
