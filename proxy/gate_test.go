@@ -138,3 +138,31 @@ func TestAcceptGateWakesEveryLoop(t *testing.T) {
 	gateResult(t, r1, true)
 	gateResult(t, r2, true)
 }
+
+// A loop that waited at a full gate goes on only at half the bound, so
+// that it accepts a batch back to back rather than one per wake.
+func TestAcceptGateLowWater(t *testing.T) {
+	g := newAcceptGate(4)
+	g.maxWait = time.Hour
+	ts := []*gateTicket{g.ticket(), g.ticket(), g.ticket(), g.ticket()}
+	w := g.waiter()
+	res := gateWait(t, g, w, nil)
+	ts[0].end() // 3: above low water (2)
+	w.wake <- struct{}{} // a wake at 3 (put sends none): the loop looks and waits on
+	waitFor(t, "the wake taken", func() bool { return len(w.wake) == 0 })
+	select {
+	case r := <-res:
+		t.Fatalf("wait returned %v at 3 counted, above low water", r)
+	default:
+	}
+	if g.waiting.Load() != 1 {
+		t.Fatal("the loop stopped waiting above low water")
+	}
+	ts[1].end() // 2: low water
+	gateResult(t, res, true)
+	// Below the bound the loop does not wait at all.
+	g.ticket()
+	if !w.wait(nil) || g.waiting.Load() != 0 {
+		t.Fatal("at 3 of 4, wait should return at once")
+	}
+}

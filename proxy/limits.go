@@ -417,7 +417,8 @@ func (s *Server) PairClosed(st relay.PairStats) {
 // fallen below the bound again: a stuck upstream costs one pause of
 // acceptGateWait, then accept runs ungated as it did before the gate.
 type acceptGate struct {
-	max int64
+	// max shuts the gate; a loop waiting at it goes on at low.
+	max, low int64
 	// maxWait is acceptGateWait but in tests.
 	maxWait time.Duration
 	busy    atomic.Int64
@@ -428,8 +429,12 @@ type acceptGate struct {
 	wakes   []chan struct{}
 }
 
-// acceptGateMax is the gate's bound: enough handshakes ready to run to
-// keep every CPU busy, with room for those that wake together.
+// acceptGateMax is the gate's bound per CPU (GOMAXPROCS): enough
+// handshakes to keep a CPU busy while others wait for their upstream.
+// It caps the rate of handshakes at the bound over an upstream's
+// handshake time: 64 over 5 ms is 12,800 a second per CPU, more than a
+// CPU does (5,000-7,000), but 64 over 50 ms, a distant upstream, is
+// 1,280 (bench/notes.md, "Memory per idle pair, session 8").
 const acceptGateMax = 64
 
 // acceptGateWait is the longest an accept loop waits for the gate: long
@@ -439,13 +444,13 @@ const acceptGateMax = 64
 const acceptGateWait = time.Second
 
 func newAcceptGate(max int) *acceptGate {
-	return &acceptGate{max: int64(max), maxWait: acceptGateWait}
+	return &acceptGate{max: int64(max), low: int64(max / 2), maxWait: acceptGateWait}
 }
 
 func (g *acceptGate) take() { g.busy.Add(1) }
 
 func (g *acceptGate) put() {
-	if g.busy.Add(-1) < g.max && g.waiting.Load() > 0 {
+	if g.busy.Add(-1) <= g.low && g.waiting.Load() > 0 {
 		g.mu.Lock()
 		for _, w := range g.wakes {
 			select {
@@ -506,7 +511,9 @@ func (w *gateWaiter) wait(done <-chan struct{}) bool {
 		w.t.Reset(g.maxWait)
 	}
 	defer w.t.Stop()
-	for g.busy.Load() >= g.max {
+	// Shut at max, open again at low: the loop then accepts a batch
+	// back to back instead of one connection per wake.
+	for g.busy.Load() > g.low {
 		select {
 		case <-w.wake:
 		case <-w.t.C:

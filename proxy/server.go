@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -135,7 +136,7 @@ func NewServer(routes []*config.Route, r Relay, logger *slog.Logger, opts ...Opt
 		metrics:     metrics.Nop{},
 		limits:      config.Limits{MaxHandshakes: config.DefaultMaxHandshakes, MaxHandshakesPerClientIP: config.DefaultMaxHandshakesPerClientIP},
 		pairs:       newPairCounter(),
-		gate:        newAcceptGate(acceptGateMax),
+		gate:        newAcceptGate(acceptGateMax * runtime.GOMAXPROCS(0)),
 		done:        make(chan struct{}),
 		listeners:   make(map[net.Listener]*listenerState),
 		handshaking: make(map[net.Conn]struct{}),
