@@ -147,7 +147,7 @@ func TestAcceptGateLowWater(t *testing.T) {
 	ts := []*gateTicket{g.ticket(), g.ticket(), g.ticket(), g.ticket()}
 	w := g.waiter()
 	res := gateWait(t, g, w, nil)
-	ts[0].end() // 3: above low water (2)
+	ts[0].end()          // 3: above low water (2)
 	w.wake <- struct{}{} // a wake at 3 (put sends none): the loop looks and waits on
 	waitFor(t, "the wake taken", func() bool { return len(w.wake) == 0 })
 	select {
