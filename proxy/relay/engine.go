@@ -106,15 +106,6 @@ func (e *Engine) DialFunc(fallback DialFunc) DialFunc {
 	return e.epoll.dialFunc(fallback)
 }
 
-// Waiter hears when a goroutine starts and ends a wait on a Socket for
-// its peer (see SetWaiter): the server counts the handshakes in its
-// hands apart from those that wait for their client.
-// Waiting and Woken may be called from any goroutine, in pairs.
-type Waiter interface {
-	Waiting()
-	Woken()
-}
-
 // Closed returns how many pairs have ended with reason r.
 func (e *Engine) Closed(r Reason) uint64 {
 	if r >= numReasons {

@@ -52,22 +52,6 @@ type Socket struct {
 	laddr  atomic.Pointer[net.TCPAddr]
 	raddr  *net.TCPAddr
 	rd, wr readiness
-	// waiter hears of every wait for the peer (SetWaiter); set before
-	// the Socket is shared, never changed.
-	waiter Waiter
-}
-
-// SetWaiter makes w hear of every wait of c for its peer (the socket
-// not ready to read or write, or still connecting): w.Waiting before
-// the wait, w.Woken after it. It must be called before c is used by
-// more than one goroutine; it reports false, and does nothing, when c
-// is not a Socket.
-func SetWaiter(c net.Conn, w Waiter) bool {
-	s, ok := c.(*Socket)
-	if ok {
-		s.waiter = w
-	}
-	return ok
 }
 
 // waitSet is where Sockets wait for readiness: an event loop's epoll
@@ -131,10 +115,6 @@ func (s *Socket) opError(op string, err error) error {
 func (s *Socket) awaitEdge(r *readiness) error {
 	if err := s.register(); err != nil {
 		return err
-	}
-	if w := s.waiter; w != nil {
-		w.Waiting()
-		defer w.Woken()
 	}
 	for {
 		d := r.deadline.Load()
@@ -401,10 +381,12 @@ func (r socketRaw) Control(f func(fd uintptr)) error {
 	return nil
 }
 
-func (r socketRaw) Read(f func(fd uintptr) bool) error  { return r.s.retry(&r.s.rd, raw(f)) }
-func (r socketRaw) Write(f func(fd uintptr) bool) error { return r.s.retry(&r.s.wr, raw(f)) }
+func (r socketRaw) Read(f func(fd uintptr) bool) error  { return r.s.retry(&r.s.rd, intFD(f)) }
+func (r socketRaw) Write(f func(fd uintptr) bool) error { return r.s.retry(&r.s.wr, intFD(f)) }
 
-func raw(f func(fd uintptr) bool) func(int) bool { return func(fd int) bool { return f(uintptr(fd)) } }
+func intFD(f func(fd uintptr) bool) func(int) bool {
+	return func(fd int) bool { return f(uintptr(fd)) }
+}
 
 func sockaddrTCP(sa unix.Sockaddr) *net.TCPAddr {
 	switch a := sa.(type) {

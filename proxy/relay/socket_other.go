@@ -17,6 +17,3 @@ func NearConn(ctx context.Context, _ net.Conn) context.Context { return ctx }
 func NetConn(c net.Conn) (net.Conn, error) { return c, nil }
 
 func isSocket(net.Conn) bool { return false }
-
-// SetWaiter reports false: there are no Sockets here.
-func SetWaiter(net.Conn, Waiter) bool { return false }
