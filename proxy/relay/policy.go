@@ -82,6 +82,9 @@ func (p *Policy) keepaliveWanted(s side, c net.Conn, inherited bool) bool {
 	if p.side[s].Heartbeat.Interval <= 0 {
 		return true
 	}
-	a, ok := remoteAddr(c).(*net.TCPAddr)
+	if c == nil {
+		return true
+	}
+	a, ok := c.RemoteAddr().(*net.TCPAddr)
 	return !ok || !a.IP.IsLoopback()
 }
