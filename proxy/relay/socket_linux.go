@@ -384,7 +384,9 @@ func (r socketRaw) Control(f func(fd uintptr)) error {
 func (r socketRaw) Read(f func(fd uintptr) bool) error  { return r.s.retry(&r.s.rd, intFD(f)) }
 func (r socketRaw) Write(f func(fd uintptr) bool) error { return r.s.retry(&r.s.wr, intFD(f)) }
 
-func intFD(f func(fd uintptr) bool) func(int) bool { return func(fd int) bool { return f(uintptr(fd)) } }
+func intFD(f func(fd uintptr) bool) func(int) bool {
+	return func(fd int) bool { return f(uintptr(fd)) }
+}
 
 func sockaddrTCP(sa unix.Sockaddr) *net.TCPAddr {
 	switch a := sa.(type) {
