@@ -103,8 +103,8 @@ func (d *connDriver) attach(id uint64, h *Handoff, m *routeInfo) error {
 	p.rng.Seed(seed)
 	p.fx.rng = &p.rng
 	for s := client; s <= upstream; s++ {
-		if s == client && h.ClientKeepaliveSet {
-			continue // inherited from its listener
+		if !p.pol.keepaliveWanted(s, p.conn[s], s == client && h.ClientKeepaliveSet) {
+			continue
 		}
 		if err := connKeepalive(p.conn[s], &p.pol.side[s].Keepalive); err != nil {
 			e.logger.Warn("relay: setting TCP keepalive options", "side", s.String(), "err", err)

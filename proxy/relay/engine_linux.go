@@ -82,9 +82,10 @@ func (d *epollDriver) attach(id uint64, h *Handoff, m *routeInfo) error {
 	}
 	p.ep[client].fd, p.ep[upstream].fd = int32(cfd), int32(ufd)
 	a.watched = [2]bool{cin, uin}
+	conns := [2]net.Conn{h.Client, h.Upstream}
 	for s := client; s <= upstream; s++ {
-		if s == client && h.ClientKeepaliveSet {
-			continue // inherited from its listener: 5 system calls spared
+		if !p.pol.keepaliveWanted(s, conns[s], s == client && h.ClientKeepaliveSet) {
+			continue // 5 system calls spared
 		}
 		if err := setKeepalive(p.ep[s].sock(), &p.pol.side[s].Keepalive); err != nil {
 			e.logger.Warn("relay: setting TCP keepalive options", "side", s.String(), "err", err)

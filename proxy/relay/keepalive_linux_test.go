@@ -117,20 +117,7 @@ func TestAttachSkipsInheritedClientKeepalive(t *testing.T) {
 			pol := NewPolicy(PolicyConfig{Client: SidePolicy{Keepalive: k}, Upstream: SidePolicy{Keepalive: k}})
 			cli := acceptOne(t, net.ListenConfig{KeepAlive: -1})
 			ups := acceptOne(t, net.ListenConfig{KeepAlive: -1})
-			// Duplicates share the sockets and outlive the conns the
-			// engine takes. Not File(): it makes the socket blocking.
-			dupOf := func(c net.Conn) int {
-				var fd int
-				var err error
-				raw, _ := c.(syscall.Conn).SyscallConn()
-				raw.Control(func(s uintptr) { fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) })
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { unix.Close(fd) })
-				return fd
-			}
-			cf, uf := dupOf(cli), dupOf(ups)
+			cf, uf := dupSocket(t, cli), dupSocket(t, ups)
 			if _, err := e.Attach(Handoff{Client: cli, Upstream: ups, Policy: pol, CloseTimeout: time.Second, ClientKeepaliveSet: set}); err != nil {
 				t.Fatal(err)
 			}
@@ -153,4 +140,98 @@ func TestAttachSkipsInheritedClientKeepalive(t *testing.T) {
 			}
 		})
 	}
+}
+
+// nonLoopbackIPv4 returns an IPv4 address of this machine outside
+// 127/8, or skips the test.
+func nonLoopbackIPv4(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Skip(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			return n.IP.String()
+		}
+	}
+	t.Skip("no IPv4 address outside loopback")
+	return ""
+}
+
+// TestAttachLoopbackKeepalive: with the heartbeat on, the relay leaves
+// keepalive off a socket whose peer is on loopback, and sets it on one
+// whose peer is at another address of the machine (the same kernel, but
+// an address a remote host could have). Both drivers.
+func TestAttachLoopbackKeepalive(t *testing.T) {
+	for _, conns := range []bool{false, true} {
+		for _, host := range []string{"127.0.0.1", "other"} {
+			name := map[bool]string{false: "epoll", true: "conn"}[conns] + "/" + host
+			t.Run(name, func(t *testing.T) {
+				if host == "other" {
+					host = nonLoopbackIPv4(t)
+				}
+				e, _ := newTestEngine(t, Options{Loops: 1, ForceConnDriver: conns})
+				k := liveness.TCPKeepalive{Idle: 9 * time.Second, Interval: 2 * time.Second, Count: 3}
+				hb := liveness.Policy{Interval: 5 * time.Second, Timeout: 2 * time.Second, MaxMissed: 1}
+				side := SidePolicy{Heartbeat: hb, Keepalive: k}
+				pol := NewPolicy(PolicyConfig{Client: side, Upstream: side})
+				accept := func() net.Conn {
+					// KeepAlive -1: net would set it on what it accepts.
+					lc := net.ListenConfig{KeepAlive: -1}
+					ln, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort(host, "0"))
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer ln.Close()
+					d := net.Dialer{Timeout: 5 * time.Second, KeepAlive: -1}
+					c, err := d.Dial("tcp", ln.Addr().String())
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { c.Close() })
+					ln.(*net.TCPListener).SetDeadline(time.Now().Add(5 * time.Second))
+					s, err := ln.Accept()
+					if err != nil {
+						t.Fatal(err)
+					}
+					return s
+				}
+				cli, ups := accept(), accept()
+				cf, uf := dupSocket(t, cli), dupSocket(t, ups)
+				if _, err := e.Attach(Handoff{Client: cli, Upstream: ups, Policy: pol, CloseTimeout: time.Second}); err != nil {
+					t.Fatal(err)
+				}
+				want := 1
+				if host == "127.0.0.1" {
+					want = 0
+				}
+				for _, fd := range []int{cf, uf} {
+					v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if v != want {
+						t.Errorf("SO_KEEPALIVE %d toward %s, want %d", v, host, want)
+					}
+				}
+			})
+		}
+	}
+}
+
+// dupSocket returns a duplicate of c's socket, closed at the end of the
+// test: it shares the socket and outlives the conn the engine takes.
+// Not File(): that makes the socket blocking.
+func dupSocket(t *testing.T, c net.Conn) int {
+	t.Helper()
+	var fd int
+	var err error
+	raw, _ := c.(syscall.Conn).SyscallConn()
+	raw.Control(func(s uintptr) { fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return fd
 }

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"net"
 	"time"
 
 	"github.com/wsalive/wsalive/liveness"
@@ -62,3 +63,28 @@ func NewPolicy(c PolicyConfig) *Policy {
 
 // noPolicy is used for pairs attached without one: relay only.
 var noPolicy = &Policy{}
+
+// keepaliveWanted reports whether the relay should set side s's TCP
+// keepalive on c, that side's connection. Not when c inherited it from
+// its listener (inherited), and not when c's peer is on loopback and the
+// side's heartbeat is on: two loopback sockets are ends of one kernel,
+// which answers keepalive probes for a frozen process and resets or
+// finishes a dead one's connections, so keepalive can detect nothing the
+// heartbeat does not, and no NAT or balancer sits between them to keep
+// warm. A sidecar's upstream is such a peer, and the five setsockopt
+// calls were a tenth of a proxied handshake's system calls. With the
+// heartbeat off, keepalive stays: its user timeout still ends a
+// connection whose loopback peer stopped reading for that long.
+func (p *Policy) keepaliveWanted(s side, c net.Conn, inherited bool) bool {
+	if inherited || p.side[s].Keepalive == (liveness.TCPKeepalive{}) {
+		return false
+	}
+	if p.side[s].Heartbeat.Interval <= 0 {
+		return true
+	}
+	if c == nil {
+		return true
+	}
+	a, ok := c.RemoteAddr().(*net.TCPAddr)
+	return !ok || !a.IP.IsLoopback()
+}

@@ -334,8 +334,10 @@ func (c *Claim) Attach(conn net.Conn, buffered []byte) (uint64, error) {
 	s := c.s
 	p := s.cp
 	e := p.d.env
-	if err := connKeepalive(conn, &p.pol.side[client].Keepalive); err != nil {
-		e.logger.Warn("relay: setting TCP keepalive options", "side", "client", "err", err)
+	if p.pol.keepaliveWanted(client, conn, false) {
+		if err := connKeepalive(conn, &p.pol.side[client].Keepalive); err != nil {
+			e.logger.Warn("relay: setting TCP keepalive options", "side", "client", "err", err)
+		}
 	}
 	p.mu.Lock()
 	code := ResumeOver
