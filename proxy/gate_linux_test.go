@@ -17,8 +17,7 @@ import (
 )
 
 // startGatedProxy serves routes on an engine listener, as cmd/wsalive
-// does (its connections are Sockets, which tell the gate of their
-// waits), with an accept gate of max and no timeout on its waits. Serve
+// does, with an accept gate of max and no timeout on its waits. Serve
 // starts only after hold has run (nil: nothing).
 type gatedProxy struct {
 	*servedServer
@@ -84,8 +83,8 @@ func TestAcceptGateSlowHeads(t *testing.T) {
 	}
 }
 
-// A handshake waiting for its upstream is counted: the upstream's pace is
-// the proxy's (a storm piles up there). An upstream that does not answer
+// A handshake waiting for its loopback upstream is counted: the
+// upstream's pace is this machine's (a storm piles up there). An upstream that does not answer
 // holds the gate shut for its bound only, then the loop accepts anyway.
 func TestAcceptGateSlowUpstream(t *testing.T) {
 	release := make(chan struct{})
@@ -124,13 +123,80 @@ func TestAcceptGateSlowUpstream(t *testing.T) {
 	})
 }
 
+// A handshake waiting for an upstream that is not on loopback is not
+// counted: its wait is the network's, and a bound on it would cap the
+// handshake rate at the bound over the round trip.
+func TestAcceptGateDistantUpstream(t *testing.T) {
+	host := nonLoopbackIPv4(t)
+	release := make(chan struct{})
+	var n atomic.Int32
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := serveRawUpstream(t, ln, ln.Addr().String(), false, func(c net.Conn, req *http.Request) {
+		if n.Add(1) == 1 {
+			<-release
+		}
+		_, _ = c.Write([]byte(switching(req, "")))
+	})
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	s := startGatedProxy(t, []*config.Route{testRoute("r", slow.addr, waitBound)}, 1, nil)
+	for _, rs := range s.srv.table.Load().states {
+		if rs.local {
+			t.Fatalf("route to %s taken for a loopback one", slow.addr)
+		}
+	}
+	first := dialProxy(t, s.addr)
+	if _, err := first.Write([]byte(upgradeRequest("/", "a", ""))); err != nil {
+		t.Fatal(err)
+	}
+	slow.waitRequest(t)
+	if got := s.srv.gate.counted(); got != 0 {
+		t.Fatalf("counted %d while the distant upstream is silent, want 0", got)
+	}
+	if ex := roundTrip(t, s.addr, upgradeRequest("/", "a", "")); ex.resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d, want 101", ex.resp.StatusCode)
+	}
+	if w := s.srv.gate.waiting.Load(); w != 0 {
+		t.Fatalf("%d accept loops waited at the gate", w)
+	}
+	close(release)
+	if st := statusOf(t, first); st != http.StatusSwitchingProtocols {
+		t.Fatalf("the slow upstream's client: status %d, want 101", st)
+	}
+}
+
+// nonLoopbackIPv4 returns an IPv4 address of this machine outside
+// 127/8, or skips the test.
+func nonLoopbackIPv4(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Skip(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			return n.IP.String()
+		}
+	}
+	t.Skip("no IPv4 address outside loopback")
+	return ""
+}
+
 // While the gate is full the accept loop waits there, and the client it
 // has not accepted waits in the kernel's queue; it is served once a
 // counted handshake ends.
 func TestAcceptGateHoldsAccept(t *testing.T) {
 	up := switchingUpstream(t)
 	var held *gateTicket
-	s := startGatedProxy(t, []*config.Route{testRoute("r", up.addr, waitBound)}, 1, func(srv *Server) { held = srv.gate.ticket() })
+	s := startGatedProxy(t, []*config.Route{testRoute("r", up.addr, waitBound)}, 1, func(srv *Server) { held = countedTicket(srv.gate) })
 	waitFor(t, "the accept loop at the gate", func() bool { return s.srv.gate.waiting.Load() == 1 })
 	c := dialProxy(t, s.addr)
 	if _, err := c.Write([]byte(upgradeRequest("/", "a", ""))); err != nil {
@@ -148,7 +214,7 @@ func TestAcceptGateHoldsAccept(t *testing.T) {
 // Shutdown ends an accept loop waiting at a full gate.
 func TestAcceptGateShutdownServe(t *testing.T) {
 	up := switchingUpstream(t)
-	s := startGatedProxy(t, []*config.Route{testRoute("r", up.addr, waitBound)}, 1, func(srv *Server) { srv.gate.ticket() })
+	s := startGatedProxy(t, []*config.Route{testRoute("r", up.addr, waitBound)}, 1, func(srv *Server) { countedTicket(srv.gate) })
 	waitFor(t, "the accept loop at the gate", func() bool { return s.srv.gate.waiting.Load() == 1 })
 	s.stop(t) // checks that Serve returns ErrServerClosed
 }

@@ -20,6 +20,13 @@ func gateWait(t *testing.T, g *acceptGate, w *gateWaiter, done <-chan struct{}) 
 	return res
 }
 
+// countedTicket is a ticket of g in its upstream phase.
+func countedTicket(g *acceptGate) *gateTicket {
+	t := g.ticket()
+	t.count()
+	return t
+}
+
 func gateResult(t *testing.T, res <-chan bool, want bool) {
 	t.Helper()
 	select {
@@ -35,7 +42,7 @@ func gateResult(t *testing.T, res <-chan bool, want bool) {
 func TestAcceptGateWakesOnEnd(t *testing.T) {
 	g := newAcceptGate(2)
 	g.maxWait = time.Hour
-	a, b := g.ticket(), g.ticket()
+	a, b := countedTicket(g), countedTicket(g)
 	w := g.waiter()
 	res := gateWait(t, g, w, nil)
 	a.end()
@@ -50,40 +57,44 @@ func TestAcceptGateWakesOnEnd(t *testing.T) {
 	}
 }
 
-// A handshake that starts waiting for a peer leaves the count, and the
-// accept loop goes on; when it wakes it counts again.
-func TestAcceptGateWakesOnPeerWait(t *testing.T) {
+// A handshake that leaves its upstream phase leaves the count, and the
+// accept loop goes on; counted again, it counts again; after end it
+// never does.
+func TestAcceptGateUncount(t *testing.T) {
 	g := newAcceptGate(2)
 	g.maxWait = time.Hour
-	a, b := g.ticket(), g.ticket()
+	a, b := countedTicket(g), countedTicket(g)
 	w := g.waiter()
 	res := gateWait(t, g, w, nil)
-	b.Waiting()
+	b.uncount()
 	gateResult(t, res, true)
-	b.Waiting() // nested: a dial's Socket waiting inside the dial's wait
-	b.Woken()
+	b.uncount() // twice changes nothing
 	if g.counted() != 1 {
-		t.Fatalf("counted %d while b waits, want 1", g.counted())
+		t.Fatalf("counted %d after b's uncount, want 1", g.counted())
 	}
-	b.Woken()
+	b.count()
+	b.count()
 	if g.counted() != 2 {
-		t.Fatalf("counted %d once b woke, want 2", g.counted())
+		t.Fatalf("counted %d once b counts again, want 2", g.counted())
 	}
-	// Ending while waiting, and a wake after the end, count nothing.
-	a.Waiting()
 	a.end()
-	a.Woken()
-	a.Waiting()
+	a.count() // after the end: nothing
+	b.uncount()
 	b.end()
+	b.count()
 	if g.counted() != 0 {
 		t.Fatalf("counted %d after both ended, want 0", g.counted())
 	}
+	var none *gateTicket // an upgrade on a plain HTTP connection
+	none.count()
+	none.uncount()
+	none.end()
 }
 
 func TestAcceptGateShutdown(t *testing.T) {
 	g := newAcceptGate(1)
 	g.maxWait = time.Hour
-	g.ticket()
+	countedTicket(g)
 	done := make(chan struct{})
 	res := gateWait(t, g, g.waiter(), done)
 	close(done)
@@ -91,11 +102,11 @@ func TestAcceptGateShutdown(t *testing.T) {
 }
 
 // A gate shut for maxWait opens for the loop until the count falls below
-// the bound: a handshake stuck where no Socket tells cannot stall accept.
+// the bound: an upstream that answers nothing cannot stall accept.
 func TestAcceptGateTimeout(t *testing.T) {
 	g := newAcceptGate(1)
 	g.maxWait = 20 * time.Millisecond
-	a := g.ticket()
+	a := countedTicket(g)
 	w := g.waiter()
 	start := time.Now()
 	if !w.wait(nil) {
@@ -104,7 +115,7 @@ func TestAcceptGateTimeout(t *testing.T) {
 	if took := time.Since(start); took < g.maxWait {
 		t.Fatalf("wait returned after %v, before its bound %v", took, g.maxWait)
 	}
-	g.ticket() // accepted: 2 counted, over the bound
+	countedTicket(g) // accepted: 2 counted, over the bound
 	g.maxWait = time.Hour
 	if !w.wait(nil) {
 		t.Fatal("open gate: wait returned false")
@@ -117,7 +128,7 @@ func TestAcceptGateTimeout(t *testing.T) {
 	if !w.wait(nil) || w.open {
 		t.Fatalf("below the bound: open %v, want false", w.open)
 	}
-	g.ticket()
+	countedTicket(g)
 	res := gateWait(t, g, w, nil)
 	g.put()
 	gateResult(t, res, true)
@@ -127,7 +138,7 @@ func TestAcceptGateTimeout(t *testing.T) {
 func TestAcceptGateWakesEveryLoop(t *testing.T) {
 	g := newAcceptGate(1)
 	g.maxWait = time.Hour
-	a := g.ticket()
+	a := countedTicket(g)
 	r1 := make(chan bool, 1)
 	r2 := make(chan bool, 1)
 	w1, w2 := g.waiter(), g.waiter()
@@ -144,7 +155,7 @@ func TestAcceptGateWakesEveryLoop(t *testing.T) {
 func TestAcceptGateLowWater(t *testing.T) {
 	g := newAcceptGate(4)
 	g.maxWait = time.Hour
-	ts := []*gateTicket{g.ticket(), g.ticket(), g.ticket(), g.ticket()}
+	ts := []*gateTicket{countedTicket(g), countedTicket(g), countedTicket(g), countedTicket(g)}
 	w := g.waiter()
 	res := gateWait(t, g, w, nil)
 	ts[0].end()          // 3: above low water (2)
@@ -161,8 +172,28 @@ func TestAcceptGateLowWater(t *testing.T) {
 	ts[1].end() // 2: low water
 	gateResult(t, res, true)
 	// Below the bound the loop does not wait at all.
-	g.ticket()
+	countedTicket(g)
 	if !w.wait(nil) || g.waiting.Load() != 0 {
 		t.Fatal("at 3 of 4, wait should return at once")
+	}
+}
+
+func TestOnLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:80":          true,
+		"127.9.8.7:8080":        true,
+		"[::1]:80":              true,
+		"[::ffff:127.0.0.1]:80": true,
+		"localhost:3000":        true,
+		"LocalHost:3000":        true,
+		"10.0.0.7:80":           false,
+		"[2001:db8::1]:80":      false,
+		"backend:80":            false,
+		"localhost.example:80":  false,
+		"127.0.0.1":             false, // no port: not an address the pool has
+	} {
+		if got := onLoopback(addr); got != want {
+			t.Errorf("onLoopback(%q) = %v, want %v", addr, got, want)
+		}
 	}
 }

@@ -241,7 +241,11 @@ func (s *Server) serveUpgrade(u *upgrade) {
 	session := sessionFor(resume, route, req)
 	dropExtensionsForSession(resume, route, up)
 	ctx, cancel := context.WithTimeout(relay.NearConn(s.ctx, c), timeout)
+	if rs.local {
+		u.ticket.count() // see acceptGate
+	}
 	uc, uerr := s.dialUpstream(ctx, route, rs, req, up, &u.fwd)
+	u.ticket.end()
 	cancel()
 	if uerr != nil {
 		s.upstreamFailed(u, rs, uerr, time.Now().Add(timeout))

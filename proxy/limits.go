@@ -394,26 +394,28 @@ func (s *Server) PairClosed(st relay.PairStats) {
 // bottleneck of a burst of handshakes (a storm, a ramp of reconnecting
 // clients) accepting faster only moves the queue into the process: the
 // goroutines, their stacks and the heap they grow stay allocated after
-// the burst (Go keeps a peak's goroutine structs, spans and netpoll
-// descriptors), some 150-250 B per idle pair at 9,000 pairs
-// (bench/notes.md, "Memory per idle pair, session 8").
+// the burst (Go keeps a peak's goroutine structs and spans), some
+// 50-200 B per idle pair at 9,000 pairs (bench/notes.md, "Memory per
+// idle pair, session 8").
 //
-// What the gate counts is the handshakes in the proxy's hands: from
-// accept until they end or are handed off, except while they wait for
-// their client (its request head, a client that does not read its 101
-// or its refusal). Those waits are the client's pace: counted, 64 slow
-// or silent clients (slowloris) would hold accept shut for everybody;
-// handshakeLimit and the head timeout bound them instead. A Socket tells
-// its handshake's ticket of each wait (relay.Waiter); connections that
-// are not Sockets (TLS listeners, other systems) are not counted at all.
-// Waits for the upstream (its connect, its 101) are counted: in a burst
-// that is where the handshakes pile up (the upstream answers at its
-// pace, the proxy dials at accept's), 455 of 519 goroutines at the peak
-// of a 9,000-pair ramp.
+// What the gate counts is the handshakes in their upstream phase (the
+// connect and the upstream's 101) toward a route whose servers are all
+// on loopback: in a burst that is where the handshakes pile up, 455 of
+// 519 goroutines at the peak of a 9,000-pair ramp, and a loopback
+// upstream's pace is this machine's CPU, so more of them in flight
+// only queue. The rest is not counted:
+//   - the wait for a client's request head is the client's pace:
+//     counted, 64 slow or silent clients (slowloris) would hold accept
+//     shut for everybody; handshakeLimit and the head timeout bound them
+//     instead;
+//   - a distant upstream's handshake time is mostly the network's, and
+//     Little's law needs that many handshakes in flight for the rate:
+//     counted, 64 per CPU over a 50 ms upstream would cap a storm at
+//     1,280 handshakes a second.
 //
-// An upstream that does not answer at all would then keep its
-// handshakes counted until their timeout. So when the gate stays shut
-// for acceptGateWait, the loop stops waiting on it until the count has
+// An upstream that does not answer at all would keep its handshakes
+// counted until their timeout. So when the gate stays shut for
+// acceptGateWait, the loop stops waiting on it until the count has
 // fallen below the bound again: a stuck upstream costs one pause of
 // acceptGateWait, then accept runs ungated as it did before the gate.
 type acceptGate struct {
@@ -430,11 +432,10 @@ type acceptGate struct {
 }
 
 // acceptGateMax is the gate's bound per CPU (GOMAXPROCS): enough
-// handshakes to keep a CPU busy while others wait for their upstream.
-// It caps the rate of handshakes at the bound over an upstream's
-// handshake time: 64 over 5 ms is 12,800 a second per CPU, more than a
-// CPU does (5,000-7,000), but 64 over 50 ms, a distant upstream, is
-// 1,280 (bench/notes.md, "Memory per idle pair, session 8").
+// handshakes to keep a CPU busy while others wait for a loopback
+// upstream, whose handshake takes well under 5 ms when it keeps up:
+// 64 over 5 ms is 12,800 a second per CPU, more than a CPU does here
+// (5,000-7,000).
 const acceptGateMax = 64
 
 // acceptGateWait is the longest an accept loop waits for the gate: long
@@ -526,41 +527,41 @@ func (w *gateWaiter) wait(done <-chan struct{}) bool {
 	return true
 }
 
-// gateTicket is one handshake counted by the gate (a relay.Waiter). Its
-// depth counts the waits it is in; it is counted while that is 0.
-// Waiting and Woken may come from any goroutine, also after end.
+// gateTicket is one handshake's place at the gate: counted between
+// count and uncount (its upstream phase), never again after end.
 type gateTicket struct {
 	g     *acceptGate
-	depth atomic.Int64
+	state atomic.Int32 // ticketIdle, ticketCounted or ticketEnded
 }
 
-// ticketEnded, added to a ticket's depth, keeps it uncounted for good.
-const ticketEnded = 1 << 40
+const (
+	ticketIdle int32 = iota
+	ticketCounted
+	ticketEnded
+)
 
-// ticket counts a handshake just accepted.
-func (g *acceptGate) ticket() *gateTicket {
-	g.take()
-	return &gateTicket{g: g}
-}
+// ticket returns a ticket for a handshake just accepted, not counted.
+func (g *acceptGate) ticket() *gateTicket { return &gateTicket{g: g} }
 
-// Waiting implements relay.Waiter. A nil ticket counts nothing (an
-// upgrade on a plain HTTP connection: the gate let it in long ago).
-func (t *gateTicket) Waiting() {
-	if t != nil && t.depth.Add(1) == 1 {
-		t.g.put()
-	}
-}
-
-// Woken implements relay.Waiter.
-func (t *gateTicket) Woken() {
-	if t != nil && t.depth.Add(-1) == 0 {
+// count counts the handshake until uncount or end. A nil ticket counts
+// nothing (an upgrade on a plain HTTP connection: the gate let it in
+// long ago).
+func (t *gateTicket) count() {
+	if t != nil && t.state.CompareAndSwap(ticketIdle, ticketCounted) {
 		t.g.take()
 	}
 }
 
-// end stops counting the handshake, once; later calls do nothing.
+// uncount stops counting the handshake; it may be counted again.
+func (t *gateTicket) uncount() {
+	if t != nil && t.state.CompareAndSwap(ticketCounted, ticketIdle) {
+		t.g.put()
+	}
+}
+
+// end stops counting the handshake for good; later calls do nothing.
 func (t *gateTicket) end() {
-	if t != nil && t.depth.Swap(ticketEnded) == 0 {
+	if t != nil && t.state.Swap(ticketEnded) == ticketCounted {
 		t.g.put()
 	}
 }

@@ -275,11 +275,7 @@ func (s *Server) Serve(ln net.Listener, lcfg config.Listener) error {
 			_ = c.Close()
 			return ErrServerClosed
 		}
-		t := s.gate.ticket()
-		if !relay.SetWaiter(c, t) {
-			t.end() // its waits cannot be told apart: not counted
-		}
-		go s.handle(c, ls, slot, p, t)
+		go s.handle(c, ls, slot, p, s.gate.ticket())
 	}
 }
 
