@@ -7,8 +7,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/wsalive/wsalive/config"
@@ -126,6 +128,9 @@ type routeState struct {
 	// as parsing it per handshake did.
 	upstream    *url.URL
 	upstreamErr error
+	// local: every server of the route is on loopback, so the upstream
+	// phase of a handshake is counted at the accept gate (acceptGate).
+	local bool
 	// pool picks and dials the route's upstream servers (proxy/pool), with
 	// the TLS handshake for wss:// as part of the dial.
 	pool *pool.Pool
@@ -174,8 +179,10 @@ func (s *Server) newRouteState(r *config.Route) (*routeState, error) {
 	}
 	rs.pool = pool.ForRoute(r, o)
 	rs.httpURLs = map[string]*url.URL{}
+	rs.local = true
 	for _, st := range rs.pool.States() {
 		rs.httpURLs[st.Address] = &url.URL{Scheme: rs.httpScheme(), Host: st.Address}
+		rs.local = rs.local && onLoopback(st.Address)
 	}
 	s.newRouteProxy(rs)
 	return rs, nil
@@ -257,4 +264,19 @@ func (s *Server) newListenerState(ln net.Listener, lcfg config.Listener) *listen
 	ls.feed = newConnFeed(ln.Addr())
 	ls.http = s.newHTTPServer(ls, idle)
 	return ls
+}
+
+// onLoopback reports whether address (host:port) names this machine's
+// loopback: an address in 127.0.0.0/8 or ::1, or "localhost", which
+// RFC 6761 reserves for it.
+func onLoopback(address string) bool {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }

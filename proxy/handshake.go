@@ -107,7 +107,7 @@ func (l *handshakeLog) write(level slog.Level, msg string, attrs ...slog.Attr) {
 // not pass plain HTTP) takes the WebSocket path on this goroutine; a plain
 // HTTP request hands the connection, with the bytes read so far replayed,
 // to the listener's HTTP server. Every path either hands c on or closes it.
-func (s *Server) firstRequest(c net.Conn, ls *listenerState, slot *connSlot, p peer) {
+func (s *Server) firstRequest(c net.Conn, ls *listenerState, slot *connSlot, p peer, tk *gateTicket) {
 	start := time.Now()
 	t := s.table.Load()
 	// A value, copied into the upgrade: a pointer stored there would
@@ -164,7 +164,7 @@ func (s *Server) firstRequest(c net.Conn, ls *listenerState, slot *connSlot, p p
 	}
 	buffered := hr.beyondHead()
 	putHeadReader(hr)
-	s.serveUpgrade(&upgrade{c: c, req: req, buffered: buffered, t: t, fwd: fwd, slot: slot, start: start, log: *log})
+	s.serveUpgrade(&upgrade{c: c, req: req, buffered: buffered, t: t, fwd: fwd, slot: slot, start: start, log: *log, ticket: tk})
 }
 
 // upgrade is one request on the WebSocket path.
@@ -178,6 +178,9 @@ type upgrade struct {
 	slot     *connSlot
 	start    time.Time
 	log      handshakeLog
+	// ticket counts the handshake at the accept gate; nil for an
+	// upgrade on a plain HTTP connection.
+	ticket *gateTicket
 }
 
 // serveUpgrade performs both handshakes for u and hands the pair to the
@@ -238,7 +241,11 @@ func (s *Server) serveUpgrade(u *upgrade) {
 	session := sessionFor(resume, route, req)
 	dropExtensionsForSession(resume, route, up)
 	ctx, cancel := context.WithTimeout(relay.NearConn(s.ctx, c), timeout)
+	if rs.local {
+		u.ticket.count() // see acceptGate
+	}
 	uc, uerr := s.dialUpstream(ctx, route, rs, req, up, &u.fwd)
+	u.ticket.end()
 	cancel()
 	if uerr != nil {
 		s.upstreamFailed(u, rs, uerr, time.Now().Add(timeout))

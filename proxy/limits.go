@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/wsalive/wsalive/config"
 	"github.com/wsalive/wsalive/proxy/relay"
@@ -384,4 +385,183 @@ func (s *Server) PairClosed(st relay.PairStats) {
 	// A session's pair is found by ID, whatever its address.
 	ap, _ := netip.ParseAddrPort(st.ClientAddr)
 	s.pairs.closed(st.Route, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), st.ID)
+}
+
+// acceptGate keeps the accept loops from running ahead of the
+// handshakes they started. A connection the kernel holds in its accept
+// queue costs the process nothing; one accepted costs a goroutine, a
+// head buffer, and later an upstream dial, and when the CPUs are the
+// bottleneck of a burst of handshakes (a storm, a ramp of reconnecting
+// clients) accepting faster only moves the queue into the process: the
+// goroutines, their stacks and the heap they grow stay allocated after
+// the burst (Go keeps a peak's goroutine structs and spans), some
+// 50-200 B per idle pair at 9,000 pairs (bench/notes.md, "Memory per
+// idle pair, session 8").
+//
+// What the gate counts is the handshakes in their upstream phase (the
+// connect and the upstream's 101) toward a route whose servers are all
+// on loopback: in a burst that is where the handshakes pile up, 455 of
+// 519 goroutines at the peak of a 9,000-pair ramp, and a loopback
+// upstream's pace is this machine's CPU, so more of them in flight
+// only queue. The rest is not counted:
+//   - the wait for a client's request head is the client's pace:
+//     counted, 64 slow or silent clients (slowloris) would hold accept
+//     shut for everybody; handshakeLimit and the head timeout bound them
+//     instead;
+//   - a distant upstream's handshake time is mostly the network's, and
+//     Little's law needs that many handshakes in flight for the rate:
+//     counted, 64 per CPU over a 50 ms upstream would cap a storm at
+//     1,280 handshakes a second.
+//
+// An upstream that does not answer at all would keep its handshakes
+// counted until their timeout. So when the gate stays shut for
+// acceptGateWait, the loop stops waiting on it until the count has
+// fallen below the bound again: a stuck upstream costs one pause of
+// acceptGateWait, then accept runs ungated as it did before the gate.
+type acceptGate struct {
+	// max shuts the gate; a loop waiting at it goes on at low.
+	max, low int64
+	// maxWait is acceptGateWait but in tests.
+	maxWait time.Duration
+	busy    atomic.Int64
+	// waiting counts the accept loops waiting; put wakes them through
+	// their channels only then.
+	waiting atomic.Int32
+	mu      sync.Mutex
+	wakes   []chan struct{}
+}
+
+// acceptGateMax is the gate's bound per CPU (GOMAXPROCS): enough
+// handshakes to keep a CPU busy while others wait for a loopback
+// upstream, whose handshake takes well under 5 ms when it keeps up:
+// 64 over 5 ms is 12,800 a second per CPU, more than a CPU does here
+// (5,000-7,000).
+const acceptGateMax = 64
+
+// acceptGateWait is the longest an accept loop waits for the gate: long
+// enough that a burst on a loaded machine (where no handshake may end
+// for a hundred milliseconds) does not open it, short enough to be a
+// pause rather than an outage when the counted handshakes are stuck.
+const acceptGateWait = time.Second
+
+func newAcceptGate(max int) *acceptGate {
+	return &acceptGate{max: int64(max), low: int64(max / 2), maxWait: acceptGateWait}
+}
+
+func (g *acceptGate) take() { g.busy.Add(1) }
+
+func (g *acceptGate) put() {
+	if g.busy.Add(-1) <= g.low && g.waiting.Load() > 0 {
+		g.mu.Lock()
+		for _, w := range g.wakes {
+			select {
+			case w <- struct{}{}:
+			default:
+			}
+		}
+		g.mu.Unlock()
+	}
+}
+
+// counted returns how many handshakes the gate counts.
+func (g *acceptGate) counted() int { return int(g.busy.Load()) }
+
+// gateWaiter is one accept loop's wait on the gate.
+type gateWaiter struct {
+	g    *acceptGate
+	wake chan struct{}
+	t    *time.Timer
+	// open: a wait timed out; the loop does not wait again until the
+	// count is below the bound.
+	open bool
+}
+
+func (g *acceptGate) waiter() *gateWaiter {
+	return &gateWaiter{g: g, wake: make(chan struct{}, 1)}
+}
+
+// wait returns once the gate has room, after acceptGateWait, or when
+// done closes (false).
+func (w *gateWaiter) wait(done <-chan struct{}) bool {
+	g := w.g
+	if g.busy.Load() < g.max {
+		w.open = false
+		return true
+	}
+	if w.open {
+		return true
+	}
+	g.mu.Lock()
+	g.wakes = append(g.wakes, w.wake)
+	g.waiting.Add(1)
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.waiting.Add(-1)
+		for i, c := range g.wakes {
+			if c == w.wake {
+				g.wakes = append(g.wakes[:i], g.wakes[i+1:]...)
+				break
+			}
+		}
+		g.mu.Unlock()
+	}()
+	if w.t == nil {
+		w.t = time.NewTimer(g.maxWait)
+	} else {
+		w.t.Reset(g.maxWait)
+	}
+	defer w.t.Stop()
+	// Shut at max, open again at low: the loop then accepts a batch
+	// back to back instead of one connection per wake.
+	for g.busy.Load() > g.low {
+		select {
+		case <-w.wake:
+		case <-w.t.C:
+			w.open = true
+			return true
+		case <-done:
+			return false
+		}
+	}
+	return true
+}
+
+// gateTicket is one handshake's place at the gate: counted between
+// count and uncount (its upstream phase), never again after end.
+type gateTicket struct {
+	g     *acceptGate
+	state atomic.Int32 // ticketIdle, ticketCounted or ticketEnded
+}
+
+const (
+	ticketIdle int32 = iota
+	ticketCounted
+	ticketEnded
+)
+
+// ticket returns a ticket for a handshake just accepted, not counted.
+func (g *acceptGate) ticket() *gateTicket { return &gateTicket{g: g} }
+
+// count counts the handshake until uncount or end. A nil ticket counts
+// nothing (an upgrade on a plain HTTP connection: the gate let it in
+// long ago).
+func (t *gateTicket) count() {
+	if t != nil && t.state.CompareAndSwap(ticketIdle, ticketCounted) {
+		t.g.take()
+	}
+}
+
+// uncount stops counting the handshake; it may be counted again.
+func (t *gateTicket) uncount() {
+	if t != nil && t.state.CompareAndSwap(ticketCounted, ticketIdle) {
+		t.g.put()
+	}
+}
+
+// end stops counting the handshake for good; later calls do nothing.
+func (t *gateTicket) end() {
+	if t != nil && t.state.Swap(ticketEnded) == ticketCounted {
+		t.g.put()
+	}
 }

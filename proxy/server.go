@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,7 +67,10 @@ type Server struct {
 	limits  config.Limits
 
 	handshakes *handshakeLimit
-	pairs      *pairCounter
+	// gate keeps the accept loops from running ahead of the handshakes
+	// (limits.go).
+	gate  *acceptGate
+	pairs *pairCounter
 	// lnKeepalive is the TCP keepalive every listener given to Serve
 	// carries, set when it was opened (WithListenerKeepalive); its
 	// accepted sockets inherit it. lnKeepaliveSet is false when nothing
@@ -132,6 +136,7 @@ func NewServer(routes []*config.Route, r Relay, logger *slog.Logger, opts ...Opt
 		metrics:     metrics.Nop{},
 		limits:      config.Limits{MaxHandshakes: config.DefaultMaxHandshakes, MaxHandshakesPerClientIP: config.DefaultMaxHandshakesPerClientIP},
 		pairs:       newPairCounter(),
+		gate:        newAcceptGate(acceptGateMax * runtime.GOMAXPROCS(0)),
 		done:        make(chan struct{}),
 		listeners:   make(map[net.Listener]*listenerState),
 		handshaking: make(map[net.Conn]struct{}),
@@ -219,7 +224,13 @@ func (s *Server) Serve(ln net.Listener, lcfg config.Listener) error {
 	}()
 
 	var delay time.Duration
+	gate := s.gate.waiter()
 	for {
+		// Handshakes accepted and ready to run are all the CPUs can
+		// take: the rest wait in the kernel's queue (acceptGate).
+		if !gate.wait(s.done) {
+			return ErrServerClosed
+		}
 		c, err := ln.Accept()
 		if err != nil {
 			if s.isClosing() {
@@ -264,7 +275,7 @@ func (s *Server) Serve(ln net.Listener, lcfg config.Listener) error {
 			_ = c.Close()
 			return ErrServerClosed
 		}
-		go s.handle(c, ls, slot, p)
+		go s.handle(c, ls, slot, p, s.gate.ticket())
 	}
 }
 
@@ -408,11 +419,12 @@ func (s *Server) releaseConn(c net.Conn) {
 
 // handle runs one connection's first request on its own goroutine, which
 // ends with the handshake or with the handoff to the HTTP server.
-func (s *Server) handle(c net.Conn, ls *listenerState, slot *connSlot, p peer) {
+func (s *Server) handle(c net.Conn, ls *listenerState, slot *connSlot, p peer, t *gateTicket) {
 	defer s.inflight.Done()
 	defer s.releaseConn(c)
+	defer t.end()
 	s.accepted.Add(1)
-	s.firstRequest(c, ls, slot, p)
+	s.firstRequest(c, ls, slot, p, t)
 }
 
 // Accepted returns how many client connections the server has taken for
