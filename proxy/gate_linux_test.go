@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsalive/wsalive/proxy/internal/hostaddr"
+
 	"github.com/wsalive/wsalive/config"
 	"github.com/wsalive/wsalive/proxy/relay"
 )
@@ -84,24 +86,15 @@ func TestAcceptGateSlowHeads(t *testing.T) {
 }
 
 // A handshake waiting for its loopback upstream is counted: the
-// upstream's pace is this machine's (a storm piles up there). An upstream that does not answer
-// holds the gate shut for its bound only, then the loop accepts anyway.
+// upstream's pace is this machine's (a storm piles up there). An
+// upstream that does not answer holds the gate shut for its bound only,
+// then the loop accepts anyway.
 func TestAcceptGateSlowUpstream(t *testing.T) {
-	release := make(chan struct{})
-	var n atomic.Int32
-	slow := startRawUpstream(t, func(c net.Conn, req *http.Request) {
-		if n.Add(1) == 1 {
-			<-release
-		}
-		_, _ = c.Write([]byte(switching(req, "")))
-	})
-	t.Cleanup(func() {
-		select {
-		case <-release:
-		default:
-			close(release)
-		}
-	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow, release := firstHeldUpstream(t, ln)
 	s := startGatedProxy(t, []*config.Route{testRoute("r", slow.addr, waitBound)}, 1, func(srv *Server) { srv.gate.maxWait = 20 * time.Millisecond })
 	first := dialProxy(t, s.addr)
 	if _, err := first.Write([]byte(upgradeRequest("/", "a", ""))); err != nil {
@@ -114,7 +107,7 @@ func TestAcceptGateSlowUpstream(t *testing.T) {
 	if ex := roundTrip(t, s.addr, upgradeRequest("/", "a", "")); ex.resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("status %d, want 101", ex.resp.StatusCode)
 	}
-	close(release)
+	release()
 	if st := statusOf(t, first); st != http.StatusSwitchingProtocols {
 		t.Fatalf("the slow upstream's client: status %d, want 101", st)
 	}
@@ -128,25 +121,11 @@ func TestAcceptGateSlowUpstream(t *testing.T) {
 // handshake rate at the bound over the round trip.
 func TestAcceptGateDistantUpstream(t *testing.T) {
 	host := nonLoopbackIPv4(t)
-	release := make(chan struct{})
-	var n atomic.Int32
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	slow := serveRawUpstream(t, ln, ln.Addr().String(), false, func(c net.Conn, req *http.Request) {
-		if n.Add(1) == 1 {
-			<-release
-		}
-		_, _ = c.Write([]byte(switching(req, "")))
-	})
-	t.Cleanup(func() {
-		select {
-		case <-release:
-		default:
-			close(release)
-		}
-	})
+	slow, release := firstHeldUpstream(t, ln)
 	s := startGatedProxy(t, []*config.Route{testRoute("r", slow.addr, waitBound)}, 1, nil)
 	for _, rs := range s.srv.table.Load().states {
 		if rs.local {
@@ -167,27 +146,39 @@ func TestAcceptGateDistantUpstream(t *testing.T) {
 	if w := s.srv.gate.waiting.Load(); w != 0 {
 		t.Fatalf("%d accept loops waited at the gate", w)
 	}
-	close(release)
+	release()
 	if st := statusOf(t, first); st != http.StatusSwitchingProtocols {
 		t.Fatalf("the slow upstream's client: status %d, want 101", st)
 	}
+}
+
+// firstHeldUpstream serves ln as an upstream that answers 101, but
+// holds its first request's answer until release is called (at the
+// latest when the test ends).
+func firstHeldUpstream(t *testing.T, ln net.Listener) (up *rawUpstream, release func()) {
+	held := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(held) }) }
+	t.Cleanup(release)
+	var n atomic.Int32
+	up = serveRawUpstream(t, ln, ln.Addr().String(), false, func(c net.Conn, req *http.Request) {
+		if n.Add(1) == 1 {
+			<-held
+		}
+		_, _ = c.Write([]byte(switching(req, "")))
+	})
+	return up, release
 }
 
 // nonLoopbackIPv4 returns an IPv4 address of this machine outside
 // 127/8, or skips the test.
 func nonLoopbackIPv4(t *testing.T) string {
 	t.Helper()
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		t.Skip(err)
+	ip, ok := hostaddr.IPv4()
+	if !ok {
+		t.Skip("no IPv4 address outside loopback")
 	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
-			return n.IP.String()
-		}
-	}
-	t.Skip("no IPv4 address outside loopback")
-	return ""
+	return ip
 }
 
 // While the gate is full the accept loop waits there, and the client it

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsalive/wsalive/proxy/internal/hostaddr"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/wsalive/wsalive/liveness"
@@ -146,17 +148,11 @@ func TestAttachSkipsInheritedClientKeepalive(t *testing.T) {
 // 127/8, or skips the test.
 func nonLoopbackIPv4(t *testing.T) string {
 	t.Helper()
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		t.Skip(err)
+	ip, ok := hostaddr.IPv4()
+	if !ok {
+		t.Skip("no IPv4 address outside loopback")
 	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
-			return n.IP.String()
-		}
-	}
-	t.Skip("no IPv4 address outside loopback")
-	return ""
+	return ip
 }
 
 // TestAttachLoopbackKeepalive: with the heartbeat on, the relay leaves

@@ -1,0 +1,21 @@
+// Package hostaddr finds addresses of this machine for tests that need a
+// peer outside loopback but still on the machine (the same kernel, an
+// address a remote host could have).
+package hostaddr
+
+import "net"
+
+// IPv4 returns an IPv4 address of one of this machine's interfaces that
+// is neither loopback nor link-local; ok is false when there is none.
+func IPv4() (ip string, ok bool) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "", false
+	}
+	for _, a := range addrs {
+		if n, isNet := a.(*net.IPNet); isNet && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			return n.IP.String(), true
+		}
+	}
+	return "", false
+}
