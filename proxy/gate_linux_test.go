@@ -120,7 +120,7 @@ func TestAcceptGateSlowUpstream(t *testing.T) {
 // counted: its wait is the network's, and a bound on it would cap the
 // handshake rate at the bound over the round trip.
 func TestAcceptGateDistantUpstream(t *testing.T) {
-	host := nonLoopbackIPv4(t)
+	host := hostaddr.IPv4(t)
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
@@ -168,17 +168,6 @@ func firstHeldUpstream(t *testing.T, ln net.Listener) (up *rawUpstream, release 
 		_, _ = c.Write([]byte(switching(req, "")))
 	})
 	return up, release
-}
-
-// nonLoopbackIPv4 returns an IPv4 address of this machine outside
-// 127/8, or skips the test.
-func nonLoopbackIPv4(t *testing.T) string {
-	t.Helper()
-	ip, ok := hostaddr.IPv4()
-	if !ok {
-		t.Skip("no IPv4 address outside loopback")
-	}
-	return ip
 }
 
 // While the gate is full the accept loop waits there, and the client it

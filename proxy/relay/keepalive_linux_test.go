@@ -144,17 +144,6 @@ func TestAttachSkipsInheritedClientKeepalive(t *testing.T) {
 	}
 }
 
-// nonLoopbackIPv4 returns an IPv4 address of this machine outside
-// 127/8, or skips the test.
-func nonLoopbackIPv4(t *testing.T) string {
-	t.Helper()
-	ip, ok := hostaddr.IPv4()
-	if !ok {
-		t.Skip("no IPv4 address outside loopback")
-	}
-	return ip
-}
-
 // TestAttachLoopbackKeepalive: with the heartbeat on, the relay leaves
 // keepalive off a socket whose peer is on loopback, and sets it on one
 // whose peer is at another address of the machine (the same kernel, but
@@ -165,7 +154,7 @@ func TestAttachLoopbackKeepalive(t *testing.T) {
 			name := map[bool]string{false: "epoll", true: "conn"}[conns] + "/" + host
 			t.Run(name, func(t *testing.T) {
 				if host == "other" {
-					host = nonLoopbackIPv4(t)
+					host = hostaddr.IPv4(t)
 				}
 				e, _ := newTestEngine(t, Options{Loops: 1, ForceConnDriver: conns})
 				k := liveness.TCPKeepalive{Idle: 9 * time.Second, Interval: 2 * time.Second, Count: 3}
