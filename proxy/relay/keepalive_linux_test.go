@@ -50,7 +50,13 @@ func sockKeepalive(t *testing.T, c net.Conn) (on int, k liveness.TCPKeepalive) {
 // accepted connection.
 func acceptOne(t *testing.T, lc net.ListenConfig) net.Conn {
 	t.Helper()
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	return acceptOneOn(t, lc, "127.0.0.1")
+}
+
+// acceptOneOn is acceptOne on host, an address of this machine.
+func acceptOneOn(t *testing.T, lc net.ListenConfig, host string) net.Conn {
+	t.Helper()
+	ln, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,28 +167,9 @@ func TestAttachLoopbackKeepalive(t *testing.T) {
 				hb := liveness.Policy{Interval: 5 * time.Second, Timeout: 2 * time.Second, MaxMissed: 1}
 				side := SidePolicy{Heartbeat: hb, Keepalive: k}
 				pol := NewPolicy(PolicyConfig{Client: side, Upstream: side})
-				accept := func() net.Conn {
-					// KeepAlive -1: net would set it on what it accepts.
-					lc := net.ListenConfig{KeepAlive: -1}
-					ln, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort(host, "0"))
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer ln.Close()
-					d := net.Dialer{Timeout: 5 * time.Second, KeepAlive: -1}
-					c, err := d.Dial("tcp", ln.Addr().String())
-					if err != nil {
-						t.Fatal(err)
-					}
-					t.Cleanup(func() { c.Close() })
-					ln.(*net.TCPListener).SetDeadline(time.Now().Add(5 * time.Second))
-					s, err := ln.Accept()
-					if err != nil {
-						t.Fatal(err)
-					}
-					return s
-				}
-				cli, ups := accept(), accept()
+				// KeepAlive -1: net would set it on what it accepts.
+				lc := net.ListenConfig{KeepAlive: -1}
+				cli, ups := acceptOneOn(t, lc, host), acceptOneOn(t, lc, host)
 				cf, uf := dupSocket(t, cli), dupSocket(t, ups)
 				if _, err := e.Attach(Handoff{Client: cli, Upstream: ups, Policy: pol, CloseTimeout: time.Second}); err != nil {
 					t.Fatal(err)
