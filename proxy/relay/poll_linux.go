@@ -197,3 +197,13 @@ func sysGetsockoptInt(fd, level, opt int) (int, error) {
 	}
 	return int(val), nil
 }
+
+// sysConnected reports whether fd, a socket whose non-blocking connect
+// said EINPROGRESS, is connected already: getpeername(2) succeeds only
+// once the handshake is done.
+func sysConnected(fd int) bool {
+	var sa unix.RawSockaddrAny
+	size := uint32(unsafe.Sizeof(sa))
+	_, _, errno := unix.RawSyscall(unix.SYS_GETPEERNAME, uintptr(fd), uintptr(unsafe.Pointer(&sa)), uintptr(unsafe.Pointer(&size)))
+	return errno == 0
+}

@@ -10,6 +10,8 @@ import (
 	"os"
 	"regexp"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -322,6 +324,110 @@ func TestSocketDial(t *testing.T) {
 	if _, err := dial(context.Background(), "tcp", "localhost:1"); err == nil || fellBack != "localhost:1" {
 		t.Fatalf("a name: %v, fallback got %q", err, fellBack)
 	}
+}
+
+// A connect toward loopback is done inside the call: dial returns the
+// Socket at once, without a trip through the loop (it is in no epoll
+// set yet). One still in progress (its SYN dropped by a full accept
+// queue) waits in the loop for the handshake or for its context.
+func TestSocketDialInProgress(t *testing.T) {
+	e, _ := socketEngine(t, 1)
+	dial := e.DialFunc(nil)
+	fast, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fast.Close()
+	c, err := dial(context.Background(), "tcp", fast.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.(*Socket).registered {
+		t.Fatal("a connect done inside the call waited in the loop")
+	}
+	c.Close()
+
+	// A listener with a backlog of 0 holds one connection; the kernel
+	// drops the next one's SYN until it is accepted.
+	lfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(lfd)
+	if err := unix.Bind(lfd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(lfd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(lfd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*unix.SockaddrInet4).Port))
+	first, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := dial(ctx, "tcp", addr); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("dial into a full accept queue: %v, want the context's deadline", err)
+	}
+
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		c, err := dial(ctx, "tcp", addr)
+		res <- result{c, err}
+	}()
+	// Once that dial's SYN is out (and dropped), room in the queue: the
+	// SYN's retransmission (after about a second) completes it.
+	waitSynSent(t, sa.(*unix.SockaddrInet4).Port)
+	nfd, _, err := unix.Accept(lfd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(nfd)
+	r := <-res
+	if r.err != nil {
+		t.Fatalf("dial once the queue had room: %v", r.err)
+	}
+	defer r.c.Close()
+	s := r.c.(*Socket)
+	s.mu.RLock()
+	waited := s.registered
+	s.mu.RUnlock()
+	if !waited {
+		t.Fatal("a connect in progress did not wait in the loop")
+	}
+}
+
+// waitSynSent waits until a connection toward 127.0.0.1:port is in
+// SYN-SENT (/proc/net/tcp's state 02).
+func waitSynSent(t *testing.T, port int) {
+	t.Helper()
+	want := fmt.Sprintf("0100007F:%04X 02", port)
+	for start := time.Now(); time.Since(start) < 10*time.Second; {
+		tab, err := os.ReadFile("/proc/net/tcp")
+		if err != nil {
+			t.Skip(err)
+		}
+		for _, line := range strings.Split(string(tab), "\n") {
+			if f := strings.Fields(line); len(f) > 3 && f[2]+" "+f[3] == want {
+				return
+			}
+		}
+		runtime.Gosched()
+	}
+	t.Fatalf("no connection toward port %d in SYN-SENT", port)
 }
 
 // fdCount is the number of open descriptors of the process.
